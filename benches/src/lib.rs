@@ -1,0 +1,1 @@
+//! The benchmarks of fairio live in `benches/`; this library is empty.

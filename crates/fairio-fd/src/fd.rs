@@ -1,0 +1,296 @@
+//! [`Fd`]: one owned stream of any transport, and its two halves.
+
+use std::fmt;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, ready};
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
+
+use crate::{CloseReason, FdInfo};
+
+/// Any byte stream an [`Fd`] can wrap. Implemented for every type with the bounds.
+pub trait Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Stream for T {}
+
+/// Ids start at 1 and are never reused in a process, so 0 can never name a live stream.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// One owned byte stream of any transport, with a unique id, byte counters and a closing reason.
+///
+/// `Fd` implements `AsyncRead` and `AsyncWrite` itself; [`Fd::split`] gives two halves that a
+/// reader task and a writer task can own separately.
+///
+/// The stream is boxed once, at construction; reads and writes allocate nothing.
+pub struct Fd {
+    stream: Box<dyn Stream>,
+    info: Arc<FdInfo>,
+}
+
+impl Fd {
+    /// Wraps `stream`, giving it a fresh id.
+    pub fn new<S: Stream>(stream: S) -> Self {
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        Self {
+            stream: Box::new(stream),
+            info: Arc::new(FdInfo::new(id)),
+        }
+    }
+
+    /// The stream's unique id.
+    pub fn id(&self) -> u64 {
+        self.info.id()
+    }
+
+    /// The shared counters and closing reason; stays valid after the `Fd` is gone.
+    pub fn info(&self) -> &Arc<FdInfo> {
+        &self.info
+    }
+
+    /// Splits the stream into a read half and a write half that can move to different tasks.
+    pub fn split(self) -> (FdReadHalf, FdWriteHalf) {
+        let (r, w) = tokio::io::split(self.stream);
+        (
+            FdReadHalf {
+                inner: r,
+                info: Arc::clone(&self.info),
+            },
+            FdWriteHalf {
+                inner: w,
+                info: self.info,
+            },
+        )
+    }
+
+    /// Records `reason` (unless a reason was recorded already), shuts down the write half (which
+    /// sends a FIN on TCP), then drops the stream.
+    ///
+    /// # Errors
+    /// Returns the error of the shutdown. The stream is dropped, and so closed, either way.
+    ///
+    /// # Cancel safety
+    /// Dropping the future drops the stream: it closes, possibly without the FIN.
+    pub async fn close(mut self, reason: CloseReason) -> io::Result<()> {
+        self.info.set_close_reason(reason);
+        self.stream.shutdown().await
+    }
+}
+
+impl fmt::Debug for Fd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Fd")
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Counts the bytes a read added to `buf` since it held `before` filled bytes.
+fn count_read(info: &FdInfo, buf: &ReadBuf<'_>, before: usize, r: &io::Result<()>) {
+    if r.is_ok() {
+        info.add_read(buf.filled().len() - before);
+    }
+}
+
+fn count_written(info: &FdInfo, r: &io::Result<usize>) {
+    if let Ok(n) = r {
+        info.add_written(*n);
+    }
+}
+
+impl AsyncRead for Fd {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let r = ready!(Pin::new(&mut self.stream).poll_read(cx, buf));
+        count_read(&self.info, buf, before, &r);
+        Poll::Ready(r)
+    }
+}
+
+impl AsyncWrite for Fd {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let r = ready!(Pin::new(&mut self.stream).poll_write(cx, buf));
+        count_written(&self.info, &r);
+        Poll::Ready(r)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+/// The read half of a split [`Fd`].
+pub struct FdReadHalf {
+    inner: ReadHalf<Box<dyn Stream>>,
+    info: Arc<FdInfo>,
+}
+
+impl FdReadHalf {
+    /// The shared counters and closing reason of the whole stream.
+    pub fn info(&self) -> &Arc<FdInfo> {
+        &self.info
+    }
+}
+
+impl fmt::Debug for FdReadHalf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FdReadHalf")
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AsyncRead for FdReadHalf {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let r = ready!(Pin::new(&mut self.inner).poll_read(cx, buf));
+        count_read(&self.info, buf, before, &r);
+        Poll::Ready(r)
+    }
+}
+
+/// The write half of a split [`Fd`].
+pub struct FdWriteHalf {
+    inner: WriteHalf<Box<dyn Stream>>,
+    info: Arc<FdInfo>,
+}
+
+impl FdWriteHalf {
+    /// The shared counters and closing reason of the whole stream.
+    pub fn info(&self) -> &Arc<FdInfo> {
+        &self.info
+    }
+
+    /// Records `reason` (unless one was recorded already) and shuts down the write half, which
+    /// sends a FIN on TCP. The stream itself closes once the read half is dropped too.
+    ///
+    /// # Errors
+    /// Returns the error of the shutdown.
+    ///
+    /// # Cancel safety
+    /// Dropping the future drops this half; the FIN may not have been sent.
+    pub async fn close(mut self, reason: CloseReason) -> io::Result<()> {
+        self.info.set_close_reason(reason);
+        self.inner.shutdown().await
+    }
+}
+
+impl fmt::Debug for FdWriteHalf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FdWriteHalf")
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AsyncWrite for FdWriteHalf {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let r = ready!(Pin::new(&mut self.inner).poll_write(cx, buf));
+        count_written(&self.info, &r);
+        Poll::Ready(r)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn ids_are_unique_and_counters_follow_both_halves() {
+        let (a, b) = tokio::io::duplex(1024);
+        let fa = Fd::new(a);
+        let mut fb = Fd::new(b);
+        assert_ne!(fa.id(), fb.id());
+        assert_ne!(fa.id(), 0);
+        let info = Arc::clone(fa.info());
+        let (mut r, mut w) = fa.split();
+        w.write_all(b"0123456789").await.unwrap();
+        fb.write_all(b"abc").await.unwrap();
+        let mut buf = [0u8; 3];
+        r.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"abc");
+        assert_eq!(info.bytes_written(), 10);
+        assert_eq!(info.bytes_read(), 3);
+        assert_eq!(fb.info().bytes_read(), 0);
+        assert_eq!(fb.info().bytes_written(), 3);
+    }
+
+    #[tokio::test]
+    async fn close_sends_eof_and_first_reason_wins() {
+        let (a, b) = tokio::io::duplex(64);
+        let fa = Fd::new(a);
+        let info = Arc::clone(fa.info());
+        info.set_close_reason(CloseReason::Io(io::ErrorKind::ConnectionReset));
+        fa.close(CloseReason::LocalClose).await.unwrap();
+        assert_eq!(
+            info.close_reason(),
+            Some(CloseReason::Io(io::ErrorKind::ConnectionReset))
+        );
+        let mut fb = Fd::new(b);
+        let mut rest = Vec::new();
+        assert_eq!(fb.read_to_end(&mut rest).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn write_half_close_sends_fin_while_reading_goes_on() {
+        let (a, b) = tokio::io::duplex(64);
+        let (mut ra, wa) = Fd::new(a).split();
+        let (mut rb, mut wb) = Fd::new(b).split();
+        wa.close(CloseReason::LocalClose).await.unwrap();
+        let mut rest = Vec::new();
+        assert_eq!(rb.read_to_end(&mut rest).await.unwrap(), 0);
+        // The other direction still works after our FIN.
+        wb.write_all(b"late").await.unwrap();
+        let mut buf = [0u8; 4];
+        ra.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"late");
+        assert_eq!(ra.info().close_reason(), Some(CloseReason::LocalClose));
+    }
+
+    #[tokio::test]
+    async fn tcp_streams_work_too() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (client, server) =
+            tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+        let mut c = Fd::new(client.unwrap());
+        let mut s = Fd::new(server.unwrap().0);
+        c.write_all(b"over tcp").await.unwrap();
+        c.close(CloseReason::LocalClose).await.unwrap();
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"over tcp");
+    }
+}

@@ -1,0 +1,45 @@
+//! The stream abstraction of fairio: the equivalent of Tezos's `P2p_fd`.
+//!
+//! An [`Fd`] wraps any `AsyncRead + AsyncWrite + Send + Unpin + 'static` stream (TCP, Unix
+//! sockets, `tokio::io::DuplexStream`, TLS) behind one type, so that different transports can
+//! share one scheduler. Each `Fd` carries a unique id, counts the bytes it moved, and records why
+//! it closed.
+//!
+//! ```
+//! use fairio_fd::{CloseReason, Fd};
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> std::io::Result<()> {
+//! let (a, b) = tokio::io::duplex(64);
+//! let mut left = Fd::new(a);
+//! let mut right = Fd::new(b);
+//! assert_ne!(left.id(), right.id());
+//!
+//! left.write_all(b"hello").await?;
+//! let left_info = left.info().clone();
+//! left.close(CloseReason::LocalClose).await?; // sends FIN, then drops the stream
+//!
+//! let mut got = Vec::new();
+//! right.read_to_end(&mut got).await?;
+//! assert_eq!(got, b"hello");
+//! assert_eq!(left_info.bytes_written(), 5);
+//! assert_eq!(right.info().bytes_read(), 5);
+//! assert_eq!(left_info.close_reason(), Some(CloseReason::LocalClose));
+//! # Ok(())
+//! # }
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations)]
+
+#[cfg(feature = "test-util")]
+mod faulty;
+mod fd;
+mod info;
+mod reason;
+
+#[cfg(feature = "test-util")]
+pub use faulty::{FaultPlan, FaultyStream};
+pub use fd::{Fd, FdReadHalf, FdWriteHalf, Stream};
+pub use info::FdInfo;
+pub use reason::CloseReason;

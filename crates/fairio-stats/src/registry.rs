@@ -1,0 +1,193 @@
+//! [`Registry`]: every meter of a scheduler, the global figures, and their updates.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::{Ewma, Meter, Stat, StatsConfig};
+
+/// Every [`Meter`] of a scheduler, plus the totals of the meters already retired, so that the
+/// global figures include closed connections.
+///
+/// The lock here is taken by registration, retirement, refresh and snapshots, never by counting.
+#[derive(Debug)]
+pub struct Registry {
+    config: StatsConfig,
+    inner: Mutex<Inner>,
+    updates: watch::Sender<Stat>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    next_key: u64,
+    live: HashMap<u64, Tracked>,
+    retired_sent: u64,
+    retired_recv: u64,
+    global_in: Ewma,
+    global_out: Ewma,
+}
+
+#[derive(Debug)]
+struct Tracked {
+    meter: Arc<Meter>,
+    inflow: Ewma,
+    outflow: Ewma,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new(config: StatsConfig) -> Self {
+        Self {
+            config,
+            inner: Mutex::new(Inner {
+                next_key: 0,
+                live: HashMap::new(),
+                retired_sent: 0,
+                retired_recv: 0,
+                global_in: Ewma::new(config.alpha()),
+                global_out: Ewma::new(config.alpha()),
+            }),
+            updates: watch::Sender::new(Stat::default()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // Every critical section completes its update or changes nothing, so a poisoned lock
+        // holds consistent state.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The configuration the averages use.
+    pub fn config(&self) -> StatsConfig {
+        self.config
+    }
+
+    /// A new meter, tracked until [`retire`](Self::retire) is called with it.
+    pub fn register(&self) -> Arc<Meter> {
+        let meter = Arc::new(Meter::default());
+        let alpha = self.config.alpha();
+        let mut inner = self.lock();
+        let key = inner.next_key;
+        inner.next_key += 1;
+        inner.live.insert(
+            key,
+            Tracked {
+                meter: Arc::clone(&meter),
+                inflow: Ewma::new(alpha),
+                outflow: Ewma::new(alpha),
+            },
+        );
+        meter
+    }
+
+    /// Stops tracking `meter` and folds its totals into the global ones. Bytes counted on the
+    /// meter afterwards are not counted globally. Retiring twice, or a foreign meter, does
+    /// nothing.
+    pub fn retire(&self, meter: &Arc<Meter>) {
+        let mut inner = self.lock();
+        let key = inner
+            .live
+            .iter()
+            .find_map(|(k, t)| Arc::ptr_eq(&t.meter, meter).then_some(*k));
+        if let Some(t) = key.and_then(|k| inner.live.remove(&k)) {
+            t.meter.set_rates(0, 0);
+            inner.retired_sent += t.meter.total_sent();
+            inner.retired_recv += t.meter.total_recv();
+        }
+    }
+
+    /// How many meters are tracked.
+    pub fn live(&self) -> usize {
+        self.lock().live.len()
+    }
+
+    /// The global figures: the sum over live and retired meters.
+    pub fn global_stat(&self) -> Stat {
+        global(&self.lock())
+    }
+
+    /// Refreshes every moving average, given the time `elapsed` since the last refresh, and
+    /// publishes the new global figures to subscribers. A refresh task calls this; tests call it
+    /// with exact durations.
+    pub fn refresh(&self, elapsed: Duration) {
+        let stat = {
+            let mut guard = self.lock();
+            let inner = &mut *guard;
+            for t in inner.live.values_mut() {
+                let inflow = t.inflow.update(t.meter.total_recv(), elapsed);
+                let outflow = t.outflow.update(t.meter.total_sent(), elapsed);
+                t.meter.set_rates(inflow, outflow);
+            }
+            let mut stat = global(inner);
+            stat.current_inflow = inner.global_in.update(stat.total_recv, elapsed);
+            stat.current_outflow = inner.global_out.update(stat.total_sent, elapsed);
+            stat
+        };
+        self.updates.send_replace(stat);
+    }
+
+    /// Follows the global figures: the receiver sees a new value after every refresh.
+    pub fn subscribe(&self) -> watch::Receiver<Stat> {
+        self.updates.subscribe()
+    }
+}
+
+fn global(inner: &Inner) -> Stat {
+    let mut stat = Stat {
+        total_sent: inner.retired_sent,
+        total_recv: inner.retired_recv,
+        current_inflow: inner.global_in.rate(),
+        current_outflow: inner.global_out.rate(),
+    };
+    for t in inner.live.values() {
+        stat.total_sent += t.meter.total_sent();
+        stat.total_recv += t.meter.total_recv();
+    }
+    stat
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn global_includes_retired_meters_and_exact_rates() {
+        let r = Registry::new(StatsConfig::new(0.5, Duration::from_secs(1)).unwrap());
+        let a = r.register();
+        let b = r.register();
+        a.add_sent(400);
+        b.add_recv(1000);
+        r.refresh(Duration::from_millis(500));
+        assert_eq!(a.stat().current_outflow, 400); // 0.5 × 800 B/s
+        assert_eq!(b.stat().current_inflow, 1000); // 0.5 × 2000 B/s
+        let g = r.global_stat();
+        assert_eq!((g.total_sent, g.total_recv), (400, 1000));
+        assert_eq!((g.current_outflow, g.current_inflow), (400, 1000));
+
+        r.retire(&b);
+        r.retire(&b);
+        assert_eq!(r.live(), 1);
+        a.add_sent(100);
+        let g = r.global_stat();
+        assert_eq!((g.total_sent, g.total_recv), (500, 1000));
+        r.refresh(Duration::from_secs(1));
+        // Global inflow decays: nothing received in that second.
+        assert_eq!(r.global_stat().current_inflow, 500);
+        assert_eq!(b.stat().current_inflow, 0);
+    }
+
+    #[test]
+    fn subscribers_see_each_refresh() {
+        let r = Registry::new(StatsConfig::default());
+        let mut rx = r.subscribe();
+        let m = r.register();
+        m.add_recv(5000);
+        r.refresh(Duration::from_secs(1));
+        assert!(rx.has_changed().unwrap());
+        let s = *rx.borrow_and_update();
+        assert_eq!(s.total_recv, 5000);
+        assert_eq!(s.current_inflow, 1000);
+    }
+}
