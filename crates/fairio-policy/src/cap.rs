@@ -1,0 +1,66 @@
+//! [`Cap`]: one connection's own limit.
+
+use std::num::NonZeroU64;
+
+use crate::clock::ManualClock;
+use crate::gcra::Gcra;
+use crate::tuning::{cap_burst, cap_grant_max};
+
+/// One connection's own byte-rate cap, on the arbiter's clock.
+///
+/// A grant is admitted by the cap before the global limiter is asked; if the global limiter then
+/// says wait, the admitted bytes stay prepaid for the connection's next try, so no cap budget is
+/// lost.
+#[derive(Debug)]
+pub(crate) struct Cap {
+    gcra: Gcra,
+    prepaid: u64,
+}
+
+impl Cap {
+    /// A cap that starts with no stored-up burst.
+    pub(crate) fn new(rate: NonZeroU64, clock: &ManualClock) -> Self {
+        let mut cap = Self {
+            gcra: Gcra::new(rate, cap_burst(rate), 0, clock),
+            prepaid: 0,
+        };
+        cap.forget_idle();
+        cap
+    }
+
+    /// Drops budget stored up while idle, keeping two grants: the cap's large burst is for
+    /// budget that accrues while a backlogged connection waits for its turn, not while idle.
+    pub(crate) fn forget_idle(&mut self) {
+        self.gcra.trim(2 * cap_grant_max(self.gcra.rate()));
+    }
+
+    /// The cap in bytes per second.
+    pub(crate) fn rate(&self) -> u64 {
+        self.gcra.rate().get()
+    }
+
+    /// The largest grant this cap can ever admit: its burst. A capped connection takes its
+    /// turn in one grant like any other, waiting (parked) until its cap admits it.
+    pub(crate) fn grant_max(&self) -> u64 {
+        cap_burst(self.gcra.rate())
+    }
+
+    /// Makes sure `bytes` are prepaid, or says when they can be (nanoseconds on the clock).
+    pub(crate) fn admit(&mut self, bytes: u64) -> Result<(), u64> {
+        if self.prepaid < bytes {
+            self.gcra.take(bytes - self.prepaid)?;
+            self.prepaid = bytes;
+        }
+        Ok(())
+    }
+
+    /// Spends `bytes` of what was admitted.
+    pub(crate) fn spend(&mut self, bytes: u64) {
+        self.prepaid = self.prepaid.saturating_sub(bytes);
+    }
+}
+
+/// Makes the cap for an optional rate.
+pub(crate) fn cap_for(rate: Option<NonZeroU64>, clock: &ManualClock) -> Option<Cap> {
+    rate.map(|r| Cap::new(r, clock))
+}

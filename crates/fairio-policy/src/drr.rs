@@ -1,0 +1,512 @@
+//! [`Drr`]: deficit round robin with a new-flow lane, over a governor GCRA. The arbiter of
+//! [`EqualShare`](crate::EqualShare) and [`Weighted`](crate::Weighted).
+
+use std::collections::BTreeMap;
+use std::num::NonZeroU64;
+use std::time::Instant;
+
+use crate::cap::{Cap, cap_for};
+use crate::clock::{Epoch, ManualClock};
+use crate::gcra::Gcra;
+use crate::lanes::{Entry, Lane, Parking};
+use crate::policy::{Arbiter, Decision};
+use crate::tuning::{GRANT_HORIZON_NANOS, MAX_GRANT, credit_cap, floor, gcra_burst, grant_max};
+use crate::{Key, Weight, slab::Slab};
+
+/// Per-connection parameters that carry a weight. `()` weighs 1.
+pub trait FlowWeight: Clone + Send + Sync + Default + 'static {
+    /// The weight, at least 1.
+    fn weight(&self) -> u32;
+}
+
+impl FlowWeight for () {
+    fn weight(&self) -> u32 {
+        1
+    }
+}
+
+impl FlowWeight for Weight {
+    fn weight(&self) -> u32 {
+        self.get()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// No demand: in no lane.
+    Idle,
+    /// Backlogged, in the fresh or the old lane.
+    Listed,
+    /// Backlogged but held by its own cap until a time.
+    Parked,
+}
+
+impl State {
+    /// Backlogged connections, parked ones included, make up the active weight. Counting parked
+    /// ones keeps quanta steady while capped connections come and go from parking; their turns
+    /// still go to the others while they are parked.
+    fn is_backlogged(self) -> bool {
+        matches!(self, Self::Listed | Self::Parked)
+    }
+}
+
+#[derive(Debug)]
+struct Flow<P> {
+    params: P,
+    weight: u32,
+    demand: u64,
+    deficit: u64,
+    /// Whether this visit's quantum was added already.
+    topped: bool,
+    state: State,
+    ticket: u32,
+    cap: Option<Cap>,
+    /// Share credit: bytes the connection may still take without exceeding its share, refilled
+    /// at its share rate up to one grant, and charged with every grant. Only a connection not
+    /// in debt may use the fresh lane.
+    credit: i64,
+    credit_at: u64,
+}
+
+impl<P> Flow<P> {
+    /// Refills the share credit for the time since the last refill, at `share` bytes/s.
+    fn refill(&mut self, t: u64, share: u64, grant_cap: u64) {
+        let dt = t.saturating_sub(self.credit_at);
+        self.credit_at = t;
+        let add = i64::try_from(mul_div(share, dt, 1_000_000_000)).unwrap_or(i64::MAX);
+        let cap = i64::try_from(grant_cap).unwrap_or(i64::MAX);
+        self.credit = self.credit.saturating_add(add).min(cap);
+    }
+
+    /// Charges a grant to the share credit; the debt is bounded so that a change of shares is
+    /// forgotten after a few grants.
+    fn charge(&mut self, bytes: u64, grant_cap: u64) {
+        let floor = -4 * i64::try_from(grant_cap).unwrap_or(i64::MAX / 8);
+        let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
+        self.credit = self.credit.saturating_sub(bytes).max(floor);
+    }
+}
+
+/// Deficit round robin over the backlogged connections, with shares in proportion to weight,
+/// under a global GCRA limit.
+///
+/// See the [crate docs](crate) for the algorithm and its guarantees.
+#[derive(Debug)]
+pub struct Drr<P> {
+    epoch: Epoch,
+    clock: ManualClock,
+    flows: Slab<Flow<P>>,
+    /// Connections that just became backlogged: served first, for one turn.
+    fresh: Lane,
+    /// Connections that stayed backlogged: served in turn.
+    old: Lane,
+    parking: Parking,
+    /// Sum of the weights of the listed connections.
+    active_weight: u64,
+    /// The weights of the listed connections, as a multiset, for the smallest.
+    weights: BTreeMap<u32, u32>,
+    limit: Option<NonZeroU64>,
+    /// The smallest grant worth making under the limit.
+    floor: u64,
+    global: Option<Gcra>,
+}
+
+fn listed<P>(flows: &Slab<Flow<P>>, e: Entry) -> bool {
+    flows
+        .get(e.key)
+        .is_some_and(|f| f.ticket == e.ticket && f.state == State::Listed)
+}
+
+fn parked<P>(flows: &Slab<Flow<P>>, e: Entry) -> bool {
+    flows
+        .get(e.key)
+        .is_some_and(|f| f.ticket == e.ticket && f.state == State::Parked)
+}
+
+fn mul_div(a: u64, b: u64, c: u64) -> u64 {
+    u64::try_from(u128::from(a) * u128::from(b) / u128::from(c.max(1))).unwrap_or(u64::MAX)
+}
+
+impl<P: FlowWeight> Drr<P> {
+    /// An arbiter with a global `limit` (bytes per second; `None`: unlimited), starting at `now`.
+    pub fn new(limit: Option<NonZeroU64>, now: Instant) -> Self {
+        let clock = ManualClock::default();
+        Self {
+            epoch: Epoch::new(now),
+            global: limit.map(|r| Gcra::new(r, gcra_burst(r), credit_cap(r), &clock)),
+            clock,
+            flows: Slab::new(),
+            fresh: Lane::default(),
+            old: Lane::default(),
+            parking: Parking::default(),
+            active_weight: 0,
+            weights: BTreeMap::new(),
+            limit,
+            floor: limit.map_or(MAX_GRANT, floor),
+        }
+    }
+
+    fn tick(&self, now: Instant) -> u64 {
+        let t = self.epoch.nanos(now);
+        self.clock.set(t);
+        self.clock.nanos()
+    }
+
+    fn add_weight(&mut self, w: u32) {
+        self.active_weight += u64::from(w);
+        *self.weights.entry(w).or_insert(0) += 1;
+    }
+
+    fn remove_weight(&mut self, w: u32) {
+        self.active_weight -= u64::from(w);
+        if let Some(n) = self.weights.get_mut(&w) {
+            *n -= 1;
+            if *n == 0 {
+                self.weights.remove(&w);
+            }
+        }
+    }
+
+    /// Puts a backlogged connection in a lane, with a fresh ticket.
+    fn list(&mut self, key: Key, fresh: bool) {
+        let Some(f) = self.flows.get_mut(key) else {
+            return;
+        };
+        let was_listed = f.state.is_backlogged();
+        f.state = State::Listed;
+        f.ticket = f.ticket.wrapping_add(1);
+        let (entry, w) = (
+            Entry {
+                key,
+                ticket: f.ticket,
+            },
+            f.weight,
+        );
+        if !was_listed {
+            self.add_weight(w);
+        }
+        if fresh {
+            self.fresh.push(entry);
+        } else {
+            self.old.push(entry);
+        }
+    }
+
+    /// Takes a connection out of the lanes (it stays where its entry is, as a stale entry).
+    fn unlist(&mut self, key: Key, state: State) -> Option<u32> {
+        let f = self.flows.get_mut(key)?;
+        let was_listed = f.state.is_backlogged() && !state.is_backlogged();
+        f.state = state;
+        f.ticket = f.ticket.wrapping_add(1);
+        let (w, ticket) = (f.weight, f.ticket);
+        if state == State::Idle {
+            f.deficit = 0;
+            f.topped = false;
+        }
+        if was_listed {
+            self.remove_weight(w);
+        }
+        Some(ticket)
+    }
+
+    /// Bytes added to a connection's deficit per turn: its share of the grant horizon, and at
+    /// least the floor scaled by its weight relative to the lightest, so that every turn ends in
+    /// a grant and proportions stay exact at one grant per turn.
+    fn quantum(&self, w: u32) -> u64 {
+        self.quantum_among(w, self.active_weight)
+    }
+
+    fn quantum_among(&self, w: u32, active_weight: u64) -> u64 {
+        let w_min = self.weights.keys().next().copied().unwrap_or(1).min(w);
+        let floor = mul_div(self.floor, u64::from(w), u64::from(w_min));
+        match self.limit {
+            None => mul_div(MAX_GRANT, u64::from(w), u64::from(w_min)),
+            Some(l) => {
+                let share = mul_div(l.get(), GRANT_HORIZON_NANOS * u64::from(w), 1_000_000_000);
+                (share / active_weight.max(1)).max(floor)
+            }
+        }
+    }
+
+    /// The largest grant for a connection of weight `w`: one whole turn, within
+    /// [the floor, the limit's largest grant]. A turn larger than that (weights far apart)
+    /// is taken in several consecutive grants.
+    fn grant_cap(&self, w: u32) -> u64 {
+        self.grant_cap_among(w, self.active_weight)
+    }
+
+    fn grant_cap_among(&self, w: u32, active_weight: u64) -> u64 {
+        match self.limit {
+            None => MAX_GRANT,
+            Some(l) => self
+                .quantum_among(w, active_weight)
+                .clamp(self.floor, grant_max(l)),
+        }
+    }
+
+    /// The share in bytes per second of a connection of weight `w` among `active_weight`.
+    fn share_among(&self, w: u32, active_weight: u64) -> u64 {
+        self.limit
+            .map_or(0, |l| mul_div(l.get(), u64::from(w), active_weight))
+    }
+
+    fn unpark_due(&mut self, t: u64) {
+        while let Some(e) = self.parking.due(t, |e| parked(&self.flows, e)) {
+            self.unpark(e.key, t);
+        }
+    }
+
+    /// Brings a connection back from its cap. One that stayed within its share (as a capped
+    /// connection below its share does) takes the fresh lane, so that waiting for its cap does
+    /// not also cost it a round; one over its share joins the back of the round.
+    fn unpark(&mut self, key: Key, t: u64) {
+        let Some(w) = self.flows.get(key).map(|f| f.weight) else {
+            return;
+        };
+        let among = self.active_weight;
+        let (share, grant_cap) = (self.share_among(w, among), self.grant_cap_among(w, among));
+        let unlimited = self.limit.is_none();
+        let Some(f) = self.flows.get_mut(key) else {
+            return;
+        };
+        if f.demand == 0 {
+            self.unlist(key, State::Idle);
+            return;
+        }
+        f.refill(t, share, grant_cap);
+        let fresh = unlimited || f.credit >= 0;
+        if !fresh {
+            // The back of the round is a new turn, with a new quantum.
+            f.topped = false;
+        }
+        self.list(key, fresh);
+    }
+
+    /// The connection at the head of the lanes, fresh first.
+    fn head(&mut self) -> Option<(Entry, bool)> {
+        let flows = &self.flows;
+        if let Some(e) = self.fresh.front(|e| listed(flows, e)) {
+            return Some((e, true));
+        }
+        self.old.front(|e| listed(flows, e)).map(|e| (e, false))
+    }
+
+    fn pop_head(&mut self, from_fresh: bool) {
+        if from_fresh {
+            self.fresh.pop();
+        } else {
+            self.old.pop();
+        }
+    }
+}
+
+impl<P: FlowWeight> Arbiter for Drr<P> {
+    type Params = P;
+
+    fn insert(&mut self, params: P, cap: Option<NonZeroU64>, now: Instant) -> Key {
+        self.tick(now);
+        let weight = params.weight().max(1);
+        self.flows.insert(Flow {
+            params,
+            weight,
+            demand: 0,
+            deficit: 0,
+            topped: false,
+            state: State::Idle,
+            ticket: 0,
+            cap: cap_for(cap, &self.clock),
+            credit: 0,
+            credit_at: self.clock.nanos(),
+        })
+    }
+
+    fn remove(&mut self, key: Key) {
+        if let Some(f) = self.flows.remove(key) {
+            if f.state.is_backlogged() {
+                self.remove_weight(f.weight);
+            }
+        }
+    }
+
+    fn set_params(&mut self, key: Key, params: P) {
+        let Some(f) = self.flows.get_mut(key) else {
+            return;
+        };
+        let (old, new, listed) = (f.weight, params.weight().max(1), f.state.is_backlogged());
+        f.weight = new;
+        f.params = params;
+        if listed {
+            self.remove_weight(old);
+            self.add_weight(new);
+        }
+    }
+
+    fn set_cap(&mut self, key: Key, cap: Option<NonZeroU64>, now: Instant) {
+        self.tick(now);
+        let clock = self.clock.clone();
+        let Some(f) = self.flows.get_mut(key) else {
+            return;
+        };
+        f.cap = cap_for(cap, &clock);
+        if f.state == State::Parked {
+            // Held by the old cap: let the new one decide at once.
+            let t = self.clock.nanos();
+            self.unpark(key, t);
+        }
+    }
+
+    fn set_limit(&mut self, limit: Option<NonZeroU64>, now: Instant) {
+        self.tick(now);
+        self.global = match (self.global.take(), limit) {
+            (_, None) => None,
+            (Some(g), Some(r)) => Some(g.with_rate(r, gcra_burst(r), credit_cap(r))),
+            (None, Some(r)) => Some(Gcra::new(r, gcra_burst(r), credit_cap(r), &self.clock)),
+        };
+        self.limit = limit;
+        self.floor = limit.map_or(MAX_GRANT, floor);
+    }
+
+    fn limit(&self) -> Option<NonZeroU64> {
+        self.limit
+    }
+
+    fn set_demand(&mut self, key: Key, bytes: u64, now: Instant) {
+        let t = self.tick(now);
+        let Some(w) = self.flows.get(key).map(|f| f.weight) else {
+            return;
+        };
+        let among = self.active_weight + u64::from(w);
+        let (share, grant_cap) = (self.share_among(w, among), self.grant_cap_among(w, among));
+        let unlimited = self.limit.is_none();
+        let Some(f) = self.flows.get_mut(key) else {
+            return;
+        };
+        f.demand = bytes;
+        match (f.state, bytes > 0) {
+            (State::Idle, true) => {
+                f.deficit = 0;
+                f.topped = false;
+                if let Some(cap) = f.cap.as_mut() {
+                    cap.forget_idle();
+                }
+                // The fresh lane is for connections that have not used more than their share;
+                // one that has (it empties its queue between bursts above its share) waits its
+                // turn in the round, where it gets exactly its share.
+                f.refill(t, share, grant_cap);
+                let fresh = unlimited || f.credit >= 0;
+                self.list(key, fresh);
+            }
+            (State::Listed, false) => {
+                self.unlist(key, State::Idle);
+            }
+            _ => {}
+        }
+    }
+
+    fn demand(&self, key: Key) -> u64 {
+        self.flows.get(key).map_or(0, |f| f.demand)
+    }
+
+    fn next(&mut self, now: Instant) -> Decision {
+        let t = self.tick(now);
+        self.unpark_due(t);
+        // Each pass either returns or parks a connection, so this ends within len + 1 passes.
+        for _ in 0..=self.flows.len() {
+            let Some((entry, from_fresh)) = self.head() else {
+                let flows = &self.flows;
+                return match self.parking.next_due(|e| parked(flows, e)) {
+                    Some(until) => Decision::Wait {
+                        until: self.epoch.instant(until),
+                    },
+                    None => Decision::Idle,
+                };
+            };
+            let key = entry.key;
+            let Some(f) = self.flows.get(key) else {
+                self.pop_head(from_fresh);
+                continue;
+            };
+            let (w, topped) = (f.weight, f.topped);
+            let quantum = if topped { 0 } else { self.quantum(w) };
+            let grant_cap = self.grant_cap(w);
+            let share = self.share_among(w, self.active_weight);
+            let Some(f) = self.flows.get_mut(key) else {
+                continue;
+            };
+            // A turn's deficit never exceeds two quanta: a connection held back (by its cap, or
+            // by turns cut short) catches up by one turn at most.
+            if !topped {
+                f.deficit = (f.deficit + quantum).min(2 * quantum);
+            }
+            f.topped = true;
+            let cap_max = f.cap.as_ref().map_or(u64::MAX, Cap::grant_max);
+            let bytes = f.deficit.min(f.demand).min(grant_cap).min(cap_max);
+            if bytes == 0 {
+                // Only a connection back from parking with nothing left of its turn: next turn.
+                f.topped = false;
+                self.pop_head(from_fresh);
+                self.list(key, false);
+                continue;
+            }
+            if let Some(cap) = f.cap.as_mut() {
+                if let Err(until) = cap.admit(bytes) {
+                    self.pop_head(from_fresh);
+                    if let Some(ticket) = self.unlist(key, State::Parked) {
+                        self.parking.park(until, Entry { key, ticket });
+                    }
+                    continue;
+                }
+            }
+            if let Some(global) = self.global.as_mut() {
+                if let Err(until) = global.take(bytes) {
+                    // Wake as soon as either the budget or a parked connection's cap allows.
+                    let flows = &self.flows;
+                    let parked_due = self.parking.next_due(|e| parked(flows, e));
+                    let until = parked_due.map_or(until, |p| p.min(until));
+                    return Decision::Wait {
+                        until: self.epoch.instant(until),
+                    };
+                }
+            }
+            let Some(f) = self.flows.get_mut(key) else {
+                continue;
+            };
+            if let Some(cap) = f.cap.as_mut() {
+                cap.spend(bytes);
+            }
+            f.refill(t, share, grant_cap);
+            f.charge(bytes, grant_cap);
+            f.deficit -= bytes;
+            f.demand -= bytes;
+            if f.demand == 0 {
+                self.pop_head(from_fresh);
+                self.unlist(key, State::Idle);
+            } else if f.deficit < self.floor.min(f.demand) {
+                f.topped = false;
+                // A connection whose cap is below its share is paced by its cap, which parks it;
+                // sending it round again would cost it a round's worth of cap. Any other
+                // connection has used its turn: to the back of the old lane, keeping the rest.
+                let cap_bound = f.cap.as_ref().is_some_and(|c| c.rate() <= share);
+                if !cap_bound {
+                    self.pop_head(from_fresh);
+                    self.list(key, false);
+                }
+            }
+            return Decision::Grant { key, bytes };
+        }
+        // Unreachable by the bound above; asking again shortly is the safe answer.
+        Decision::Wait {
+            until: self.epoch.instant(t + GRANT_HORIZON_NANOS),
+        }
+    }
+
+    fn unused(&mut self, _key: Key, bytes: u64) {
+        if let Some(global) = self.global.as_mut() {
+            global.refund(bytes);
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.flows.len()
+    }
+}

@@ -1,0 +1,99 @@
+//! The [`Policy`] and [`Arbiter`] traits, and the [`Decision`] an arbiter makes.
+
+use std::num::NonZeroU64;
+use std::time::Instant;
+
+use crate::Key;
+
+/// A bandwidth-sharing policy, chosen at build time as the scheduler's type parameter.
+///
+/// A policy is a factory: the scheduler asks it for one [`Arbiter`] per direction (upload and
+/// download), each holding that direction's state. The hot path calls the arbiter through
+/// static dispatch and allocates nothing per grant.
+pub trait Policy: Send + Sync + 'static {
+    /// Per-connection parameters: `()` for [`EqualShare`](crate::EqualShare), a
+    /// [`Weight`](crate::Weight) for [`Weighted`](crate::Weighted).
+    type Params: Clone + Send + Sync + Default + 'static;
+
+    /// The per-direction state machine.
+    type Arbiter: Arbiter<Params = Self::Params>;
+
+    /// A new arbiter for one direction, with a global `limit` in bytes per second (`None`:
+    /// unlimited), starting at `now`.
+    fn arbiter(&self, limit: Option<NonZeroU64>, now: Instant) -> Self::Arbiter;
+}
+
+/// What an arbiter decides when asked who moves next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// The connection `key` may move up to `bytes` bytes now.
+    Grant {
+        /// Who.
+        key: Key,
+        /// How many bytes at most; never 0.
+        bytes: u64,
+    },
+    /// Nobody may move before `until`; ask again then (or sooner, after any change).
+    Wait {
+        /// The earliest time a grant may be possible.
+        until: Instant,
+    },
+    /// No connection wants to move.
+    Idle,
+}
+
+/// One direction's scheduling state: which waiting connection may move how many bytes next,
+/// and when.
+///
+/// An arbiter never reads a clock: every method that depends on time takes `now`, in the style
+/// of quinn-proto, so that tests drive it exhaustively on a virtual clock. `now` must not go
+/// backwards; an earlier `now` is treated as the latest one seen.
+///
+/// The caller (the scheduler) keeps each connection's *demand* up to date: how many bytes it
+/// could move right now. It then calls [`next`](Self::next) until it gets a [`Decision::Wait`]
+/// or [`Decision::Idle`], moves the granted bytes, and asks again after the wait, or as soon as
+/// anything changes (a demand, a limit, a connection joining or leaving).
+pub trait Arbiter: Send + 'static {
+    /// Per-connection parameters, as [`Policy::Params`].
+    type Params;
+
+    /// Adds a connection, idle (no demand), with an optional cap of its own in bytes per second.
+    fn insert(&mut self, params: Self::Params, cap: Option<NonZeroU64>, now: Instant) -> Key;
+
+    /// Removes a connection; its share goes to the others. Unknown keys are ignored.
+    fn remove(&mut self, key: Key);
+
+    /// Changes a connection's parameters (its weight, say); effective from its next grant.
+    fn set_params(&mut self, key: Key, params: Self::Params);
+
+    /// Changes a connection's own cap; effective from its next grant.
+    fn set_cap(&mut self, key: Key, cap: Option<NonZeroU64>, now: Instant);
+
+    /// Changes the global limit; effective from the next decision, without a fresh burst.
+    fn set_limit(&mut self, limit: Option<NonZeroU64>, now: Instant);
+
+    /// The global limit in force.
+    fn limit(&self) -> Option<NonZeroU64>;
+
+    /// Sets how many bytes the connection could move now; 0 makes it idle. A connection that
+    /// turns idle loses any unused turn: it stores up no burst.
+    fn set_demand(&mut self, key: Key, bytes: u64, now: Instant);
+
+    /// The connection's demand as the arbiter knows it (lowered by every grant).
+    fn demand(&self, key: Key) -> u64;
+
+    /// Decides who moves next. A grant lowers the connection's demand by its size.
+    fn next(&mut self, now: Instant) -> Decision;
+
+    /// Returns the part of a grant that was not used (a read that found fewer bytes), so that
+    /// the global budget is not lost.
+    fn unused(&mut self, key: Key, bytes: u64);
+
+    /// How many connections are registered.
+    fn len(&self) -> usize;
+
+    /// Whether no connection is registered.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

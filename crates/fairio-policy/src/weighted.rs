@@ -1,0 +1,41 @@
+//! [`Weighted`]: shares in proportion to a weight per connection.
+
+use std::num::NonZeroU64;
+use std::time::Instant;
+
+use crate::policy::Policy;
+use crate::{Drr, Weight};
+
+/// Max-min fairness with shares in proportion to each connection's [`Weight`], set at
+/// registration and changeable at run time.
+///
+/// ```
+/// use std::num::NonZeroU64;
+/// use std::time::Instant;
+/// use fairio_policy::{Arbiter, Decision, Policy, Weight, Weighted};
+///
+/// let t0 = Instant::now();
+/// let mut arb = Weighted.arbiter(NonZeroU64::new(1 << 20), t0);
+/// let light = arb.insert(Weight::new(1).unwrap(), None, t0);
+/// let heavy = arb.insert(Weight::new(3).unwrap(), None, t0);
+/// arb.set_demand(light, u64::MAX, t0);
+/// arb.set_demand(heavy, u64::MAX, t0);
+/// let (mut l, mut h) = (0, 0);
+/// for _ in 0..400 {
+///     if let Decision::Grant { key, bytes } = arb.next(t0 + std::time::Duration::from_secs(1)) {
+///         if key == light { l += bytes } else { h += bytes }
+///     }
+/// }
+/// assert!((h as f64 / l as f64 - 3.0).abs() < 0.05);
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Weighted;
+
+impl Policy for Weighted {
+    type Params = Weight;
+    type Arbiter = Drr<Weight>;
+
+    fn arbiter(&self, limit: Option<NonZeroU64>, now: Instant) -> Drr<Weight> {
+        Drr::new(limit, now)
+    }
+}

@@ -1,0 +1,308 @@
+//! A discrete-event simulation that drives an arbiter on a virtual clock, and the oracle the
+//! properties are checked against. The oracle is computed here, independently of the policy.
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+use std::num::NonZeroU64;
+use std::time::{Duration, Instant};
+
+use fairio_policy::{Arbiter, Decision, Key};
+
+pub const MS: u64 = 1_000_000;
+pub const SEC: u64 = 1_000_000_000;
+
+/// What one connection wants.
+#[derive(Clone, Debug)]
+pub struct Conn {
+    pub weight: u32,
+    pub cap: Option<u64>,
+    /// Bytes per second it produces; `None`: always backlogged.
+    pub rate: Option<u64>,
+    /// Size of each arriving chunk, for producers with a rate.
+    pub chunk: u64,
+    pub join: u64,
+    pub leave: Option<u64>,
+}
+
+impl Conn {
+    pub fn backlogged(weight: u32) -> Self {
+        Self {
+            weight,
+            cap: None,
+            rate: None,
+            chunk: 1,
+            join: 0,
+            leave: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    pub limit: u64,
+    pub conns: Vec<Conn>,
+    pub duration: u64,
+    /// (time, new limit)
+    pub limit_changes: Vec<(u64, u64)>,
+}
+
+#[derive(Debug, Default)]
+pub struct Trace {
+    /// (time, connection index, bytes)
+    pub grants: Vec<(u64, usize, u64)>,
+    /// Per connection, the intervals during which it had bytes waiting.
+    pub backlog: Vec<Vec<(u64, u64)>>,
+    /// Per connection, (arrival, time the arrival's last byte was granted).
+    pub waits: Vec<Vec<(u64, u64)>>,
+    pub duration: u64,
+}
+
+const INFINITE: u64 = u64::MAX / 4;
+
+struct Live {
+    key: Option<Key>,
+    queued: u64,
+    next_arrival: u64,
+    backlog_since: Option<u64>,
+    /// Arrivals not yet fully granted: (arrival time, bytes left of it).
+    pending: std::collections::VecDeque<(u64, u64)>,
+}
+
+/// Runs `scenario` on `arb` (made with the scenario's limit at `t0`).
+pub fn run<A: Arbiter>(
+    arb: &mut A,
+    params: impl Fn(u32) -> A::Params,
+    t0: Instant,
+    s: &Scenario,
+) -> Trace {
+    let at = |t: u64| t0 + Duration::from_nanos(t);
+    let n = s.conns.len();
+    let mut trace = Trace {
+        backlog: vec![Vec::new(); n],
+        waits: vec![Vec::new(); n],
+        duration: s.duration,
+        ..Trace::default()
+    };
+    let mut live: Vec<Live> = s
+        .conns
+        .iter()
+        .map(|c| Live {
+            key: None,
+            queued: 0,
+            next_arrival: c.join,
+            backlog_since: None,
+            pending: Default::default(),
+        })
+        .collect();
+    let mut changes = s.limit_changes.clone();
+    changes.sort();
+    let mut next_change = 0;
+    let mut t = 0u64;
+    for _step in 0..50_000_000u64 {
+        // Events due now: limit changes, joins, leaves, arrivals.
+        while next_change < changes.len() && changes[next_change].0 <= t {
+            arb.set_limit(NonZeroU64::new(changes[next_change].1), at(t));
+            next_change += 1;
+        }
+        for (i, c) in s.conns.iter().enumerate() {
+            let l = &mut live[i];
+            if l.key.is_none()
+                && t >= c.join
+                && c.leave.is_none_or(|e| t < e)
+                && l.next_arrival != u64::MAX
+            {
+                l.key = Some(arb.insert(params(c.weight), c.cap.and_then(NonZeroU64::new), at(t)));
+                if c.rate.is_none() {
+                    l.queued = INFINITE;
+                    arb.set_demand(l.key.unwrap(), INFINITE, at(t));
+                    l.backlog_since = Some(t);
+                }
+            }
+            if let (Some(key), Some(e)) = (l.key, c.leave) {
+                if t >= e {
+                    arb.remove(key);
+                    l.key = None;
+                    l.next_arrival = u64::MAX;
+                    if let Some(s0) = l.backlog_since.take() {
+                        trace.backlog[i].push((s0, t));
+                    }
+                    continue;
+                }
+            }
+            if let (Some(key), Some(rate)) = (l.key, c.rate) {
+                while l.next_arrival <= t {
+                    if l.queued == 0 {
+                        l.backlog_since = Some(t);
+                    }
+                    l.queued += c.chunk;
+                    l.pending.push_back((l.next_arrival, c.chunk));
+                    l.next_arrival += (c.chunk * SEC / rate.max(1)).max(1);
+                    arb.set_demand(key, l.queued, at(t));
+                }
+            }
+        }
+        // Grants until the arbiter says wait.
+        let mut wake = u64::MAX;
+        for _ in 0..1_000_000 {
+            match arb.next(at(t)) {
+                Decision::Grant { key, bytes } => {
+                    let i = live
+                        .iter()
+                        .position(|l| l.key == Some(key))
+                        .expect("grant to a live connection");
+                    let l = &mut live[i];
+                    assert!(
+                        bytes > 0 && bytes <= l.queued,
+                        "grant of {bytes} with {} queued",
+                        l.queued
+                    );
+                    l.queued -= bytes;
+                    trace.grants.push((t, i, bytes));
+                    let mut left = bytes;
+                    while left > 0 {
+                        let Some(front) = l.pending.front_mut() else {
+                            break;
+                        };
+                        let take = left.min(front.1);
+                        front.1 -= take;
+                        left -= take;
+                        if front.1 == 0 {
+                            trace.waits[i].push((front.0, t));
+                            l.pending.pop_front();
+                        }
+                    }
+                    if l.queued == 0 {
+                        if let Some(s0) = l.backlog_since.take() {
+                            trace.backlog[i].push((s0, t));
+                        }
+                    }
+                }
+                Decision::Wait { until } => {
+                    let u = u64::try_from(until.duration_since(t0).as_nanos()).unwrap();
+                    wake = u.max(t + 1);
+                    break;
+                }
+                Decision::Idle => break,
+            }
+        }
+        let mut next = wake.min(s.duration);
+        for (i, c) in s.conns.iter().enumerate() {
+            let l = &live[i];
+            if l.key.is_none() && l.next_arrival != u64::MAX && c.join > t {
+                next = next.min(c.join);
+            }
+            if l.key.is_some() {
+                if let Some(e) = c.leave {
+                    next = next.min(e);
+                }
+                if c.rate.is_some() {
+                    next = next.min(l.next_arrival);
+                }
+            }
+        }
+        if next_change < changes.len() {
+            next = next.min(changes[next_change].0);
+        }
+        if next >= s.duration {
+            break;
+        }
+        t = next.max(t + if next <= t { 1 } else { 0 });
+    }
+    for (i, l) in live.iter_mut().enumerate() {
+        if let Some(s0) = l.backlog_since.take() {
+            trace.backlog[i].push((s0, s.duration));
+        }
+    }
+    trace
+}
+
+/// Max-min fair shares by water-filling: each connection gets at most its demand, and the rest
+/// is split in proportion to weight. `demands` are (weight, demand in bytes/s; infinite allowed).
+pub fn water_fill(limit: f64, demands: &[(f64, f64)]) -> Vec<f64> {
+    let mut alloc = vec![0.0; demands.len()];
+    let mut open: Vec<usize> = (0..demands.len()).collect();
+    let mut left = limit;
+    while !open.is_empty() && left > 0.0 {
+        let wsum: f64 = open.iter().map(|&i| demands[i].0).sum();
+        let level = left / wsum;
+        let (sat, rest): (Vec<usize>, Vec<usize>) = open
+            .iter()
+            .partition(|&&i| demands[i].1 <= level * demands[i].0);
+        if sat.is_empty() {
+            for &i in &open {
+                alloc[i] = level * demands[i].0;
+            }
+            break;
+        }
+        for &i in &sat {
+            alloc[i] = demands[i].1;
+            left -= demands[i].1;
+        }
+        open = rest;
+    }
+    alloc
+}
+
+impl Trace {
+    /// Per connection: its grants' times, and the running total of its bytes.
+    pub fn index(&self) -> TraceIndex {
+        let n = self.backlog.len();
+        let mut times = vec![Vec::new(); n];
+        let mut sums = vec![vec![0u64]; n];
+        let mut largest = vec![0u64; n];
+        for &(t, i, b) in &self.grants {
+            times[i].push(t);
+            let last = *sums[i].last().unwrap();
+            sums[i].push(last + b);
+            largest[i] = largest[i].max(b);
+        }
+        TraceIndex {
+            times,
+            sums,
+            largest,
+        }
+    }
+
+    /// Bytes granted to anyone in [a, b).
+    pub fn total(&self, a: u64, b: u64) -> u64 {
+        let i = self.grants.partition_point(|g| g.0 < a);
+        let j = self.grants.partition_point(|g| g.0 < b);
+        self.grants[i..j].iter().map(|g| g.2).sum()
+    }
+
+    /// Whether connection `i` had bytes waiting throughout [a, b).
+    pub fn backlogged(&self, i: usize, a: u64, b: u64) -> bool {
+        self.backlog[i].iter().any(|&(s, e)| s <= a && e >= b)
+    }
+}
+
+/// Per-connection lookups over a trace.
+pub struct TraceIndex {
+    times: Vec<Vec<u64>>,
+    sums: Vec<Vec<u64>>,
+    largest: Vec<u64>,
+}
+
+impl TraceIndex {
+    /// Bytes granted to connection `i` in [a, b).
+    pub fn bytes(&self, i: usize, a: u64, b: u64) -> u64 {
+        let x = self.times[i].partition_point(|&t| t < a);
+        let y = self.times[i].partition_point(|&t| t < b);
+        self.sums[i][y] - self.sums[i][x]
+    }
+
+    /// The largest grant connection `i` received in the whole run.
+    pub fn largest(&self, i: usize) -> u64 {
+        self.largest[i]
+    }
+}
+
+/// Jain's fairness index of some amounts.
+pub fn jain(xs: &[f64]) -> f64 {
+    let s: f64 = xs.iter().sum();
+    let q: f64 = xs.iter().map(|x| x * x).sum();
+    if q == 0.0 {
+        1.0
+    } else {
+        s * s / (xs.len() as f64 * q)
+    }
+}
