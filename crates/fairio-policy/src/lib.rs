@@ -46,12 +46,17 @@
 //!   quantum small (below), so DRR is fair in short windows too.
 //! - **Quantum and grant size shrink with the share.** Each turn adds to a connection's deficit
 //!   its share of the limit over a 10 ms horizon ([`tuning::GRANT_HORIZON_NANOS`]), and a grant
-//!   is at most `max(floor, share × 10 ms)`, with a floor of [`tuning::GRANT_FLOOR`] = 512
-//!   bytes and a ceiling of [`tuning::MAX_GRANT`] = 64 KiB. With 64 connections at 1 MiB/s, a
-//!   grant is 512 bytes, not 16 KiB, so every connection moves several times in every 250 ms.
-//!   Weights scale the quantum; the lightest connection always gets at least the floor per turn,
-//!   so every turn ends in a grant (O(1)), and heavier connections take several consecutive
-//!   grants, which keeps proportions exact.
+//!   is one turn: `max(floor × w / w_min, share × 10 ms)`, at most 64 KiB
+//!   ([`tuning::MAX_GRANT`]). The floor ([`tuning::floor`]) is 512 bytes at limits of 2 MiB/s
+//!   and up, and 250 µs of the limit below that (at least 16 bytes), so at most 4,000
+//!   floor-sized grants are made per second. With 64 connections at 1 MiB/s a grant is 262
+//!   bytes, not 16 KiB, and every connection moves several times in every 250 ms. The floor
+//!   scales with the weight relative to the lightest connection, so that a turn is always one
+//!   grant and proportions stay exact in short windows; every turn ends in a grant (O(1)).
+//! - **Share credit.** A connection's use is tracked against its share (a credit refilled at its
+//!   share rate, holding at most one grant). Only a connection not in debt may use the
+//!   new-flow lane: one that empties its queue between bursts above its share cannot jump the
+//!   round each time it comes back.
 //! - **New-flow lane.** A connection that becomes backlogged is served before the others, for
 //!   one turn, and then joins the back of the round. A sparse connection (one small message now
 //!   and then) therefore waits for at most the grant under way, not for a whole round; a
@@ -61,7 +66,9 @@
 //! - **Work-conserving water-filling.** Only backlogged connections take turns, so one that
 //!   wants less than its share gets what it wants and the rest goes round the others. A
 //!   connection held by its own cap ([`Arbiter::insert`]'s `cap`, a governor limiter per
-//!   connection) is parked until its cap allows, and its share goes to the others meanwhile.
+//!   connection) is parked until its cap allows, and its turns go to the others meanwhile. A
+//!   cap holds up to 250 ms of budget while its connection waits for its turn (but no more than
+//!   two grants' worth after idling), so that round-robin does not waste it.
 //! - **Global rate.** Every grant is checked with governor's `check_n` on a
 //!   [`governor::clock::Clock`] that reads the arbiter's `now`, never a real clock. The GCRA's
 //!   burst is at least the largest grant, so `InsufficientCapacity` cannot occur. Over any
@@ -80,7 +87,20 @@
 //! properties; the same simulated scenarios were run on it and on [`EqualShare`] (test
 //! `tests/compare.rs`, `cargo test -p fairio-policy --test compare -- --nocapture`):
 //!
-//! WINDOW_TABLE
+//! | measure | EqualShare | WindowQuota (Tezos) |
+//! |---|---|---|
+//! | newcomer reaches 90% of its share (8 conns, 1 MiB/s) | 0 ms | 0 ms |
+//! | sparse conn delay p50 / p99 / max (64 conns, 16 MiB/s) | 0.00 / 0.00 / 0.01 ms | 490.00 / 980.00 / 990.00 ms |
+//! | worst excess over the limit in 100 ms (1 MiB/s) | 54963 B | 943719 B |
+//! | limit 4 → 1 MiB/s: until the 250 ms rate is within 10% | 0 ms | never (5 s) |
+//! | smallest Jain index, 250 ms windows (64 conns, 1 MiB/s) | 0.9990 | 0.2500 |
+//!
+//! Tezos's window quota gives each connection a chunk in turn (here 64 KiB), spends a whole
+//! second's budget at the start of each window, and ranks connections by a quota computed from
+//! a moving average that lags by seconds; hence its bursts, its unfairness in short windows
+//! and its long delays for small messages. DRR's burst is bounded by `B`
+//! ([`tuning::burst`], 64 KiB at 1 MiB/s). In the newcomer scenario both give the newcomer its
+//! share at once: with equal chunks, Tezos's first-in-first-out queue is a round robin.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 
