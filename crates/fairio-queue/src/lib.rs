@@ -38,8 +38,10 @@
 #![warn(missing_docs, missing_debug_implementations)]
 
 mod error;
+mod poller;
 mod queue;
 mod waiters;
 
 pub use error::{Closed, TryPopError, TryPushError};
+pub use poller::Poller;
 pub use queue::ByteQueue;

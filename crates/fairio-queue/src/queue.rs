@@ -175,7 +175,7 @@ impl ByteQueue {
         poll_fn(|cx| self.poll_push(&mut place.ticket, &mut msg, cx)).await
     }
 
-    fn poll_push(
+    pub(crate) fn poll_push(
         &self,
         ticket: &mut Option<Ticket>,
         msg: &mut Option<Bytes>,
@@ -322,7 +322,7 @@ impl ByteQueue {
         .await
     }
 
-    fn poll_pop(
+    pub(crate) fn poll_pop(
         &self,
         ticket: &mut Option<Ticket>,
         max: usize,
@@ -437,9 +437,24 @@ impl ByteQueue {
         }
         dropped
     }
+
+    /// Leaves a line, waking the next in it if this place was at its head.
+    pub(crate) fn leave(&self, push_side: bool, ticket: &mut Option<Ticket>) {
+        if ticket.is_none() {
+            return;
+        }
+        let next = {
+            let mut st = self.lock();
+            st.line(if push_side { Side::Push } else { Side::Pop })
+                .leave(ticket)
+        };
+        if let Some(w) = next {
+            w.wake();
+        }
+    }
 }
 
-fn copy_out(mut chunk: Bytes, buf: &mut [u8]) -> usize {
+pub(crate) fn copy_out(mut chunk: Bytes, buf: &mut [u8]) -> usize {
     let n = chunk.len();
     chunk.copy_to_slice(&mut buf[..n]);
     n

@@ -1,0 +1,215 @@
+//! [`Connection`]: a handle on one scheduled stream.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use fairio_fd::CloseReason;
+use fairio_policy::{EqualShare, Policy};
+use fairio_queue::TryPopError;
+use fairio_stats::Stat;
+
+use crate::conn::{ConnInner, HandleGuard};
+use crate::scheduler::{RootGuard, Shared};
+use crate::{ConnectionIo, Error};
+
+/// A connection managed by a [`Scheduler`](crate::Scheduler): reads and writes behave like
+/// reads and writes on the stream, while the scheduler shares bandwidth fairly.
+///
+/// A `Connection` is a cheap handle: clones share one connection. When the last handle is
+/// dropped, the connection flushes what is queued in the background and closes.
+pub struct Connection<P: Policy = EqualShare> {
+    shared: Arc<Shared<P>>,
+    guard: Arc<HandleGuard<P>>,
+    _root: Arc<RootGuard>,
+}
+
+impl<P: Policy> Connection<P> {
+    pub(crate) fn new(
+        shared: Arc<Shared<P>>,
+        guard: Arc<HandleGuard<P>>,
+        root: Arc<RootGuard>,
+    ) -> Self {
+        Self {
+            shared,
+            guard,
+            _root: root,
+        }
+    }
+
+    fn inner(&self) -> &ConnInner<P> {
+        &self.guard.conn
+    }
+
+    /// The connection's unique id: the id of its stream.
+    pub fn id(&self) -> u64 {
+        self.inner().id()
+    }
+
+    /// Queues `msg` for sending, waiting for room in the write queue. A message larger than the
+    /// queue's bound is accepted when the queue is empty; large messages go out in chunks, so
+    /// fairness holds whatever their size. An empty message is accepted and sends nothing.
+    ///
+    /// # Errors
+    /// [`Error::ConnectionClosed`] once the connection is closing, closed or failed.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: if the future is dropped, nothing of `msg` was queued.
+    pub async fn write(&self, msg: Bytes) -> Result<(), Error> {
+        self.inner()
+            .write_q
+            .push(msg)
+            .await
+            .map_err(|_| Error::ConnectionClosed)
+    }
+
+    /// Queues `msg` if it fits now: `true` if it was queued, `false` if it was dropped (no room,
+    /// or the connection is closed).
+    pub fn write_now(&self, msg: Bytes) -> bool {
+        self.inner().write_q.push_now(msg)
+    }
+
+    /// Copies received bytes into `buf` without waiting: `None` while the connection is open
+    /// and nothing has arrived; `Some(Ok(n))` for `n` bytes (0 only for an empty `buf`).
+    ///
+    /// # Errors
+    /// `Some(Err(..))` once the connection has ended and its queued bytes were read: the I/O
+    /// error that ended it, once, then [`Error::ConnectionClosed`].
+    pub fn read_now(&self, buf: &mut [u8]) -> Option<Result<usize, Error>> {
+        match self.inner().read_q.try_read(buf) {
+            Ok(n) => Some(Ok(n)),
+            Err(TryPopError::Empty) => None,
+            Err(TryPopError::Closed) => Some(Err(self.inner().end_error())),
+        }
+    }
+
+    /// Copies received bytes into `buf`, waiting for at least one. Returns `Ok(0)` only for an
+    /// empty `buf`.
+    ///
+    /// # Errors
+    /// Once the connection has ended and its queued bytes were read: the I/O error that ended
+    /// it (a reset, say), once, then [`Error::ConnectionClosed`].
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: a dropped read has taken no byte.
+    pub async fn read(&self, buf: &mut [u8]) -> Result<usize, Error> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        match self.inner().read_q.read(buf).await {
+            0 => Err(self.inner().end_error()),
+            n => Ok(n),
+        }
+    }
+
+    /// Fills `buf` completely.
+    ///
+    /// # Errors
+    /// As [`read`](Self::read), when the connection ends before `buf` is full; the bytes
+    /// received until then were copied into `buf`.
+    ///
+    /// # Cancel safety
+    /// Not cancel-safe, like tokio's `read_exact`: bytes already copied into `buf` are lost to
+    /// the caller if the future is dropped.
+    pub async fn read_full(&self, buf: &mut [u8]) -> Result<(), Error> {
+        let mut filled = 0;
+        while filled < buf.len() {
+            filled += self.read(&mut buf[filled..]).await?;
+        }
+        Ok(())
+    }
+
+    /// This connection's statistics.
+    pub fn stat(&self) -> Stat {
+        self.inner().meter.stat()
+    }
+
+    /// The parameters the connection was registered with, or last set.
+    pub fn params(&self) -> P::Params {
+        self.inner()
+            .params
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Changes the connection's parameters (its weight, say) in both directions; effective from
+    /// its next grant.
+    pub fn set_params(&self, params: P::Params) {
+        let c = self.inner();
+        *c.params.lock().unwrap_or_else(|e| e.into_inner()) = params.clone();
+        self.shared.up.set_params(c.up.0, params.clone());
+        self.shared.down.set_params(c.down.0, params);
+    }
+
+    /// Caps this connection's own upload and download rates, in bytes per second, beneath the
+    /// global limits (`None`: no cap of its own). A cap applies only while its direction has a
+    /// global limit.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for a zero cap.
+    pub fn set_caps(&self, upload: Option<u64>, download: Option<u64>) -> Result<(), Error> {
+        let up = crate::config::speed("upload cap", upload)?;
+        let down = crate::config::speed("download cap", download)?;
+        let c = self.inner();
+        self.shared.up.set_cap(c.up.0, up);
+        self.shared.down.set_cap(c.down.0, down);
+        Ok(())
+    }
+
+    /// Bytes queued for sending and not yet written to the stream.
+    pub fn pending_bytes(&self) -> usize {
+        self.inner().write_q.len_bytes()
+    }
+
+    /// Whether the connection has ended (closed, or failed).
+    pub fn is_closed(&self) -> bool {
+        self.inner().finished.is_cancelled()
+    }
+
+    /// Closes the connection: refuses new writes at once, flushes every queued byte at the
+    /// policy's pace, sends FIN, and closes the stream. With a `timeout`, whatever is still
+    /// queued when it expires is dropped and counted.
+    ///
+    /// Closing a connection that is already closed returns `Ok(())`.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] with the exact number of bytes not sent; [`Error::ConnectionClosed`]
+    /// when the connection had failed (its error is reported to the reader).
+    ///
+    /// # Cancel safety
+    /// New writes are refused from the first poll and the flush goes on in the background; with
+    /// no `close` awaited to the end, the connection closes once the flush completes.
+    pub async fn close(&self, timeout: Option<Duration>) -> Result<(), Error> {
+        self.inner().close(timeout, CloseReason::LocalClose).await
+    }
+
+    /// An `AsyncRead + AsyncWrite` view of this connection, for codecs and protocol libraries.
+    pub fn into_io(self) -> ConnectionIo<P> {
+        ConnectionIo::new(self)
+    }
+
+    pub(crate) fn conn(&self) -> &Arc<ConnInner<P>> {
+        &self.guard.conn
+    }
+}
+
+impl<P: Policy> Clone for Connection<P> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+            guard: Arc::clone(&self.guard),
+            _root: Arc::clone(&self._root),
+        }
+    }
+}
+
+impl<P: Policy> fmt::Debug for Connection<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("id", &self.id())
+            .field("stat", &self.stat())
+            .finish_non_exhaustive()
+    }
+}

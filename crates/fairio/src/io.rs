@@ -1,0 +1,128 @@
+//! [`ConnectionIo`]: a connection as tokio's `AsyncRead + AsyncWrite`.
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use fairio_policy::{EqualShare, Policy};
+use fairio_queue::Poller;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::{Connection, Error};
+
+/// A [`Connection`] as tokio's `AsyncRead + AsyncWrite`, for `tokio_util::codec::Framed`,
+/// hyper, and the like. Made by [`Connection::into_io`].
+///
+/// - `poll_read` returns 0 (end of stream) once the connection has ended cleanly, and the I/O
+///   error that ended it otherwise.
+/// - `poll_write` queues a copy of the bytes, waiting for room; it never returns `Ok(0)`.
+/// - `poll_flush` waits until every queued byte has been written to the stream.
+/// - `poll_shutdown` closes the connection, flushing first.
+pub struct ConnectionIo<P: Policy = EqualShare> {
+    conn: Connection<P>,
+    reader: Poller,
+    writer: Poller,
+    flushing: Option<Pin<Box<dyn Future<Output = Result<(), Error>> + Send>>>,
+    closing: Option<Pin<Box<dyn Future<Output = Result<(), Error>> + Send>>>,
+}
+
+impl<P: Policy> ConnectionIo<P> {
+    pub(crate) fn new(conn: Connection<P>) -> Self {
+        let c = conn.conn();
+        Self {
+            reader: Poller::new(Arc::clone(&c.read_q)),
+            writer: Poller::new(Arc::clone(&c.write_q)),
+            conn,
+            flushing: None,
+            closing: None,
+        }
+    }
+
+    /// The connection underneath.
+    pub fn connection(&self) -> &Connection<P> {
+        &self.conn
+    }
+}
+
+impl<P: Policy> AsyncRead for ConnectionIo<P> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        let dst = buf.initialize_unfilled();
+        if dst.is_empty() {
+            return Poll::Ready(Ok(()));
+        }
+        match this.reader.poll_read(cx, dst) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(0) => match this.conn.conn().end_error() {
+                Error::ConnectionClosed => Poll::Ready(Ok(())),
+                e => Poll::Ready(Err(e.into())),
+            },
+            Poll::Ready(n) => {
+                buf.advance(n);
+                Poll::Ready(Ok(()))
+            }
+        }
+    }
+}
+
+impl<P: Policy> AsyncWrite for ConnectionIo<P> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        // A copy per attempt: a pending attempt queues nothing and keeps its place in line.
+        let mut msg = Some(Bytes::copy_from_slice(buf));
+        match self.writer.poll_push(cx, &mut msg) {
+            Poll::Ready(Ok(())) => Poll::Ready(Ok(buf.len())),
+            Poll::Ready(Err(_)) => Poll::Ready(Err(Error::ConnectionClosed.into())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.flushing.is_none() {
+            if self.conn.conn().is_drained() {
+                return Poll::Ready(Ok(()));
+            }
+            let conn = self.conn.clone();
+            self.flushing = Some(Box::pin(async move { conn.conn().flushed().await }));
+        }
+        let r = match self.flushing.as_mut().map(|f| f.as_mut().poll(cx)) {
+            Some(Poll::Ready(r)) => r,
+            _ => return Poll::Pending,
+        };
+        self.flushing = None;
+        Poll::Ready(r.map_err(io::Error::from))
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.closing.is_none() {
+            let conn = self.conn.clone();
+            self.closing = Some(Box::pin(async move { conn.close(None).await }));
+        }
+        match self.closing.as_mut().map(|f| f.as_mut().poll(cx)) {
+            Some(Poll::Ready(r)) => Poll::Ready(r.map_err(io::Error::from)),
+            _ => Poll::Pending,
+        }
+    }
+}
+
+impl<P: Policy> fmt::Debug for ConnectionIo<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectionIo")
+            .field("conn", &self.conn)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,179 @@
+//! The connection task: a read pump and a write pump running side by side, each moving bytes
+//! only as its direction's grants allow.
+
+use std::io;
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::{BufMut, BytesMut};
+use fairio_fd::{CloseReason, Fd, FdReadHalf, FdWriteHalf};
+use fairio_policy::{Key, Policy};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::conn::ConnInner;
+use crate::direction::Direction;
+use crate::grant::GrantSlot;
+use crate::scheduler::Shared;
+
+/// The most bytes moved from the write queue at a time, limited or not.
+const MAX_CHUNK: usize = 64 * 1024;
+
+/// Runs one connection until it ends, then takes it out of the scheduler. The stream is closed
+/// when this returns.
+pub(crate) async fn run<P: Policy>(conn: Arc<ConnInner<P>>, shared: Arc<Shared<P>>, fd: Fd) {
+    let (r, w) = fd.split();
+    let rbs = shared.config.read_buffer_size;
+    let work = async {
+        let reader = read_pump(&conn, &shared.down, r, rbs);
+        let writer = async {
+            if let Err(e) = write_pump(&conn, &shared.up, w).await {
+                conn.fail(e);
+            }
+            conn.writer_done.cancel();
+            conn.drained.notify_waiters();
+            if conn.closing.load(Ordering::Acquire) {
+                conn.cancel.cancel();
+            }
+        };
+        tokio::join!(reader, writer);
+    };
+    tokio::select! {
+        () = conn.cancel.cancelled() => {}
+        () = work => {}
+    }
+    // Both halves are dropped with `work`: the stream is closed.
+    conn.writer_done.cancel();
+    conn.drained.notify_waiters();
+    conn.read_q.close();
+    conn.write_q.close();
+    shared.forget(&conn);
+    conn.finished.cancel();
+}
+
+/// Waits until `need` bytes are granted, asking for what is missing. Returns at once when the
+/// direction is not limited (or stops being limited).
+async fn acquire<P: Policy>(dir: &Direction<P>, key: Key, slot: &GrantSlot, need: u64) {
+    let mut got = slot.take();
+    if got < need && dir.is_limited() {
+        dir.request(key, need - got);
+        while got < need && dir.is_limited() {
+            slot.notified().await;
+            got += slot.take();
+        }
+    }
+    if got > need {
+        dir.unused(key, got - need);
+    }
+}
+
+async fn read_pump<P: Policy>(
+    conn: &ConnInner<P>,
+    dir: &Direction<P>,
+    mut r: FdReadHalf,
+    rbs: NonZeroUsize,
+) {
+    let (key, slot) = (&conn.down.0, &conn.down.1);
+    let mut buf = BytesMut::new();
+    loop {
+        // Reuses the allocation once the previous chunk has been read by the user.
+        buf.reserve(rbs.get());
+        let n = match r.read_buf(&mut (&mut buf).limit(rbs.get())).await {
+            Ok(0) => {
+                conn.info.set_close_reason(CloseReason::PeerClosed);
+                conn.read_q.close();
+                return;
+            }
+            Ok(n) => n,
+            Err(e) => {
+                conn.fail(e);
+                return;
+            }
+        };
+        // Read first, then wait for the grant before delivering: an idle connection holds no
+        // budget, and the next read waits until this chunk is granted and queued.
+        if dir.is_limited() {
+            acquire(dir, *key, slot, n as u64).await;
+        }
+        conn.meter.add_recv(n as u64);
+        if conn.read_q.push(buf.split().freeze()).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn write_pump<P: Policy>(
+    conn: &ConnInner<P>,
+    dir: &Direction<P>,
+    mut w: FdWriteHalf,
+) -> io::Result<()> {
+    let (key, slot) = (&conn.up.0, &conn.up.1);
+    let mut budget = 0u64;
+    while conn.write_q.readable().await {
+        let limited = dir.is_limited();
+        if limited {
+            budget += slot.take();
+            if budget == 0 {
+                acquire_some(
+                    dir,
+                    *key,
+                    slot,
+                    conn.write_q.len_bytes() as u64,
+                    &mut budget,
+                )
+                .await;
+            }
+        }
+        let mut allowance = if dir.is_limited() { budget } else { u64::MAX };
+        while allowance > 0 {
+            let max = usize::try_from(allowance)
+                .unwrap_or(usize::MAX)
+                .min(MAX_CHUNK);
+            let Some(max) = NonZeroUsize::new(max) else {
+                break;
+            };
+            let Ok(chunk) = conn.write_q.try_pop_max(max) else {
+                break;
+            };
+            conn.in_flight.store(chunk.len(), Ordering::Release);
+            let mut off = 0;
+            while off < chunk.len() {
+                let n = w.write(&chunk[off..]).await?;
+                if n == 0 {
+                    return Err(io::ErrorKind::WriteZero.into());
+                }
+                off += n;
+                conn.in_flight.fetch_sub(n, Ordering::AcqRel);
+                conn.meter.add_sent(n as u64);
+            }
+            allowance -= chunk.len() as u64;
+        }
+        if limited {
+            budget = allowance.min(budget);
+        } else {
+            budget = 0;
+        }
+        if conn.write_q.is_empty() {
+            w.flush().await?;
+            conn.drained.notify_waiters();
+            // Grants are not stored up across idle time.
+            dir.unused(*key, std::mem::take(&mut budget));
+        }
+    }
+    w.close(CloseReason::LocalClose).await
+}
+
+/// Asks for `want` bytes and waits until some are granted (or the limit is lifted).
+async fn acquire_some<P: Policy>(
+    dir: &Direction<P>,
+    key: Key,
+    slot: &GrantSlot,
+    want: u64,
+    budget: &mut u64,
+) {
+    dir.request(key, want);
+    while *budget == 0 && dir.is_limited() {
+        slot.notified().await;
+        *budget += slot.take();
+    }
+}

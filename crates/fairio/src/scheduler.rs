@@ -1,0 +1,367 @@
+//! [`Scheduler`]: registers connections and shares bandwidth between them.
+
+use std::fmt;
+use std::num::NonZeroU64;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use dashmap::DashMap;
+use fairio_fd::{CloseReason, Fd, Stream};
+use fairio_policy::{EqualShare, Policy};
+use fairio_queue::ByteQueue;
+use fairio_stats::{Refresher, Registry, Stat};
+use tokio::runtime::Handle;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{Checked, speed};
+use crate::conn::{ConnInner, HandleGuard};
+use crate::direction::{Direction, Way};
+use crate::grant::GrantSlot;
+use crate::{Config, Connection, Error, pump};
+
+/// Shares a global upload and download limit fairly between connections.
+///
+/// A `Scheduler` is a cheap handle: clones share one scheduler. It must be created inside a
+/// tokio runtime, and it spawns its tasks there: one dispatcher per direction and one statistics
+/// task, plus one task per connection. When every handle of the scheduler and of its
+/// connections is dropped, all of them end and every stream is closed.
+///
+/// ```
+/// use bytes::Bytes;
+/// use fairio::{Config, Scheduler};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), fairio::Error> {
+/// let sched = Scheduler::new(Config::new(16 * 1024).max_upload_speed(Some(1 << 20)))?;
+/// let (ours, mut theirs) = tokio::io::duplex(64 * 1024);
+/// let conn = sched.register(ours)?;
+/// conn.write(Bytes::from_static(b"hello")).await?;
+/// conn.close(None).await?; // flushes, then closes
+///
+/// use tokio::io::AsyncReadExt;
+/// let mut got = Vec::new();
+/// theirs.read_to_end(&mut got).await?;
+/// assert_eq!(got, b"hello");
+/// assert_eq!(sched.global_stat().total_sent, 5);
+/// sched.shutdown(None).await;
+/// # Ok(())
+/// # }
+/// ```
+pub struct Scheduler<P: Policy = EqualShare> {
+    shared: Arc<Shared<P>>,
+    root: Arc<RootGuard>,
+}
+
+/// Cancels every task of the scheduler when the last handle (of the scheduler or of any of
+/// its connections) is dropped.
+pub(crate) struct RootGuard {
+    cancel: CancellationToken,
+}
+
+impl Drop for RootGuard {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+pub(crate) struct Shared<P: Policy> {
+    pub(crate) config: Checked,
+    pub(crate) up: Arc<Direction<P>>,
+    pub(crate) down: Arc<Direction<P>>,
+    conns: DashMap<u64, Arc<ConnInner<P>>>,
+    registry: Arc<Registry>,
+    refresher: Mutex<Option<Refresher>>,
+    closed: AtomicBool,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+    runtime: Handle,
+}
+
+impl<P: Policy> Shared<P> {
+    /// Takes a connection out of the scheduler once its task has ended.
+    pub(crate) fn forget(&self, conn: &ConnInner<P>) {
+        self.conns.remove(&conn.id());
+        self.up.deregister(conn.up.0);
+        self.down.deregister(conn.down.0);
+        self.registry.retire(&conn.meter);
+    }
+}
+
+impl Scheduler<EqualShare> {
+    /// A scheduler with the equal-share policy.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for a zero speed, queue size or read buffer size;
+    /// [`Error::NoRuntime`] outside a tokio runtime.
+    pub fn new(config: Config) -> Result<Self, Error> {
+        Self::with_policy(config, EqualShare)
+    }
+}
+
+impl<P: Policy> Scheduler<P> {
+    /// A scheduler with the given policy.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for a zero speed, queue size or read buffer size;
+    /// [`Error::NoRuntime`] outside a tokio runtime.
+    pub fn with_policy(config: Config, policy: P) -> Result<Self, Error> {
+        let config = config.check()?;
+        let runtime = Handle::try_current().map_err(|_| Error::NoRuntime)?;
+        let _enter = runtime.enter();
+        let registry = Arc::new(Registry::new(config.moving_average));
+        let shared = Arc::new(Shared {
+            up: Arc::new(Direction::new(
+                Way::Upload,
+                &policy,
+                config.max_upload_speed,
+            )),
+            down: Arc::new(Direction::new(
+                Way::Download,
+                &policy,
+                config.max_download_speed,
+            )),
+            refresher: Mutex::new(Some(Refresher::spawn(&registry))),
+            registry,
+            conns: DashMap::new(),
+            closed: AtomicBool::new(false),
+            cancel: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            runtime,
+            config,
+        });
+        for dir in [&shared.up, &shared.down] {
+            let fut = Arc::clone(dir).dispatch(shared.cancel.clone());
+            shared.tracker.spawn_on(fut, &shared.runtime);
+        }
+        tracing::info!(
+            up = ?shared.config.max_upload_speed,
+            down = ?shared.config.max_download_speed,
+            "scheduler created"
+        );
+        let root = Arc::new(RootGuard {
+            cancel: shared.cancel.clone(),
+        });
+        Ok(Self { shared, root })
+    }
+
+    /// Registers a stream with the default parameters of the policy.
+    ///
+    /// # Errors
+    /// [`Error::SchedulerClosed`] after [`shutdown`](Self::shutdown) (the stream is closed).
+    pub fn register<S: Stream>(&self, stream: S) -> Result<Connection<P>, Error> {
+        self.register_with(stream, P::Params::default())
+    }
+
+    /// Registers a stream with the given parameters (a weight, say).
+    ///
+    /// # Errors
+    /// [`Error::SchedulerClosed`] after [`shutdown`](Self::shutdown) (the stream is closed).
+    pub fn register_with<S: Stream>(
+        &self,
+        stream: S,
+        params: P::Params,
+    ) -> Result<Connection<P>, Error> {
+        let sh = &self.shared;
+        if sh.closed.load(Ordering::Acquire) || sh.cancel.is_cancelled() {
+            drop(stream);
+            return Err(Error::SchedulerClosed);
+        }
+        let fd = Fd::new(stream);
+        let up_slot = Arc::new(GrantSlot::default());
+        let down_slot = Arc::new(GrantSlot::default());
+        let up_key = sh.up.register(params.clone(), Arc::clone(&up_slot));
+        let down_key = sh.down.register(params.clone(), Arc::clone(&down_slot));
+        let cancel = sh.cancel.child_token();
+        let inner = Arc::new(ConnInner {
+            info: Arc::clone(fd.info()),
+            read_q: Arc::new(ByteQueue::with_bound(sh.config.read_queue_size)),
+            write_q: Arc::new(ByteQueue::with_bound(sh.config.write_queue_size)),
+            meter: sh.registry.register(),
+            up: (up_key, up_slot),
+            down: (down_key, down_slot),
+            params: Mutex::new(params),
+            in_flight: Default::default(),
+            io_error: Mutex::new(None),
+            failed: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
+            cancel,
+            writer_done: CancellationToken::new(),
+            finished: CancellationToken::new(),
+            drained: tokio::sync::Notify::new(),
+            handles: OnceLock::new(),
+        });
+        let guard = Arc::new(HandleGuard {
+            conn: Arc::clone(&inner),
+        });
+        let _ = inner.handles.set(Arc::downgrade(&guard));
+        sh.conns.insert(inner.id(), Arc::clone(&inner));
+        sh.tracker.spawn_on(
+            pump::run(Arc::clone(&inner), Arc::clone(sh), fd),
+            &sh.runtime,
+        );
+        tracing::debug!(conn = inner.id(), "connection registered");
+        Ok(Connection::new(
+            Arc::clone(sh),
+            guard,
+            Arc::clone(&self.root),
+        ))
+    }
+
+    /// The sum of the statistics of every connection, closed ones included.
+    pub fn global_stat(&self) -> Stat {
+        self.shared.registry.global_stat()
+    }
+
+    /// Follows the global statistics: a new value after every moving-average refresh.
+    pub fn subscribe(&self) -> watch::Receiver<Stat> {
+        self.shared.registry.subscribe()
+    }
+
+    /// Calls `f` on every open connection that has a live handle. No lock is held during the
+    /// calls, so `f` may use the connection it is given.
+    pub fn iter_connection(&self, mut f: impl FnMut(&Connection<P>)) {
+        let conns: Vec<Arc<ConnInner<P>>> = self
+            .shared
+            .conns
+            .iter()
+            .map(|e| Arc::clone(e.value()))
+            .collect();
+        for inner in conns {
+            let guard = inner.handles.get().and_then(std::sync::Weak::upgrade);
+            if let Some(guard) = guard {
+                f(&Connection::new(
+                    Arc::clone(&self.shared),
+                    guard,
+                    Arc::clone(&self.root),
+                ));
+            }
+        }
+    }
+
+    /// How many connections are open.
+    pub fn connection_count(&self) -> usize {
+        self.shared.conns.len()
+    }
+
+    /// Changes the global upload limit; takes effect at the next grant. `None` lifts it.
+    ///
+    /// # Panics
+    /// Never; `Some(0)` is treated as 1 byte per second. Use
+    /// [`try_set_max_upload_speed`](Self::try_set_max_upload_speed) to have it refused.
+    pub fn set_max_upload_speed(&self, bytes_per_sec: Option<u64>) {
+        self.shared
+            .up
+            .set_limit(bytes_per_sec.map(|v| NonZeroU64::new(v).unwrap_or(NonZeroU64::MIN)));
+    }
+
+    /// Changes the global download limit; takes effect at the next grant. `None` lifts it.
+    /// `Some(0)` is treated as 1 byte per second; see
+    /// [`try_set_max_download_speed`](Self::try_set_max_download_speed).
+    pub fn set_max_download_speed(&self, bytes_per_sec: Option<u64>) {
+        self.shared
+            .down
+            .set_limit(bytes_per_sec.map(|v| NonZeroU64::new(v).unwrap_or(NonZeroU64::MIN)));
+    }
+
+    /// Like [`set_max_upload_speed`](Self::set_max_upload_speed), refusing zero.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for `Some(0)`.
+    pub fn try_set_max_upload_speed(&self, bytes_per_sec: Option<u64>) -> Result<(), Error> {
+        self.shared
+            .up
+            .set_limit(speed("max_upload_speed", bytes_per_sec)?);
+        Ok(())
+    }
+
+    /// Like [`set_max_download_speed`](Self::set_max_download_speed), refusing zero.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for `Some(0)`.
+    pub fn try_set_max_download_speed(&self, bytes_per_sec: Option<u64>) -> Result<(), Error> {
+        self.shared
+            .down
+            .set_limit(speed("max_download_speed", bytes_per_sec)?);
+        Ok(())
+    }
+
+    /// The global upload limit in force.
+    pub fn max_upload_speed(&self) -> Option<u64> {
+        self.shared.up.limit().map(NonZeroU64::get)
+    }
+
+    /// The global download limit in force.
+    pub fn max_download_speed(&self) -> Option<u64> {
+        self.shared.down.limit().map(NonZeroU64::get)
+    }
+
+    /// Shuts down: turns new registrations away, closes every connection concurrently (each
+    /// flushes for at most `timeout`, or [`Config::shutdown_timeout`] when `None`), stops the
+    /// statistics task and the dispatchers, and returns once every task has ended. It never
+    /// hangs: whatever is still pending when the timeout expires is dropped.
+    ///
+    /// # Cancel safety
+    /// Registrations are refused from the first poll. If the future is dropped early, the
+    /// connections already closing go on closing in the background.
+    pub async fn shutdown(&self, timeout: Option<Duration>) {
+        let sh = &self.shared;
+        sh.closed.store(true, Ordering::Release);
+        let timeout = timeout.unwrap_or(sh.config.shutdown_timeout);
+        tracing::info!(
+            connections = sh.conns.len(),
+            ?timeout,
+            "scheduler shutting down"
+        );
+        let conns: Vec<Arc<ConnInner<P>>> =
+            sh.conns.iter().map(|e| Arc::clone(e.value())).collect();
+        let closing = TaskTracker::new();
+        for conn in conns {
+            closing.spawn_on(
+                async move {
+                    let _ = conn
+                        .close(Some(timeout), CloseReason::SchedulerShutdown)
+                        .await;
+                },
+                &sh.runtime,
+            );
+        }
+        closing.close();
+        // Each close is bounded by the timeout; the margin covers closes already under way
+        // elsewhere, which may have no timeout.
+        let _ = tokio::time::timeout(timeout + Duration::from_millis(100), closing.wait()).await;
+        sh.cancel.cancel();
+        let refresher = sh
+            .refresher
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(r) = refresher {
+            r.stop().await;
+        }
+        sh.tracker.close();
+        sh.tracker.wait().await;
+        tracing::info!("scheduler shut down");
+    }
+}
+
+impl<P: Policy> Clone for Scheduler<P> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+            root: Arc::clone(&self.root),
+        }
+    }
+}
+
+impl<P: Policy> fmt::Debug for Scheduler<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scheduler")
+            .field("connections", &self.shared.conns.len())
+            .field("max_upload_speed", &self.max_upload_speed())
+            .field("max_download_speed", &self.max_download_speed())
+            .finish_non_exhaustive()
+    }
+}
