@@ -315,7 +315,9 @@ impl<P: FlowWeight> Arbiter for Drr<P> {
             state: State::Idle,
             ticket: 0,
             cap: cap_for(cap, &self.clock),
-            credit: 0,
+            // A newcomer has used none of its share: full credit (capped at one grant at the
+            // first refill). Credit is only priority, never bytes.
+            credit: i64::MAX / 4,
             credit_at: self.clock.nanos(),
         })
     }
@@ -372,33 +374,49 @@ impl<P: FlowWeight> Arbiter for Drr<P> {
 
     fn set_demand(&mut self, key: Key, bytes: u64, now: Instant) {
         let t = self.tick(now);
-        let Some(w) = self.flows.get(key).map(|f| f.weight) else {
+        let Some((w, counted)) = self
+            .flows
+            .get(key)
+            .map(|f| (f.weight, f.state.is_backlogged()))
+        else {
             return;
         };
-        let among = self.active_weight + u64::from(w);
+        let among = self.active_weight + if counted { 0 } else { u64::from(w) };
         let (share, grant_cap) = (self.share_among(w, among), self.grant_cap_among(w, among));
         let unlimited = self.limit.is_none();
         let Some(f) = self.flows.get_mut(key) else {
             return;
         };
+        let lingering = f.state == State::Listed && f.demand == 0;
         f.demand = bytes;
         match (f.state, bytes > 0) {
+            (State::Listed, true) if lingering => {
+                // Emptied but still in the round: it keeps its place and its deficit, unless
+                // it has share left over for the fresh lane, as a sparse connection does.
+                f.refill(t, share, grant_cap);
+                let need = i64::try_from(bytes.min(grant_cap)).unwrap_or(i64::MAX);
+                if !unlimited && f.credit >= need {
+                    self.list(key, true);
+                }
+            }
             (State::Idle, true) => {
                 f.deficit = 0;
                 f.topped = false;
                 if let Some(cap) = f.cap.as_mut() {
                     cap.forget_idle();
                 }
-                // The fresh lane is for connections that have not used more than their share;
-                // one that has (it empties its queue between bursts above its share) waits its
-                // turn in the round, where it gets exactly its share.
+                // The fresh lane is for connections that have share left over: enough credit
+                // for the grant they are about to take. A sparse connection builds that up
+                // between messages; one that only paused between bursts at or above its share
+                // (it emptied its queue for a moment) has not, and waits its turn in the
+                // round, where it gets exactly its share.
                 f.refill(t, share, grant_cap);
-                let fresh = unlimited || f.credit >= 0;
+                let need = i64::try_from(bytes.min(grant_cap)).unwrap_or(i64::MAX);
+                let fresh = unlimited || f.credit >= need;
                 self.list(key, fresh);
             }
-            (State::Listed, false) => {
-                self.unlist(key, State::Idle);
-            }
+            // A connection with nothing to move stays in the round until its turn comes, so
+            // one that refills its queue at once (a reader between two reads) keeps its place.
             _ => {}
         }
     }
@@ -410,8 +428,9 @@ impl<P: FlowWeight> Arbiter for Drr<P> {
     fn next(&mut self, now: Instant) -> Decision {
         let t = self.tick(now);
         self.unpark_due(t);
-        // Each pass either returns or parks a connection, so this ends within len + 1 passes.
-        for _ in 0..=self.flows.len() {
+        // Each pass returns, parks a connection, drops an emptied one from the round, or sends one
+        // back from parking with nothing left of its turn: this ends within 2 × len + 1 passes.
+        for _ in 0..=2 * self.flows.len() {
             let Some((entry, from_fresh)) = self.head() else {
                 let flows = &self.flows;
                 return match self.parking.next_due(|e| parked(flows, e)) {
@@ -426,6 +445,13 @@ impl<P: FlowWeight> Arbiter for Drr<P> {
                 self.pop_head(from_fresh);
                 continue;
             };
+            if f.demand == 0 {
+                // Its turn came and it still has nothing to move: it leaves the round, and
+                // its deficit with it.
+                self.pop_head(from_fresh);
+                self.unlist(key, State::Idle);
+                continue;
+            }
             let (w, topped) = (f.weight, f.topped);
             let quantum = if topped { 0 } else { self.quantum(w) };
             let grant_cap = self.grant_cap(w);
@@ -479,8 +505,10 @@ impl<P: FlowWeight> Arbiter for Drr<P> {
             f.deficit -= bytes;
             f.demand -= bytes;
             if f.demand == 0 {
+                // Emptied: to the back of the round, where it lingers until its next turn.
+                f.topped = false;
                 self.pop_head(from_fresh);
-                self.unlist(key, State::Idle);
+                self.list(key, false);
             } else if f.deficit < self.floor.min(f.demand) {
                 f.topped = false;
                 // A connection whose cap is below its share is paced by its cap, which parks it;

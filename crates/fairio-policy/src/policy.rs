@@ -75,8 +75,9 @@ pub trait Arbiter: Send + 'static {
     /// The global limit in force.
     fn limit(&self) -> Option<NonZeroU64>;
 
-    /// Sets how many bytes the connection could move now; 0 makes it idle. A connection that
-    /// turns idle loses any unused turn: it stores up no burst.
+    /// Sets how many bytes the connection could move now. A connection with no demand stays in
+    /// the round until its next turn (so that one refilling its queue at once keeps its place),
+    /// then leaves it and loses any unused turn: it stores up no burst.
     fn set_demand(&mut self, key: Key, bytes: u64, now: Instant);
 
     /// The connection's demand as the arbiter knows it (lowered by every grant).

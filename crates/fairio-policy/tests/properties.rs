@@ -86,6 +86,9 @@ fn limit_at(s: &Scenario, t: u64) -> u64 {
 
 /// ∫ limit over [a, b), in bytes.
 fn allowance(s: &Scenario, a: u64, b: u64) -> f64 {
+    if s.limit_changes.is_empty() {
+        return s.limit as f64 * (b - a) as f64 / SEC as f64;
+    }
     let mut points: Vec<u64> = s
         .limit_changes
         .iter()

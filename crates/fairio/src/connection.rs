@@ -22,14 +22,14 @@ use crate::{ConnectionIo, Error};
 pub struct Connection<P: Policy = EqualShare> {
     shared: Arc<Shared<P>>,
     guard: Arc<HandleGuard<P>>,
-    _root: Arc<RootGuard>,
+    _root: Arc<RootGuard<P>>,
 }
 
 impl<P: Policy> Connection<P> {
     pub(crate) fn new(
         shared: Arc<Shared<P>>,
         guard: Arc<HandleGuard<P>>,
-        root: Arc<RootGuard>,
+        root: Arc<RootGuard<P>>,
     ) -> Self {
         Self {
             shared,
@@ -57,6 +57,9 @@ impl<P: Policy> Connection<P> {
     /// # Cancel safety
     /// Cancel-safe: if the future is dropped, nothing of `msg` was queued.
     pub async fn write(&self, msg: Bytes) -> Result<(), Error> {
+        // Take part in tokio's cooperative budgeting, as its channels do: a writer into an
+        // unbounded queue is always ready, and must still let other tasks run.
+        tokio::task::coop::consume_budget().await;
         self.inner()
             .write_q
             .push(msg)
@@ -97,6 +100,7 @@ impl<P: Policy> Connection<P> {
         if buf.is_empty() {
             return Ok(0);
         }
+        tokio::task::coop::consume_budget().await;
         match self.inner().read_q.read(buf).await {
             0 => Err(self.inner().end_error()),
             n => Ok(n),

@@ -26,9 +26,13 @@ pub struct ConnectionIo<P: Policy = EqualShare> {
     conn: Connection<P>,
     reader: Poller,
     writer: Poller,
-    flushing: Option<Pin<Box<dyn Future<Output = Result<(), Error>> + Send>>>,
-    closing: Option<Pin<Box<dyn Future<Output = Result<(), Error>> + Send>>>,
+    flushing: Option<Pending>,
+    closing: Option<Pending>,
 }
+
+/// A flush or a close under way, kept across polls. One allocation per flush or close that
+/// has to wait, none per read or write.
+type Pending = Pin<Box<dyn Future<Output = Result<(), Error>> + Send>>;
 
 impl<P: Policy> ConnectionIo<P> {
     pub(crate) fn new(conn: Connection<P>) -> Self {
@@ -99,9 +103,8 @@ impl<P: Policy> AsyncWrite for ConnectionIo<P> {
             let conn = self.conn.clone();
             self.flushing = Some(Box::pin(async move { conn.conn().flushed().await }));
         }
-        let r = match self.flushing.as_mut().map(|f| f.as_mut().poll(cx)) {
-            Some(Poll::Ready(r)) => r,
-            _ => return Poll::Pending,
+        let Some(Poll::Ready(r)) = self.flushing.as_mut().map(|f| f.as_mut().poll(cx)) else {
+            return Poll::Pending;
         };
         self.flushing = None;
         Poll::Ready(r.map_err(io::Error::from))

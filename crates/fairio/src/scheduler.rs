@@ -52,18 +52,27 @@ use crate::{Config, Connection, Error, pump};
 /// ```
 pub struct Scheduler<P: Policy = EqualShare> {
     shared: Arc<Shared<P>>,
-    root: Arc<RootGuard>,
+    root: Arc<RootGuard<P>>,
 }
 
-/// Cancels every task of the scheduler when the last handle (of the scheduler or of any of
-/// its connections) is dropped.
-pub(crate) struct RootGuard {
-    cancel: CancellationToken,
+/// Shuts the scheduler down gracefully, in the background, when the last handle (of the
+/// scheduler or of any of its connections) is dropped: queued bytes are flushed for at most
+/// [`Config::shutdown_timeout`], then every task ends and every stream is closed.
+pub(crate) struct RootGuard<P: Policy> {
+    shared: Arc<Shared<P>>,
 }
 
-impl Drop for RootGuard {
+impl<P: Policy> Drop for RootGuard<P> {
     fn drop(&mut self) {
-        self.cancel.cancel();
+        if self.shared.cancel.is_cancelled() {
+            return;
+        }
+        let shared = Arc::clone(&self.shared);
+        let timeout = shared.config.shutdown_timeout;
+        // If the runtime is itself shutting down, the task is dropped with every other one,
+        // which closes every stream as well.
+        let runtime = shared.runtime.clone();
+        runtime.spawn(async move { shared.shutdown(timeout).await });
     }
 }
 
@@ -81,6 +90,45 @@ pub(crate) struct Shared<P: Policy> {
 }
 
 impl<P: Policy> Shared<P> {
+    /// See [`Scheduler::shutdown`].
+    async fn shutdown(&self, timeout: Duration) {
+        self.closed.store(true, Ordering::Release);
+        tracing::info!(
+            connections = self.conns.len(),
+            ?timeout,
+            "scheduler shutting down"
+        );
+        let conns: Vec<Arc<ConnInner<P>>> =
+            self.conns.iter().map(|e| Arc::clone(e.value())).collect();
+        let closing = TaskTracker::new();
+        for conn in conns {
+            closing.spawn_on(
+                async move {
+                    let _ = conn
+                        .close(Some(timeout), CloseReason::SchedulerShutdown)
+                        .await;
+                },
+                &self.runtime,
+            );
+        }
+        closing.close();
+        // Each close is bounded by the timeout; the margin covers closes already under way
+        // elsewhere, which may have no timeout.
+        let _ = tokio::time::timeout(timeout + Duration::from_millis(100), closing.wait()).await;
+        self.cancel.cancel();
+        let refresher = self
+            .refresher
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(r) = refresher {
+            r.stop().await;
+        }
+        self.tracker.close();
+        self.tracker.wait().await;
+        tracing::info!("scheduler shut down");
+    }
+
     /// Takes a connection out of the scheduler once its task has ended.
     pub(crate) fn forget(&self, conn: &ConnInner<P>) {
         self.conns.remove(&conn.id());
@@ -142,7 +190,7 @@ impl<P: Policy> Scheduler<P> {
             "scheduler created"
         );
         let root = Arc::new(RootGuard {
-            cancel: shared.cancel.clone(),
+            shared: Arc::clone(&shared),
         });
         Ok(Self { shared, root })
     }
@@ -307,43 +355,8 @@ impl<P: Policy> Scheduler<P> {
     /// Registrations are refused from the first poll. If the future is dropped early, the
     /// connections already closing go on closing in the background.
     pub async fn shutdown(&self, timeout: Option<Duration>) {
-        let sh = &self.shared;
-        sh.closed.store(true, Ordering::Release);
-        let timeout = timeout.unwrap_or(sh.config.shutdown_timeout);
-        tracing::info!(
-            connections = sh.conns.len(),
-            ?timeout,
-            "scheduler shutting down"
-        );
-        let conns: Vec<Arc<ConnInner<P>>> =
-            sh.conns.iter().map(|e| Arc::clone(e.value())).collect();
-        let closing = TaskTracker::new();
-        for conn in conns {
-            closing.spawn_on(
-                async move {
-                    let _ = conn
-                        .close(Some(timeout), CloseReason::SchedulerShutdown)
-                        .await;
-                },
-                &sh.runtime,
-            );
-        }
-        closing.close();
-        // Each close is bounded by the timeout; the margin covers closes already under way
-        // elsewhere, which may have no timeout.
-        let _ = tokio::time::timeout(timeout + Duration::from_millis(100), closing.wait()).await;
-        sh.cancel.cancel();
-        let refresher = sh
-            .refresher
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(r) = refresher {
-            r.stop().await;
-        }
-        sh.tracker.close();
-        sh.tracker.wait().await;
-        tracing::info!("scheduler shut down");
+        let timeout = timeout.unwrap_or(self.shared.config.shutdown_timeout);
+        self.shared.shutdown(timeout).await;
     }
 }
 
