@@ -63,3 +63,8 @@ pub use fairio_policy::{EqualShare, Policy, Weight, Weighted, WindowQuota, ZeroW
 pub use fairio_stats::{Stat, StatsConfig};
 pub use io::ConnectionIo;
 pub use scheduler::Scheduler;
+
+/// The README's examples, compiled and run as doctests so that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
