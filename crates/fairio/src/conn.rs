@@ -106,6 +106,28 @@ impl<P: Policy> ConnInner<P> {
         }
     }
 
+    /// Half-closes: no new writes; flushes within `timeout` and sends FIN, while reading goes
+    /// on. On timeout the rest is dropped and counted.
+    pub(crate) async fn shutdown_write(&self, timeout: Option<Duration>) -> Result<(), Error> {
+        self.write_q.close();
+        let flushed = self.writer_done.cancelled();
+        let timed_out = match timeout {
+            None => {
+                flushed.await;
+                false
+            }
+            Some(t) => tokio::time::timeout(t, flushed).await.is_err(),
+        };
+        if timed_out {
+            let unsent = self.write_q.clear() + self.in_flight.load(Ordering::Acquire);
+            return Err(Error::Timeout { unsent });
+        }
+        if self.failed.load(Ordering::Acquire) {
+            return Err(Error::ConnectionClosed);
+        }
+        Ok(())
+    }
+
     /// Closes: flushes within `timeout`, then stops the task and waits until the connection has
     /// left the scheduler and its stream is closed.
     pub(crate) async fn close(

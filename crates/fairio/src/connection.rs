@@ -189,6 +189,20 @@ impl<P: Policy> Connection<P> {
         self.inner().close(timeout, CloseReason::LocalClose).await
     }
 
+    /// Half-closes the connection: refuses new writes, flushes every queued byte, and sends FIN,
+    /// while reading goes on until the peer closes. The connection ends once both sides are
+    /// done (or on [`close`](Self::close)).
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] with the exact number of bytes not sent (they are dropped);
+    /// [`Error::ConnectionClosed`] when the connection had failed.
+    ///
+    /// # Cancel safety
+    /// New writes are refused from the first poll; the flush goes on in the background.
+    pub async fn shutdown_write(&self, timeout: Option<Duration>) -> Result<(), Error> {
+        self.inner().shutdown_write(timeout).await
+    }
+
     /// An `AsyncRead + AsyncWrite` view of this connection, for codecs and protocol libraries.
     pub fn into_io(self) -> ConnectionIo<P> {
         ConnectionIo::new(self)

@@ -1,0 +1,128 @@
+//! `/metrics` in Prometheus text format, encoded with `prometheus-client`.
+
+use std::sync::atomic::AtomicU64;
+
+use fairio::{Policy, Scheduler};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Direction {
+    direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PerConn {
+    conn: String,
+    direction: &'static str,
+}
+
+/// Renders the scheduler's figures now.
+pub(crate) fn render<P: Policy>(sched: &Scheduler<P>) -> String {
+    let mut registry = Registry::default();
+    let conns = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
+    let bytes = Family::<Direction, Counter<u64, AtomicU64>>::default();
+    let rate = Family::<Direction, Gauge<i64, std::sync::atomic::AtomicI64>>::default();
+    let conn_bytes = Family::<PerConn, Counter<u64, AtomicU64>>::default();
+    let conn_rate = Family::<PerConn, Gauge<i64, std::sync::atomic::AtomicI64>>::default();
+    registry.register(
+        "fairio_connections",
+        "Open client connections",
+        conns.clone(),
+    );
+    registry.register(
+        "fairio_bytes",
+        "Bytes moved, all clients, closed ones included",
+        bytes.clone(),
+    );
+    registry.register(
+        "fairio_rate_bytes_per_second",
+        "Moving-average rate, all clients",
+        rate.clone(),
+    );
+    registry.register(
+        "fairio_connection_bytes",
+        "Bytes moved per client",
+        conn_bytes.clone(),
+    );
+    registry.register(
+        "fairio_connection_rate_bytes_per_second",
+        "Moving-average rate per client",
+        conn_rate.clone(),
+    );
+
+    conns.set(i64::try_from(sched.connection_count()).unwrap_or(i64::MAX));
+    let g = sched.global_stat();
+    let to = Direction {
+        direction: "to_clients",
+    };
+    let from = Direction {
+        direction: "from_clients",
+    };
+    bytes.get_or_create(&to).inc_by(g.total_sent);
+    bytes.get_or_create(&from).inc_by(g.total_recv);
+    rate.get_or_create(&to)
+        .set(i64::try_from(g.current_outflow).unwrap_or(i64::MAX));
+    rate.get_or_create(&from)
+        .set(i64::try_from(g.current_inflow).unwrap_or(i64::MAX));
+    sched.iter_connection(|c| {
+        let s = c.stat();
+        let id = c.id().to_string();
+        let l = |direction| PerConn {
+            conn: id.clone(),
+            direction,
+        };
+        conn_bytes
+            .get_or_create(&l("to_clients"))
+            .inc_by(s.total_sent);
+        conn_bytes
+            .get_or_create(&l("from_clients"))
+            .inc_by(s.total_recv);
+        conn_rate
+            .get_or_create(&l("to_clients"))
+            .set(i64::try_from(s.current_outflow).unwrap_or(i64::MAX));
+        conn_rate
+            .get_or_create(&l("from_clients"))
+            .set(i64::try_from(s.current_inflow).unwrap_or(i64::MAX));
+    });
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = encode(&mut out, &registry);
+    out
+}
+
+/// A minimal HTTP/1 responder: `GET /metrics` answers the figures, anything else 404.
+pub(crate) async fn serve<P: Policy>(listener: TcpListener, sched: Scheduler<P>) {
+    while let Ok((mut sock, _)) = listener.accept().await {
+        let sched = sched.clone();
+        tokio::spawn(async move {
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            // Read the request head, bounded to 8 KiB.
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 8192 {
+                match sock.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            let ok = head.starts_with(b"GET /metrics ") || head.starts_with(b"GET /metrics?");
+            let (status, body) = if ok {
+                ("200 OK", render(&sched))
+            } else {
+                ("404 Not Found", "not found: try /metrics\n".to_string())
+            };
+            let resp = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = sock.write_all(resp.as_bytes()).await;
+            let _ = sock.shutdown().await;
+        });
+    }
+}

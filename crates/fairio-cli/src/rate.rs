@@ -1,0 +1,76 @@
+//! Rates on the command line: `1048576`, `512KiB`, `8MiB`, `10MB`, `80Mbit`.
+
+/// Parses a rate in bytes per second. Units: none (bytes), `B`, `KB`/`MB`/`GB` (powers of 1000),
+/// `KiB`/`MiB`/`GiB` (powers of 1024), and `Kbit`/`Mbit`/`Gbit` (bits, powers of 1000). Zero and
+/// negative rates are refused.
+pub(crate) fn parse_rate(s: &str) -> Result<u64, String> {
+    const HELP: &str = "expected a positive rate in bytes per second, such as 1048576, 512KiB, 8MiB, 10MB or 80Mbit";
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    if num.is_empty() {
+        return Err(format!("'{s}' has no number; {HELP}"));
+    }
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number; {HELP}"))?;
+    let factor: f64 = match unit.trim() {
+        "" | "B" | "b/s" | "B/s" => 1.0,
+        "K" | "KB" | "kB" => 1e3,
+        "M" | "MB" => 1e6,
+        "G" | "GB" => 1e9,
+        "KiB" => 1024.0,
+        "MiB" => 1024.0 * 1024.0,
+        "GiB" => 1024.0 * 1024.0 * 1024.0,
+        "Kbit" | "kbit" => 1e3 / 8.0,
+        "Mbit" | "mbit" => 1e6 / 8.0,
+        "Gbit" | "gbit" => 1e9 / 8.0,
+        other => return Err(format!("unknown unit '{other}' in '{s}'; {HELP}")),
+    };
+    let bytes = (value * factor).round();
+    if !(bytes >= 1.0 && bytes < u64::MAX as f64) {
+        return Err(format!("'{s}' is not a positive rate; {HELP}"));
+    }
+    Ok(bytes as u64)
+}
+
+/// Formats bytes (or bytes per second) with a binary unit.
+pub(crate) fn human(bytes: f64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes;
+    let mut i = 0;
+    while v >= 1024.0 && i + 1 < UNITS.len() {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{v:.0} {}", UNITS[i])
+    } else {
+        format!("{v:.2} {}", UNITS[i])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_the_documented_forms() {
+        assert_eq!(parse_rate("1048576"), Ok(1_048_576));
+        assert_eq!(parse_rate("512KiB"), Ok(524_288));
+        assert_eq!(parse_rate("8MiB"), Ok(8 << 20));
+        assert_eq!(parse_rate("10MB"), Ok(10_000_000));
+        assert_eq!(parse_rate("80Mbit"), Ok(10_000_000));
+        assert_eq!(parse_rate("1.5MiB"), Ok(1_572_864));
+    }
+
+    #[test]
+    fn refuses_bad_input_with_an_example() {
+        for bad in ["0", "-5", "abc", "10XB", "", "0KiB"] {
+            let e = parse_rate(bad).unwrap_err();
+            assert!(e.contains("8MiB"), "{bad}: {e}");
+        }
+    }
+}
