@@ -1,5 +1,6 @@
 //! `fairio demo`: N loopback clients flooded through one scheduler, shown live.
 
+use std::collections::VecDeque;
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
@@ -81,6 +82,9 @@ struct Client<P: Policy> {
     weight: u32,
     joined: Instant,
     last_bytes: u64,
+    /// Recent (time, total bytes) samples: rates are shown over the last second, so that the
+    /// display does not jump by one read chunk per tick.
+    history: VecDeque<(Instant, u64)>,
     rate: f64,
 }
 
@@ -124,7 +128,7 @@ async fn demo<P: Policy>(
 ) -> Result<(), String> {
     let (listener, addr) = server().await?;
     let server_task = serve(listener);
-    let config = Config::new(64 * 1024)
+    let config = Config::new(16 * 1024)
         .max_download_speed(Some(args.max_download))
         .max_upload_speed(args.max_upload)
         .read_queue_size(Some(256 * 1024))
@@ -182,7 +186,17 @@ async fn demo<P: Policy>(
         }
         for c in &mut clients {
             let b = c.conn.stat().total_recv;
-            c.rate = (b - c.last_bytes) as f64 / dt;
+            c.history.push_back((now, b));
+            while c.history.len() > 5 {
+                c.history.pop_front();
+            }
+            let (t0, b0) = c.history.front().copied().unwrap_or((now, b));
+            let span = (now - t0).as_secs_f64();
+            c.rate = if span > 0.0 {
+                (b - b0) as f64 / span
+            } else {
+                (b - c.last_bytes) as f64 / dt
+            };
             c.last_bytes = b;
         }
         if tty {
@@ -244,11 +258,13 @@ async fn connect<P: Policy>(
             while writer.write(chunk.clone()).await.is_ok() {}
         });
     }
+    let joined = Instant::now();
     Ok(Client {
         conn,
         weight,
-        joined: Instant::now(),
+        joined,
         last_bytes: 0,
+        history: VecDeque::from([(joined, 0)]),
         rate: 0.0,
     })
 }
