@@ -25,6 +25,9 @@ pub(crate) struct ConnInner<P: Policy> {
     pub(crate) params: Mutex<P::Params>,
     /// Bytes taken from the write queue and not yet written to the stream.
     pub(crate) in_flight: AtomicUsize,
+    /// Bytes accepted for writing but dropped unsent when the task stopped (a close timeout,
+    /// shutdown, or a failure). Counted once the writer has stopped, so the count is exact.
+    pub(crate) dropped: AtomicUsize,
     /// The I/O error that ended the connection, until a read reports it.
     pub(crate) io_error: Mutex<Option<io::Error>>,
     pub(crate) failed: AtomicBool,
@@ -136,8 +139,11 @@ impl<P: Policy> ConnInner<P> {
         reason: CloseReason,
     ) -> Result<(), Error> {
         if self.finished.is_cancelled() {
+            let unsent = self.dropped.load(Ordering::Acquire);
             return if self.failed.load(Ordering::Acquire) {
                 Err(Error::ConnectionClosed)
+            } else if unsent > 0 {
+                Err(Error::Timeout { unsent })
             } else {
                 Ok(())
             };
@@ -151,22 +157,25 @@ impl<P: Policy> ConnInner<P> {
             }
             Some(t) => tokio::time::timeout(t, flushed).await.is_err(),
         };
-        let result = if timed_out {
-            let unsent = self.write_q.clear() + self.in_flight.load(Ordering::Acquire);
-            tracing::info!(
-                conn = self.id(),
-                unsent,
-                "close timed out; dropping unsent bytes"
-            );
-            Err(Error::Timeout { unsent })
-        } else if self.failed.load(Ordering::Acquire) {
-            Err(Error::ConnectionClosed)
-        } else {
-            Ok(())
-        };
+        let _ = timed_out; // either way, stop the task; what it dropped is counted below
         self.info.set_close_reason(reason);
         self.cancel.cancel();
         self.finished.cancelled().await;
+        // The task has stopped: what it could not send is counted exactly. It may have been cut
+        // short by this timeout, or by a shutdown while this close waited.
+        let unsent = self.dropped.load(Ordering::Acquire);
+        let result = if self.failed.load(Ordering::Acquire) {
+            Err(Error::ConnectionClosed)
+        } else if unsent > 0 {
+            tracing::info!(
+                conn = self.id(),
+                unsent,
+                "close gave up flushing; unsent bytes dropped"
+            );
+            Err(Error::Timeout { unsent })
+        } else {
+            Ok(())
+        };
         tracing::debug!(conn = self.id(), ?reason, "connection closed");
         result
     }

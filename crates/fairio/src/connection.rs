@@ -179,8 +179,9 @@ impl<P: Policy> Connection<P> {
     /// Closing a connection that is already closed returns `Ok(())`.
     ///
     /// # Errors
-    /// [`Error::Timeout`] with the exact number of bytes not sent; [`Error::ConnectionClosed`]
-    /// when the connection had failed (its error is reported to the reader).
+    /// [`Error::Timeout`] with the exact number of bytes not sent, when the timeout expired or
+    /// the scheduler shut down first; [`Error::ConnectionClosed`] when the connection had failed
+    /// (its error is reported to the reader).
     ///
     /// # Cancel safety
     /// New writes are refused from the first poll and the flush goes on in the background; with

@@ -42,7 +42,10 @@ pub(crate) async fn run<P: Policy>(conn: Arc<ConnInner<P>>, shared: Arc<Shared<P
         () = conn.cancel.cancelled() => {}
         () = work => {}
     }
-    // Both halves are dropped with `work`: the stream is closed.
+    // Both halves are dropped with `work`: the stream is closed, and the writer has stopped,
+    // so what is left unsent is known exactly.
+    let left = conn.write_q.clear() + conn.in_flight.swap(0, Ordering::AcqRel);
+    conn.dropped.fetch_add(left, Ordering::AcqRel);
     conn.writer_done.cancel();
     conn.drained.notify_waiters();
     conn.read_q.close();
