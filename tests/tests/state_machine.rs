@@ -1,0 +1,215 @@
+//! A state-machine property test of the connection API against a reference model of the bytes:
+//! random sequences of write, write_now, read, read_now, peer sends, close and shutdown, on
+//! tokio's paused clock. Whatever the sequence: what the user reads is exactly a prefix of what
+//! the peer sent, what the peer receives is exactly what was accepted minus what close reported
+//! unsent, nothing is accepted after close, and nothing hangs.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use fairio::{Config, Error, Scheduler};
+use proptest::prelude::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+
+#[derive(Clone, Debug)]
+enum Op {
+    Write(usize),
+    WriteNow(usize),
+    PeerSend(usize),
+    Read(usize),
+    ReadNow(usize),
+    Advance(u64),
+    Close,
+    Shutdown,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0..20_000usize).prop_map(Op::Write),
+        3 => (0..6_000usize).prop_map(Op::WriteNow),
+        3 => (1..10_000usize).prop_map(Op::PeerSend),
+        3 => (0..8_000usize).prop_map(Op::Read),
+        2 => (0..8_000usize).prop_map(Op::ReadNow),
+        2 => (1..500u64).prop_map(Op::Advance),
+        1 => Just(Op::Close),
+        1 => Just(Op::Shutdown),
+    ]
+}
+
+fn bytes_of(len: usize, start: usize) -> Bytes {
+    (start..start + len)
+        .map(|i| (i % 253) as u8)
+        .collect::<Vec<u8>>()
+        .into()
+}
+
+async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
+    let config = Config::new(2048)
+        .max_upload_speed(Some(64 * 1024))
+        .max_download_speed(Some(64 * 1024))
+        .read_queue_size(Some(8 * 1024))
+        .write_queue_size(Some(8 * 1024));
+    let sched = Scheduler::new(config).unwrap();
+    let (ours, theirs) = tokio::io::duplex(4096);
+    let conn = sched.register(ours).unwrap();
+    let (mut peer_r, mut peer_w) = tokio::io::split(theirs);
+    let peer_got = Arc::new(Mutex::new(Vec::new()));
+    let reader = {
+        let got = Arc::clone(&peer_got);
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            while let Ok(n) = peer_r.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                got.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        })
+    };
+    let (peer_tx, mut peer_rx) = mpsc::unbounded_channel::<Bytes>();
+    tokio::spawn(async move {
+        while let Some(b) = peer_rx.recv().await {
+            if peer_w.write_all(&b).await.is_err() {
+                break;
+            }
+        }
+    });
+
+    let (mut accepted, mut peer_sent, mut read) = (Vec::new(), Vec::new(), Vec::new());
+    let mut closed = false;
+    let mut unsent: Option<usize> = None;
+    for op in ops {
+        match op {
+            Op::Write(n) => {
+                let msg = bytes_of(n, accepted.len());
+                match timeout(Duration::from_secs(2), conn.write(msg.clone())).await {
+                    Ok(Ok(())) => {
+                        prop_assert!(!closed, "write accepted after close");
+                        accepted.extend_from_slice(&msg);
+                    }
+                    Ok(Err(Error::ConnectionClosed)) => {
+                        prop_assert!(closed, "write refused while open")
+                    }
+                    Ok(Err(e)) => prop_assert!(false, "write: {e:?}"),
+                    Err(_) => prop_assert!(!closed, "write hung after close"), // dropped: nothing queued
+                }
+            }
+            Op::WriteNow(n) => {
+                let msg = bytes_of(n, accepted.len());
+                if conn.write_now(msg.clone()) {
+                    prop_assert!(!closed, "write_now accepted after close");
+                    accepted.extend_from_slice(&msg);
+                }
+            }
+            Op::PeerSend(n) => {
+                let msg = bytes_of(n, 7 + peer_sent.len());
+                peer_sent.extend_from_slice(&msg);
+                let _ = peer_tx.send(msg);
+            }
+            Op::Read(n) => {
+                let mut buf = vec![0u8; n];
+                match timeout(Duration::from_millis(300), conn.read(&mut buf)).await {
+                    Ok(Ok(k)) => read.extend_from_slice(&buf[..k]),
+                    Ok(Err(Error::ConnectionClosed)) => {
+                        prop_assert!(closed, "read ended while open")
+                    }
+                    Ok(Err(e)) => prop_assert!(false, "read: {e:?}"),
+                    Err(_) => {} // nothing arrived in time; the dropped read took nothing
+                }
+            }
+            Op::ReadNow(n) => {
+                let mut buf = vec![0u8; n];
+                match conn.read_now(&mut buf) {
+                    Some(Ok(k)) => read.extend_from_slice(&buf[..k]),
+                    Some(Err(Error::ConnectionClosed)) => {
+                        prop_assert!(closed, "read_now ended while open")
+                    }
+                    Some(Err(e)) => prop_assert!(false, "read_now: {e:?}"),
+                    None => prop_assert!(!closed, "read_now says \"nothing yet\" after close"),
+                }
+            }
+            Op::Advance(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
+            Op::Close | Op::Shutdown if closed => {}
+            Op::Close => {
+                let r = timeout(
+                    Duration::from_secs(60),
+                    conn.close(Some(Duration::from_secs(1))),
+                )
+                .await;
+                let r = r.map_err(|_| TestCaseError::fail("close hung"))?;
+                unsent = Some(match r {
+                    Ok(()) => 0,
+                    Err(Error::Timeout { unsent }) => unsent,
+                    Err(e) => return Err(TestCaseError::fail(format!("close: {e:?}"))),
+                });
+                closed = true;
+            }
+            Op::Shutdown => {
+                let pending = conn.pending_bytes();
+                timeout(
+                    Duration::from_secs(60),
+                    sched.shutdown(Some(Duration::from_secs(1))),
+                )
+                .await
+                .map_err(|_| TestCaseError::fail("shutdown hung"))?;
+                // close reports what the shutdown dropped.
+                unsent = Some(match conn.close(None).await {
+                    Ok(()) => 0,
+                    Err(Error::Timeout { unsent }) => unsent,
+                    Err(e) => {
+                        return Err(TestCaseError::fail(format!("close after shutdown: {e:?}")));
+                    }
+                });
+                prop_assert!(unsent.unwrap_or(0) <= pending + 64 * 1024);
+                closed = true;
+            }
+        }
+        prop_assert!(
+            read.len() <= peer_sent.len() && read[..] == peer_sent[..read.len()],
+            "read is not a prefix of what the peer sent"
+        );
+    }
+    if !closed {
+        unsent = Some(
+            match timeout(Duration::from_secs(120), conn.close(None)).await {
+                Ok(Ok(())) => 0,
+                Ok(Err(Error::Timeout { unsent })) => unsent,
+                Ok(Err(e)) => return Err(TestCaseError::fail(format!("final close: {e:?}"))),
+                Err(_) => return Err(TestCaseError::fail("final close hung")),
+            },
+        );
+    }
+    timeout(Duration::from_secs(60), reader)
+        .await
+        .map_err(|_| TestCaseError::fail("peer never saw the end"))?
+        .unwrap();
+    let got = peer_got.lock().unwrap().clone();
+    let delivered = accepted.len() - unsent.unwrap_or(0);
+    prop_assert_eq!(
+        got.len(),
+        delivered,
+        "the peer got {} of {} accepted bytes, {:?} reported unsent",
+        got.len(),
+        accepted.len(),
+        unsent
+    );
+    prop_assert!(
+        got[..] == accepted[..delivered],
+        "the peer's bytes differ from what was accepted"
+    );
+    sched.shutdown(Some(Duration::from_millis(100))).await;
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn connection_matches_the_model(ops in prop::collection::vec(op(), 1..40)) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
+        rt.block_on(run(ops))?;
+    }
+}
