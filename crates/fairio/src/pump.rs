@@ -54,22 +54,6 @@ pub(crate) async fn run<P: Policy>(conn: Arc<ConnInner<P>>, shared: Arc<Shared<P
     conn.finished.cancel();
 }
 
-/// Waits until `need` bytes are granted, asking for what is missing. Returns at once when the
-/// direction is not limited (or stops being limited).
-async fn acquire<P: Policy>(dir: &Direction<P>, key: Key, slot: &GrantSlot, need: u64) {
-    let mut got = slot.take();
-    if got < need && dir.is_limited() {
-        dir.request(key, need - got);
-        while got < need && dir.is_limited() {
-            slot.notified().await;
-            got += slot.take();
-        }
-    }
-    if got > need {
-        dir.unused(key, got - need);
-    }
-}
-
 async fn read_pump<P: Policy>(
     conn: &ConnInner<P>,
     dir: &Direction<P>,
@@ -93,14 +77,43 @@ async fn read_pump<P: Policy>(
                 return;
             }
         };
-        // Read first, then wait for the grant before delivering: an idle connection holds no
-        // budget, and the next read waits until this chunk is granted and queued.
-        if dir.is_limited() {
-            acquire(dir, *key, slot, n as u64).await;
+        // Read first, then deliver as grants come: an idle connection holds no budget, each
+        // granted piece reaches the user at once (so delivery is as smooth as the grants, not
+        // as coarse as the read buffer), and the next read waits until this one is delivered.
+        let mut chunk = buf.split().freeze();
+        if !dir.is_limited() {
+            conn.meter.add_recv(n as u64);
+            if conn.read_q.push(chunk).await.is_err() {
+                return;
+            }
+            continue;
         }
-        conn.meter.add_recv(n as u64);
-        if conn.read_q.push(buf.split().freeze()).await.is_err() {
-            return;
+        let mut granted = slot.take();
+        if granted < n as u64 {
+            dir.request(*key, n as u64 - granted);
+        }
+        while !chunk.is_empty() {
+            if granted == 0 {
+                if !dir.is_limited() {
+                    granted = u64::MAX;
+                    continue;
+                }
+                slot.notified().await;
+                granted = slot.take();
+                continue;
+            }
+            let take = usize::try_from(granted)
+                .unwrap_or(usize::MAX)
+                .min(chunk.len());
+            let piece = chunk.split_to(take);
+            granted -= take as u64;
+            conn.meter.add_recv(take as u64);
+            if conn.read_q.push(piece).await.is_err() {
+                return;
+            }
+        }
+        if granted != u64::MAX {
+            dir.unused(*key, granted);
         }
     }
 }
