@@ -123,6 +123,15 @@ fn parked<P>(flows: &Slab<Flow<P>>, e: Entry) -> bool {
         .is_some_and(|f| f.ticket == e.ticket && f.state == State::Parked)
 }
 
+/// A global limiter for a limit that was not in force before: it starts with 10 ms of the limit
+/// (one ordinary grant), not a full burst, as a connection back from idle does. Its burst then builds up only
+/// while the limit is not used in full.
+fn fresh_gcra(rate: NonZeroU64, clock: &ManualClock) -> Gcra {
+    let mut g = Gcra::new(rate, gcra_burst(rate), credit_cap(rate), clock);
+    g.trim(credit_cap(rate));
+    g
+}
+
 fn mul_div(a: u64, b: u64, c: u64) -> u64 {
     u64::try_from(u128::from(a) * u128::from(b) / u128::from(c.max(1))).unwrap_or(u64::MAX)
 }
@@ -133,7 +142,7 @@ impl<P: FlowWeight> Drr<P> {
         let clock = ManualClock::default();
         Self {
             epoch: Epoch::new(now),
-            global: limit.map(|r| Gcra::new(r, gcra_burst(r), credit_cap(r), &clock)),
+            global: limit.map(|r| fresh_gcra(r, &clock)),
             clock,
             flows: Slab::new(),
             fresh: Lane::default(),
@@ -362,7 +371,7 @@ impl<P: FlowWeight> Arbiter for Drr<P> {
         self.global = match (self.global.take(), limit) {
             (_, None) => None,
             (Some(g), Some(r)) => Some(g.with_rate(r, gcra_burst(r), credit_cap(r))),
-            (None, Some(r)) => Some(Gcra::new(r, gcra_burst(r), credit_cap(r), &self.clock)),
+            (None, Some(r)) => Some(fresh_gcra(r, &self.clock)),
         };
         self.limit = limit;
         self.floor = limit.map_or(MAX_GRANT, floor);

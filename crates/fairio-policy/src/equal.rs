@@ -21,12 +21,13 @@ use crate::policy::Policy;
 /// let b = arb.insert((), None, t0);
 /// arb.set_demand(a, 1 << 20, t0);
 /// arb.set_demand(b, 1 << 20, t0);
-/// // Turns alternate, each grant sized to half the limit over 10 ms.
-/// let mut order = Vec::new();
-/// for _ in 0..4 {
-///     match arb.next(t0) {
+/// // Turns alternate, each grant sized to half the limit over 10 ms; follow the waits.
+/// let (mut order, mut now) = (Vec::new(), t0);
+/// while order.len() < 4 {
+///     match arb.next(now) {
 ///         Decision::Grant { key, bytes } => order.push((key == a, bytes)),
-///         other => panic!("{other:?}"),
+///         Decision::Wait { until } => now = until,
+///         Decision::Idle => unreachable!("both are backlogged"),
 ///     }
 /// }
 /// assert_eq!(order, [(true, 5242), (false, 5242), (true, 5242), (false, 5242)]);

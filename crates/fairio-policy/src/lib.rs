@@ -69,6 +69,9 @@
 //!   connection) is parked until its cap allows, and its turns go to the others meanwhile. A
 //!   cap holds up to 250 ms of budget while its connection waits for its turn (but no more than
 //!   two grants' worth after idling), so that round-robin does not waste it.
+//! - **No burst at start.** A new limit (a new scheduler, or a limit where there was none)
+//!   starts with 10 ms of budget, not a full burst; the burst builds up only while the limit is
+//!   not used in full.
 //! - **Global rate.** Every grant is checked with governor's `check_n` on a
 //!   [`governor::clock::Clock`] that reads the arbiter's `now`, never a real clock. The GCRA's
 //!   burst is at least the largest grant, so `InsufficientCapacity` cannot occur. Over any
@@ -91,7 +94,7 @@
 //! |---|---|---|
 //! | newcomer reaches 90% of its share (8 conns, 1 MiB/s) | 0 ms | 0 ms |
 //! | sparse conn delay p50 / p99 / max (64 conns, 16 MiB/s) | 0.00 / 0.00 / 0.01 ms | 490.00 / 980.00 / 990.00 ms |
-//! | worst excess over the limit in 100 ms (1 MiB/s) | 54963 B | 943719 B |
+//! | worst excess over the limit in 100 ms (1 MiB/s) | 10423 B | 943719 B |
 //! | limit 4 → 1 MiB/s: until the 250 ms rate is within 10% | 0 ms | never (5 s) |
 //! | smallest Jain index, 250 ms windows (64 conns, 1 MiB/s) | 0.9990 | 0.2500 |
 //!

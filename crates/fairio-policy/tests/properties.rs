@@ -52,7 +52,9 @@ fn any_conn(limit: u64) -> impl Strategy<Value = Conn> {
             weight,
             cap,
             rate,
-            chunk,
+            // At most 100,000 arrivals a second, to bound the simulation's cost: 1-byte chunks
+            // stay possible up to 100 kB/s.
+            chunk: chunk.max(rate.unwrap_or(0) / 100_000),
             join,
             leave: stay.map(|d| join + d),
         })

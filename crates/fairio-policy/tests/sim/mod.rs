@@ -97,7 +97,11 @@ pub fn run<A: Arbiter>(
     changes.sort();
     let mut next_change = 0;
     let mut t = 0u64;
-    for _step in 0..50_000_000u64 {
+    for step in 0..50_000_000u64 {
+        assert!(
+            step < 5_000_000,
+            "the simulation made no progress in 5,000,000 steps"
+        );
         // Events due now: limit changes, joins, leaves, arrivals.
         while next_change < changes.len() && changes[next_change].0 <= t {
             arb.set_limit(NonZeroU64::new(changes[next_change].1), at(t));
@@ -178,7 +182,11 @@ pub fn run<A: Arbiter>(
                 }
                 Decision::Wait { until } => {
                     let u = u64::try_from(until.duration_since(t0).as_nanos()).unwrap();
-                    wake = u.max(t + 1);
+                    assert!(
+                        u > t,
+                        "the arbiter asked to be woken at {u}, not after now ({t})"
+                    );
+                    wake = u;
                     break;
                 }
                 Decision::Idle => break,
