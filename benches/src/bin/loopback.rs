@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use fairio::{Config, EqualShare, Policy, Scheduler, Weight, Weighted, WindowQuota};
+use fairio_stats::jain;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -428,16 +429,6 @@ fn run(spec: &Spec) -> Outcome {
     out.sparse_delays_ms = std::mem::take(&mut *delays.lock().unwrap());
     std::thread::sleep(Duration::from_millis(150));
     out
-}
-
-fn jain(xs: &[f64]) -> f64 {
-    let s: f64 = xs.iter().sum();
-    let q: f64 = xs.iter().map(|x| x * x).sum();
-    if q == 0.0 {
-        1.0
-    } else {
-        s * s / (xs.len() as f64 * q)
-    }
 }
 
 /// The smallest Jain index over consecutive 250 ms windows, from samples every `step`.

@@ -274,13 +274,7 @@ fn jain_of<P: Policy>(clients: &[Client<P>], value: impl Fn(&Client<P>) -> f64) 
         .iter()
         .map(|c| value(c) / f64::from(c.weight))
         .collect();
-    let s: f64 = xs.iter().sum();
-    let q: f64 = xs.iter().map(|x| x * x).sum();
-    if q == 0.0 {
-        1.0
-    } else {
-        s * s / (xs.len() as f64 * q)
-    }
+    fairio_stats::jain(&xs)
 }
 
 fn draw<P: Policy>(clients: &[Client<P>], limit: u64, elapsed: Duration) {
@@ -350,8 +344,6 @@ fn summarize<P: Policy>(
         .iter()
         .map(|c| c.rate / f64::from(c.weight))
         .collect();
-    let s: f64 = xs.iter().sum();
-    let q: f64 = xs.iter().map(|x| x * x).sum();
     Summary {
         policy: match args.policy {
             PolicyName::Equal => "equal",
@@ -364,11 +356,7 @@ fn summarize<P: Policy>(
         aggregate_bytes,
         aggregate_rate,
         error_vs_limit: aggregate_rate / args.max_download as f64 - 1.0,
-        jain: if q == 0.0 {
-            1.0
-        } else {
-            s * s / (xs.len() as f64 * q)
-        },
+        jain: fairio_stats::jain(&xs),
     }
 }
 

@@ -24,6 +24,7 @@
 
 mod config;
 mod ewma;
+mod jain;
 mod meter;
 mod refresher;
 mod registry;
@@ -31,6 +32,7 @@ mod stat;
 
 pub use config::{StatsConfig, StatsConfigError};
 pub use ewma::Ewma;
+pub use jain::jain;
 pub use meter::Meter;
 pub use refresher::Refresher;
 pub use registry::Registry;

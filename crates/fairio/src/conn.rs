@@ -109,18 +109,24 @@ impl<P: Policy> ConnInner<P> {
         }
     }
 
-    /// Half-closes: no new writes; flushes within `timeout` and sends FIN, while reading goes
-    /// on. On timeout the rest is dropped and counted.
-    pub(crate) async fn shutdown_write(&self, timeout: Option<Duration>) -> Result<(), Error> {
-        self.write_q.close();
+    /// Waits for the writer to flush and end, for at most `timeout`; returns whether it timed
+    /// out.
+    async fn wait_writer(&self, timeout: Option<Duration>) -> bool {
         let flushed = self.writer_done.cancelled();
-        let timed_out = match timeout {
+        match timeout {
             None => {
                 flushed.await;
                 false
             }
             Some(t) => tokio::time::timeout(t, flushed).await.is_err(),
-        };
+        }
+    }
+
+    /// Half-closes: no new writes; flushes within `timeout` and sends FIN, while reading goes
+    /// on. On timeout the rest is dropped and counted.
+    pub(crate) async fn shutdown_write(&self, timeout: Option<Duration>) -> Result<(), Error> {
+        self.write_q.close();
+        let timed_out = self.wait_writer(timeout).await;
         if timed_out {
             let unsent = self.write_q.clear() + self.in_flight.load(Ordering::Acquire);
             return Err(Error::Timeout { unsent });
@@ -149,14 +155,7 @@ impl<P: Policy> ConnInner<P> {
             };
         }
         self.begin_close();
-        let flushed = self.writer_done.cancelled();
-        let timed_out = match timeout {
-            None => {
-                flushed.await;
-                false
-            }
-            Some(t) => tokio::time::timeout(t, flushed).await.is_err(),
-        };
+        let timed_out = self.wait_writer(timeout).await;
         let _ = timed_out; // either way, stop the task; what it dropped is counted below
         self.info.set_close_reason(reason);
         self.cancel.cancel();
