@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use fairio::{Config, Scheduler};
 use tokio::io::AsyncReadExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 fn open_fds() -> usize {
@@ -61,7 +61,12 @@ struct Report {
 
 async fn soak(secs: u64, live: usize) -> Report {
     let fds_before = open_fds();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    // The system's whole listen backlog (net.core.somaxconn, 4096 here): with tokio's default of
+    // 1024, a burst of reconnections overflows the accept queue, and the kernel retries those
+    // handshakes with a backoff longer than this test waits.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(4096).unwrap();
     let addr = listener.local_addr().unwrap();
     // The server: per connection, the tag (first 8 bytes), then everything until EOF, hashed.
     let (tx, mut rx) = mpsc::unbounded_channel::<(u64, u64, u64)>();
