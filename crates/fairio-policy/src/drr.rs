@@ -123,7 +123,7 @@ fn parked<P>(flows: &Slab<Flow<P>>, e: Entry) -> bool {
         .is_some_and(|f| f.ticket == e.ticket && f.state == State::Parked)
 }
 
-/// A global limiter for a limit that was not in force before: it starts with 10 ms of the limit
+/// A global limiter for a limit that was not in force before: it starts with 5 ms of the limit
 /// (one ordinary grant), not a full burst, as a connection back from idle does. Its burst then builds up only
 /// while the limit is not used in full.
 fn fresh_gcra(rate: NonZeroU64, clock: &ManualClock) -> Gcra {

@@ -21,7 +21,7 @@ use crate::policy::Policy;
 /// let b = arb.insert((), None, t0);
 /// arb.set_demand(a, 1 << 20, t0);
 /// arb.set_demand(b, 1 << 20, t0);
-/// // Turns alternate, each grant sized to half the limit over 10 ms; follow the waits.
+/// // Turns alternate, each grant sized to half the limit over 5 ms; follow the waits.
 /// let (mut order, mut now) = (Vec::new(), t0);
 /// while order.len() < 4 {
 ///     match arb.next(now) {
@@ -30,7 +30,7 @@ use crate::policy::Policy;
 ///         Decision::Idle => unreachable!("both are backlogged"),
 ///     }
 /// }
-/// assert_eq!(order, [(true, 5242), (false, 5242), (true, 5242), (false, 5242)]);
+/// assert_eq!(order, [(true, 2621), (false, 2621), (true, 2621), (false, 2621)]);
 /// ```
 #[derive(Clone, Copy, Debug, Default)]
 pub struct EqualShare;

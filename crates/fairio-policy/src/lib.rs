@@ -45,8 +45,8 @@
 //!   come and go. DRR's unfairness is bounded by one quantum per round, and we make the
 //!   quantum small (below), so DRR is fair in short windows too.
 //! - **Quantum and grant size shrink with the share.** Each turn adds to a connection's deficit
-//!   its share of the limit over a 10 ms horizon ([`tuning::GRANT_HORIZON_NANOS`]), and a grant
-//!   is one turn: `max(floor × w / w_min, share × 10 ms)`, at most 64 KiB
+//!   its share of the limit over a 5 ms horizon ([`tuning::GRANT_HORIZON_NANOS`]), and a grant
+//!   is one turn: `max(floor × w / w_min, share × 5 ms)`, at most 64 KiB
 //!   ([`tuning::MAX_GRANT`]). The floor ([`tuning::floor`]) is 512 bytes at limits of 2 MiB/s
 //!   and up, and 250 µs of the limit below that (at least 16 bytes), so at most 4,000
 //!   floor-sized grants are made per second. With 64 connections at 1 MiB/s a grant is 262
@@ -70,7 +70,7 @@
 //!   cap holds up to 250 ms of budget while its connection waits for its turn (but no more than
 //!   two grants' worth after idling), so that round-robin does not waste it.
 //! - **No burst at start.** A new limit (a new scheduler, or a limit where there was none)
-//!   starts with 10 ms of budget, not a full burst; the burst builds up only while the limit is
+//!   starts with 5 ms of budget, not a full burst; the burst builds up only while the limit is
 //!   not used in full.
 //! - **Global rate.** Every grant is checked with governor's `check_n` on a
 //!   [`governor::clock::Clock`] that reads the arbiter's `now`, never a real clock. The GCRA's
@@ -94,7 +94,7 @@
 //! |---|---|---|
 //! | newcomer reaches 90% of its share (8 conns, 1 MiB/s) | 0 ms | 0 ms |
 //! | sparse conn delay p50 / p99 / max (64 conns, 16 MiB/s) | 0.00 / 0.00 / 0.01 ms | 490.00 / 980.00 / 990.00 ms |
-//! | worst excess over the limit in 100 ms (1 MiB/s) | 10423 B | 943719 B |
+//! | worst excess over the limit in 100 ms (1 MiB/s) | 5183 B | 943719 B |
 //! | limit 4 → 1 MiB/s: until the 250 ms rate is within 10% | 0 ms | never (5 s) |
 //! | smallest Jain index, 250 ms windows (64 conns, 1 MiB/s) | 0.9990 | 0.2500 |
 //!
@@ -102,7 +102,7 @@
 //! second's budget at the start of each window, and ranks connections by a quota computed from
 //! a moving average that lags by seconds; hence its bursts, its unfairness in short windows
 //! and its long delays for small messages. DRR's burst is bounded by `B`
-//! ([`tuning::burst`], 64 KiB at 1 MiB/s). In the newcomer scenario both give the newcomer its
+//! ([`tuning::burst`], at most 64 KiB at 1 MiB/s). In the newcomer scenario both give the newcomer its
 //! share at once: with equal chunks, Tezos's first-in-first-out queue is a round robin.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]

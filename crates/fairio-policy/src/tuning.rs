@@ -15,8 +15,8 @@ pub const FLOOR_HORIZON_NANOS: u64 = 250_000;
 /// The largest grant, in bytes: no connection moves more than this at a time.
 pub const MAX_GRANT: u64 = 64 * 1024;
 
-/// Grants are sized to a connection's share of this much time, in nanoseconds (10 ms).
-pub const GRANT_HORIZON_NANOS: u64 = 10_000_000;
+/// Grants are sized to a connection's share of this much time, in nanoseconds (5 ms).
+pub const GRANT_HORIZON_NANOS: u64 = 5_000_000;
 
 /// The global limiter's burst, beyond the largest grant, is this much time at the limit (40 ms).
 pub const BURST_HORIZON_NANOS: u64 = 40_000_000;
