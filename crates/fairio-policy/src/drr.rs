@@ -78,6 +78,12 @@ impl<P> Flow<P> {
         self.credit = self.credit.saturating_add(add).min(cap);
     }
 
+    /// Whether the connection has share left over for the fresh lane: credit for the grant it
+    /// is about to take.
+    fn has_spare_share(&self, demand: u64, grant_cap: u64) -> bool {
+        self.credit >= i64::try_from(demand.min(grant_cap)).unwrap_or(i64::MAX)
+    }
+
     /// Charges a grant to the share credit; the debt is bounded so that a change of shares is
     /// forgotten after a few grants.
     fn charge(&mut self, bytes: u64, grant_cap: u64) {
@@ -403,8 +409,7 @@ impl<P: FlowWeight> Arbiter for Drr<P> {
                 // Emptied but still in the round: it keeps its place and its deficit, unless
                 // it has share left over for the fresh lane, as a sparse connection does.
                 f.refill(t, share, grant_cap);
-                let need = i64::try_from(bytes.min(grant_cap)).unwrap_or(i64::MAX);
-                if !unlimited && f.credit >= need {
+                if !unlimited && f.has_spare_share(bytes, grant_cap) {
                     self.list(key, true);
                 }
             }
@@ -420,8 +425,7 @@ impl<P: FlowWeight> Arbiter for Drr<P> {
                 // (it emptied its queue for a moment) has not, and waits its turn in the
                 // round, where it gets exactly its share.
                 f.refill(t, share, grant_cap);
-                let need = i64::try_from(bytes.min(grant_cap)).unwrap_or(i64::MAX);
-                let fresh = unlimited || f.credit >= need;
+                let fresh = unlimited || f.has_spare_share(bytes, grant_cap);
                 self.list(key, fresh);
             }
             // A connection with nothing to move stays in the round until its turn comes, so

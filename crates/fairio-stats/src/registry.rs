@@ -21,8 +21,9 @@ pub struct Registry {
 
 #[derive(Debug)]
 struct Inner {
-    next_key: u64,
-    live: HashMap<u64, Tracked>,
+    /// Keyed by the meter's address: unique while the map holds the meter, and found in O(1)
+    /// when a connection closes.
+    live: HashMap<usize, Tracked>,
     retired_sent: u64,
     retired_recv: u64,
     global_in: Ewma,
@@ -42,7 +43,6 @@ impl Registry {
         Self {
             config,
             inner: Mutex::new(Inner {
-                next_key: 0,
                 live: HashMap::new(),
                 retired_sent: 0,
                 retired_recv: 0,
@@ -68,11 +68,8 @@ impl Registry {
     pub fn register(&self) -> Arc<Meter> {
         let meter = Arc::new(Meter::default());
         let alpha = self.config.alpha();
-        let mut inner = self.lock();
-        let key = inner.next_key;
-        inner.next_key += 1;
-        inner.live.insert(
-            key,
+        self.lock().live.insert(
+            key_of(&meter),
             Tracked {
                 meter: Arc::clone(&meter),
                 inflow: Ewma::new(alpha),
@@ -87,11 +84,7 @@ impl Registry {
     /// nothing.
     pub fn retire(&self, meter: &Arc<Meter>) {
         let mut inner = self.lock();
-        let key = inner
-            .live
-            .iter()
-            .find_map(|(k, t)| Arc::ptr_eq(&t.meter, meter).then_some(*k));
-        if let Some(t) = key.and_then(|k| inner.live.remove(&k)) {
+        if let Some(t) = inner.live.remove(&key_of(meter)) {
             t.meter.set_rates(0, 0);
             inner.retired_sent += t.meter.total_sent();
             inner.retired_recv += t.meter.total_recv();
@@ -132,6 +125,10 @@ impl Registry {
     pub fn subscribe(&self) -> watch::Receiver<Stat> {
         self.updates.subscribe()
     }
+}
+
+fn key_of(meter: &Arc<Meter>) -> usize {
+    Arc::as_ptr(meter) as usize
 }
 
 fn global(inner: &Inner) -> Stat {

@@ -155,8 +155,8 @@ impl<P: Policy> ConnInner<P> {
             };
         }
         self.begin_close();
-        let timed_out = self.wait_writer(timeout).await;
-        let _ = timed_out; // either way, stop the task; what it dropped is counted below
+        // Flushed or timed out, the task is stopped next; what it dropped is counted below.
+        self.wait_writer(timeout).await;
         self.info.set_close_reason(reason);
         self.cancel.cancel();
         self.finished.cancelled().await;
