@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use fairio::{Config, EqualShare, Policy, Scheduler, Weight, Weighted, WindowQuota};
+use fairio::{Config, Connection, EqualShare, Policy, Scheduler, Weight, Weighted, WindowQuota};
 use fairio_stats::jain;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -82,6 +82,9 @@ struct Outcome {
     cpu_secs: f64,
     elapsed: f64,
     sparse_delays_ms: Vec<f64>,
+    /// Bytes the peer received over the measured interval (uploads): the same yardstick for
+    /// every contender, whatever each counts on its own side.
+    peer_bytes: u64,
 }
 
 fn thread_cpu_secs() -> f64 {
@@ -101,6 +104,7 @@ fn spawn_peer(
     dir: Dir,
     epoch: Instant,
     delays: Arc<Mutex<Vec<f64>>>,
+    received: Arc<AtomicU64>,
 ) -> (std::net::SocketAddr, Arc<AtomicBool>) {
     let stop = Arc::new(AtomicBool::new(false));
     let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -121,6 +125,7 @@ fn spawn_peer(
                     continue;
                 };
                 let delays = Arc::clone(&delays);
+                let received = Arc::clone(&received);
                 let stop = Arc::clone(&s);
                 tokio::spawn(async move {
                     match dir {
@@ -150,7 +155,9 @@ fn spawn_peer(
                                 }
                             } else {
                                 let mut buf = vec![0u8; CHUNK];
-                                while matches!(sock.read(&mut buf).await, Ok(n) if n > 0) {}
+                                while let Ok(n @ 1..) = sock.read(&mut buf).await {
+                                    received.fetch_add(n as u64, Ordering::Relaxed);
+                                }
                             }
                         }
                     }
@@ -161,7 +168,15 @@ fn spawn_peer(
     (addr, stop)
 }
 
-/// One backlogged client of any contender, counting bytes moved into `count`.
+/// The 64 KiB message every uploading client sends: one buffer for all, whatever the
+/// contender, so that no contender pays for more cache misses on its source than another.
+fn message() -> Bytes {
+    static MSG: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
+    MSG.get_or_init(|| Bytes::from(vec![1u8; CHUNK])).clone()
+}
+
+/// One backlogged client of any contender, counting bytes moved into `count`; a fairio uploader
+/// is returned instead, for its statistics to be read when sampled.
 async fn client<P: Policy>(
     spec: &Spec,
     addr: std::net::SocketAddr,
@@ -170,7 +185,7 @@ async fn client<P: Policy>(
     asl: Option<&async_speed_limit::Limiter>,
     count: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
-) {
+) -> Option<Connection<P>> {
     let mut sock = TcpStream::connect(addr).await.unwrap();
     let _ = sock.set_nodelay(true);
     if spec.dir == Dir::Up {
@@ -179,6 +194,7 @@ async fn client<P: Policy>(
     let dir = spec.dir;
     if let Some(sched) = sched {
         let conn = sched.register_with(sock, params).unwrap();
+        let writer = (dir == Dir::Up).then(|| conn.clone());
         tokio::spawn(async move {
             match dir {
                 Dir::Down => {
@@ -191,23 +207,14 @@ async fn client<P: Policy>(
                     }
                 }
                 Dir::Up => {
-                    let msg = Bytes::from(vec![1u8; CHUNK]);
-                    let c2 = conn.clone();
-                    let counter = tokio::spawn(async move {
-                        while !stop.load(Ordering::Relaxed) {
-                            count.store(c2.stat().total_sent, Ordering::Relaxed);
-                            tokio::time::sleep(Duration::from_millis(5)).await;
-                        }
-                    });
-                    while conn.write(msg.clone()).await.is_ok() {
-                        if counter.is_finished() {
-                            break;
-                        }
-                    }
+                    // Bytes written to the socket are read from the connection's statistics
+                    // when sampled (see `measured`), not by a task per connection.
+                    let msg = message();
+                    while !stop.load(Ordering::Relaxed) && conn.write(msg.clone()).await.is_ok() {}
                 }
             }
         });
-        return;
+        return writer;
     }
     let mut stream: Box<dyn fairio_fd_stream::Stream> = match asl {
         Some(l) => Box::new(l.clone().limit(sock)),
@@ -225,13 +232,14 @@ async fn client<P: Policy>(
                 }
             }
             Dir::Up => {
-                let msg = vec![1u8; CHUNK];
+                let msg = message();
                 while !stop.load(Ordering::Relaxed) && stream.write_all(&msg).await.is_ok() {
                     count.fetch_add(CHUNK as u64, Ordering::Relaxed);
                 }
             }
         }
     });
+    None
 }
 
 /// A stream type for boxing raw and limited sockets alike.
@@ -297,6 +305,7 @@ async fn measured<P: Policy>(
     params: impl Fn(u32) -> P::Params,
     addr: std::net::SocketAddr,
     epoch: Instant,
+    received: Arc<AtomicU64>,
 ) -> Outcome {
     let fairio = matches!(
         spec.contender,
@@ -326,8 +335,9 @@ async fn measured<P: Policy>(
             spec.weights[i % spec.weights.len()]
         }
     };
+    let mut writers: Vec<(usize, Connection<P>)> = Vec::new();
     for (i, count) in counts.iter().enumerate().take(spec.n) {
-        client(
+        let writer = client(
             &spec,
             addr,
             sched.as_ref(),
@@ -337,6 +347,7 @@ async fn measured<P: Policy>(
             Arc::clone(&stop),
         )
         .await;
+        writers.extend(writer.map(|w| (i, w)));
     }
     if spec.sparse {
         sparse_client(
@@ -349,8 +360,22 @@ async fn measured<P: Policy>(
         )
         .await;
     }
+    // Everything is measured from here: what moved while connections were being set up
+    // (connecting 1,000 clients takes a while) does not count.
+    for (i, w) in &writers {
+        counts[*i].store(w.stat().total_sent, Ordering::Relaxed);
+    }
     let start = Instant::now();
     let cpu0 = thread_cpu_secs();
+    let received0 = received.load(Ordering::Relaxed);
+    let at_start: Vec<u64> = counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+    let since_start = |counts: &[Arc<AtomicU64>]| -> Vec<u64> {
+        counts
+            .iter()
+            .zip(&at_start)
+            .map(|(c, a)| c.load(Ordering::Relaxed).saturating_sub(*a))
+            .collect()
+    };
     let mut samples = Vec::new();
     let mut joined = spec.join_at.is_none();
     let end = start + Duration::from_secs_f64(spec.secs);
@@ -364,7 +389,7 @@ async fn measured<P: Policy>(
                 .is_some_and(|j| start.elapsed().as_secs_f64() >= j)
         {
             let i = spec.n;
-            client(
+            let writer = client(
                 &spec,
                 addr,
                 sched.as_ref(),
@@ -374,17 +399,23 @@ async fn measured<P: Policy>(
                 Arc::clone(&stop),
             )
             .await;
+            writers.extend(writer.map(|w| (i, w)));
             joined = true;
         }
-        samples.push((
-            start.elapsed().as_secs_f64(),
-            counts.iter().map(|c| c.load(Ordering::Relaxed)).collect(),
-        ));
+        for (i, w) in &writers {
+            counts[*i].store(w.stat().total_sent, Ordering::Relaxed);
+        }
+        samples.push((start.elapsed().as_secs_f64(), since_start(&counts)));
     }
     let elapsed = start.elapsed().as_secs_f64();
     let cpu_secs = thread_cpu_secs() - cpu0;
+    let peer_bytes = received.load(Ordering::Relaxed) - received0;
+    for (i, w) in &writers {
+        counts[*i].store(w.stat().total_sent, Ordering::Relaxed);
+    }
     stop.store(true, Ordering::Relaxed);
-    let bytes = counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+    drop(writers);
+    let bytes = since_start(&counts);
     if let Some(s) = sched {
         s.shutdown(Some(Duration::from_millis(100))).await;
     }
@@ -394,13 +425,15 @@ async fn measured<P: Policy>(
         cpu_secs,
         elapsed,
         sparse_delays_ms: Vec::new(),
+        peer_bytes,
     }
 }
 
 fn run(spec: &Spec) -> Outcome {
     let epoch = Instant::now();
     let delays = Arc::new(Mutex::new(Vec::new()));
-    let (addr, peer_stop) = spawn_peer(spec.dir, epoch, Arc::clone(&delays));
+    let received = Arc::new(AtomicU64::new(0));
+    let (addr, peer_stop) = spawn_peer(spec.dir, epoch, Arc::clone(&delays), Arc::clone(&received));
     let s = spec.clone();
     let measured_side = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -416,11 +449,12 @@ fn run(spec: &Spec) -> Outcome {
                         |w| Weight::new(w).unwrap_or_default(),
                         addr,
                         epoch,
+                        received,
                     )
                     .await
                 }
-                Contender::Window => measured(s, WindowQuota, |_| (), addr, epoch).await,
-                _ => measured(s, EqualShare, |_| (), addr, epoch).await,
+                Contender::Window => measured(s, WindowQuota, |_| (), addr, epoch, received).await,
+                _ => measured(s, EqualShare, |_| (), addr, epoch, received).await,
             }
         })
     });
@@ -476,22 +510,47 @@ fn spec(contender: Contender, n: usize, limit: Option<u64>, secs: f64, dir: Dir)
     }
 }
 
+/// Overhead without a limit. This box is shared and noisy (raw tokio alone has varied by 2x
+/// between runs), so each contender runs `reps` times, interleaved (raw, equal, ..., raw, equal,
+/// ...), and the medians are compared.
 fn overhead(quick: bool) {
     let ns: &[usize] = if quick { &[8] } else { &[1, 8, 64, 512] };
-    let secs = if quick { 0.5 } else { 5.0 };
+    let (secs, reps) = if quick { (0.5, 1) } else { (3.0, 5) };
     for &n in ns {
-        let mut raw = (0.0, 0.0);
-        for c in Contender::ALL {
-            let out = run(&spec(c, n, None, secs, Dir::Up));
-            let bytes: u64 = out.bytes.iter().sum();
-            let tput = bytes as f64 / out.elapsed;
-            let cpu_per_gib = out.cpu_secs / (bytes as f64 / (1u64 << 30) as f64).max(1e-9);
-            if c == Contender::Raw {
-                raw = (tput, cpu_per_gib);
+        if !selected_n(n) {
+            continue;
+        }
+        let chosen: Vec<Contender> = Contender::ALL
+            .into_iter()
+            .filter(|c| selected(*c))
+            .collect();
+        // (throughput, CPU seconds per GiB) of every repetition, per contender.
+        let mut runs: Vec<Vec<(f64, f64)>> = vec![Vec::new(); chosen.len()];
+        for _ in 0..reps {
+            for (k, &c) in chosen.iter().enumerate() {
+                let out = run(&spec(c, n, None, secs, Dir::Up));
+                let bytes = out.peer_bytes;
+                let gib = (bytes as f64 / (1u64 << 30) as f64).max(1e-9);
+                runs[k].push((bytes as f64 / out.elapsed, out.cpu_secs / gib));
             }
+        }
+        let median = |v: &[(f64, f64)], f: fn(&(f64, f64)) -> f64| {
+            let mut xs: Vec<f64> = v.iter().map(f).collect();
+            xs.sort_by(f64::total_cmp);
+            pct(&xs, 0.5)
+        };
+        let raw = chosen
+            .iter()
+            .position(|c| *c == Contender::Raw)
+            .map(|k| (median(&runs[k], |r| r.0), median(&runs[k], |r| r.1)));
+        for (k, c) in chosen.iter().enumerate() {
+            let (tput, cpu) = (median(&runs[k], |r| r.0), median(&runs[k], |r| r.1));
             emit(
-                json!({"scenario": "overhead", "contender": c.name(), "n": n, "throughput_bytes_per_sec": tput,
-                "cpu_secs_per_gib": cpu_per_gib, "throughput_vs_raw": tput / raw.0, "cpu_vs_raw": cpu_per_gib / raw.1}),
+                json!({"scenario": "overhead", "contender": c.name(), "n": n, "reps": reps,
+                "throughput_bytes_per_sec": tput, "cpu_secs_per_gib": cpu,
+                "throughput_vs_raw": raw.map(|r| tput / r.0), "cpu_vs_raw": raw.map(|r| cpu / r.1),
+                "throughput_runs": runs[k].iter().map(|r| r.0).collect::<Vec<_>>(),
+                "cpu_secs_per_gib_runs": runs[k].iter().map(|r| r.1).collect::<Vec<_>>()}),
             );
         }
     }
@@ -506,8 +565,8 @@ fn accuracy(quick: bool) {
     let ns: &[usize] = if quick { &[8] } else { &[1, 8, 64] };
     let secs = if quick { 0.5 } else { 5.0 };
     for &limit in limits {
-        for &n in ns {
-            for c in Contender::LIMITERS {
+        for &n in ns.iter().filter(|n| selected_n(**n)) {
+            for c in Contender::LIMITERS.into_iter().filter(|c| selected(*c)) {
                 let out = run(&spec(c, n, Some(limit), secs, Dir::Down));
                 let bytes: u64 = out.bytes.iter().sum();
                 let rate = bytes as f64 / out.elapsed;
@@ -525,21 +584,25 @@ fn fairness(quick: bool) {
     let ns: &[usize] = if quick { &[8] } else { &[8, 64, 512] };
     let secs = if quick { 0.6 } else { 5.0 };
     for &limit in limits {
-        for &n in ns {
-            for c in Contender::LIMITERS {
+        for &n in ns.iter().filter(|n| selected_n(**n)) {
+            for c in Contender::LIMITERS.into_iter().filter(|c| selected(*c)) {
                 let out = run(&spec(c, n, Some(limit), secs, Dir::Down));
                 let ones = vec![1.0; n];
                 let xs: Vec<f64> = out.bytes.iter().map(|&b| b as f64).collect();
                 emit(
                     json!({"scenario": "fairness", "contender": c.name(), "n": n, "limit": limit,
-                    "jain": jain(&xs), "min_window_jain": min_window_jain(&out, &ones, Duration::from_millis(250))}),
+                    "jain": jain(&xs), "min_window_jain": min_window_jain(&out, &ones, Duration::from_millis(250)),
+                    "bytes": if n <= 8 { Some(&out.bytes) } else { None }}),
                 );
             }
         }
     }
     // 1,000 active connections at 64 MiB/s (the scale scenario's second half).
-    if !quick {
-        for c in [Contender::Equal, Contender::Asl] {
+    if !quick && selected_n(1000) {
+        for c in [Contender::Equal, Contender::Asl]
+            .into_iter()
+            .filter(|c| selected(*c))
+        {
             let out = run(&spec(c, 1000, Some(64 * MIB), 5.0, Dir::Down));
             let xs: Vec<f64> = out.bytes.iter().map(|&b| b as f64).collect();
             emit(
@@ -742,13 +805,46 @@ fn scale(quick: bool) {
 /// A named scenario, run quick or full.
 type Scenario = (&'static str, fn(bool));
 
+/// `--only NAME` (repeatable) and `--n N` (repeatable) narrow the overhead, accuracy and fairness
+/// scenarios down, to
+/// profile one contender at one size (ratios are then to raw tokio only if it ran too).
+static FILTERS: std::sync::OnceLock<(Vec<String>, Vec<usize>)> = std::sync::OnceLock::new();
+
+fn selected(c: Contender) -> bool {
+    FILTERS
+        .get()
+        .is_none_or(|(only, _)| only.is_empty() || only.iter().any(|o| o == c.name()))
+}
+
+fn selected_n(n: usize) -> bool {
+    FILTERS
+        .get()
+        .is_none_or(|(_, ns)| ns.is_empty() || ns.contains(&n))
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
-    let which = args
-        .iter()
-        .find(|a| !a.starts_with("--"))
-        .map_or("all", String::as_str);
+    let mut only = Vec::new();
+    let mut ns = Vec::new();
+    let mut positional = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--only" => only.extend(it.next().cloned()),
+            "--n" => match it.next().and_then(|v| v.parse().ok()) {
+                Some(n) => ns.push(n),
+                None => {
+                    eprintln!("--n takes a connection count, e.g. --n 512");
+                    std::process::exit(2);
+                }
+            },
+            _ if a.starts_with("--") => {}
+            _ => positional.push(a.as_str()),
+        }
+    }
+    let _ = FILTERS.set((only, ns));
+    let which = positional.first().copied().unwrap_or("all");
     let scenarios: [Scenario; 7] = [
         ("overhead", overhead),
         ("accuracy", accuracy),
