@@ -87,6 +87,24 @@ struct Outcome {
     peer_bytes: u64,
 }
 
+/// With `FAIRIO_BENCH_PIN=1`, pins the calling thread to `cpu`, so that the peer and the
+/// measured side never share a core (`taskset` on the thread's id: no unsafe code needed).
+fn pin_thread(cpu: usize) {
+    if std::env::var_os("FAIRIO_BENCH_PIN").is_none() {
+        return;
+    }
+    let Ok(link) = std::fs::read_link("/proc/thread-self") else {
+        return;
+    };
+    let Some(tid) = link.file_name().and_then(|t| t.to_str()).map(str::to_owned) else {
+        return;
+    };
+    let _ = std::process::Command::new("taskset")
+        .args(["-pc", &cpu.to_string(), &tid])
+        .stdout(std::process::Stdio::null())
+        .status();
+}
+
 fn thread_cpu_secs() -> f64 {
     std::fs::read_to_string("/proc/thread-self/schedstat")
         .ok()
@@ -112,6 +130,7 @@ fn spawn_peer(
     let addr = std_listener.local_addr().unwrap();
     let s = Arc::clone(&stop);
     std::thread::spawn(move || {
+        pin_thread(1);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -168,11 +187,19 @@ fn spawn_peer(
     (addr, stop)
 }
 
-/// The 64 KiB message every uploading client sends: one buffer for all, whatever the
-/// contender, so that no contender pays for more cache misses on its source than another.
+/// The size of the messages uploading clients send: 64 KiB unless `--msg BYTES` says otherwise.
+static MSG_SIZE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+
+fn msg_size() -> usize {
+    MSG_SIZE.get().copied().unwrap_or(CHUNK)
+}
+
+/// The message every uploading client sends: one buffer for all, whatever the contender, so
+/// that no contender pays for more cache misses on its source than another.
 fn message() -> Bytes {
     static MSG: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
-    MSG.get_or_init(|| Bytes::from(vec![1u8; CHUNK])).clone()
+    MSG.get_or_init(|| Bytes::from(vec![1u8; msg_size()]))
+        .clone()
 }
 
 /// One backlogged client of any contender, counting bytes moved into `count`; a fairio uploader
@@ -234,7 +261,7 @@ async fn client<P: Policy>(
             Dir::Up => {
                 let msg = message();
                 while !stop.load(Ordering::Relaxed) && stream.write_all(&msg).await.is_ok() {
-                    count.fetch_add(CHUNK as u64, Ordering::Relaxed);
+                    count.fetch_add(msg.len() as u64, Ordering::Relaxed);
                 }
             }
         }
@@ -436,6 +463,7 @@ fn run(spec: &Spec) -> Outcome {
     let (addr, peer_stop) = spawn_peer(spec.dir, epoch, Arc::clone(&delays), Arc::clone(&received));
     let s = spec.clone();
     let measured_side = std::thread::spawn(move || {
+        pin_thread(0);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -511,15 +539,13 @@ fn spec(contender: Contender, n: usize, limit: Option<u64>, secs: f64, dir: Dir)
 }
 
 /// Overhead without a limit. This box is shared and noisy (raw tokio alone has varied by 2x
-/// between runs), so each contender runs `reps` times, interleaved (raw, equal, ..., raw, equal,
-/// ...), and the medians are compared.
+/// between runs, in phases lasting seconds), so each contender runs `reps` short times,
+/// interleaved (raw, equal, ..., raw, equal, ...): each repetition's figures are divided by
+/// those of the raw run just before, and the median of those ratios is reported.
 fn overhead(quick: bool) {
     let ns: &[usize] = if quick { &[8] } else { &[1, 8, 64, 512] };
-    let (secs, reps) = if quick { (0.5, 1) } else { (3.0, 5) };
-    for &n in ns {
-        if !selected_n(n) {
-            continue;
-        }
+    let (secs, reps) = if quick { (0.5, 1) } else { (1.5, 9) };
+    for &n in ns.iter().filter(|n| selected_n(**n)) {
         let chosen: Vec<Contender> = Contender::ALL
             .into_iter()
             .filter(|c| selected(*c))
@@ -529,26 +555,32 @@ fn overhead(quick: bool) {
         for _ in 0..reps {
             for (k, &c) in chosen.iter().enumerate() {
                 let out = run(&spec(c, n, None, secs, Dir::Up));
-                let bytes = out.peer_bytes;
-                let gib = (bytes as f64 / (1u64 << 30) as f64).max(1e-9);
-                runs[k].push((bytes as f64 / out.elapsed, out.cpu_secs / gib));
+                let gib = (out.peer_bytes as f64 / (1u64 << 30) as f64).max(1e-9);
+                runs[k].push((out.peer_bytes as f64 / out.elapsed, out.cpu_secs / gib));
             }
         }
-        let median = |v: &[(f64, f64)], f: fn(&(f64, f64)) -> f64| {
-            let mut xs: Vec<f64> = v.iter().map(f).collect();
+        let median = |mut xs: Vec<f64>| {
             xs.sort_by(f64::total_cmp);
             pct(&xs, 0.5)
         };
-        let raw = chosen
-            .iter()
-            .position(|c| *c == Contender::Raw)
-            .map(|k| (median(&runs[k], |r| r.0), median(&runs[k], |r| r.1)));
+        let raw = chosen.iter().position(|c| *c == Contender::Raw);
         for (k, c) in chosen.iter().enumerate() {
-            let (tput, cpu) = (median(&runs[k], |r| r.0), median(&runs[k], |r| r.1));
+            let ratio = |f: fn(&(f64, f64)) -> f64| {
+                raw.map(|r| {
+                    median(
+                        runs[k]
+                            .iter()
+                            .zip(&runs[r])
+                            .map(|(x, y)| f(x) / f(y))
+                            .collect(),
+                    )
+                })
+            };
             emit(
-                json!({"scenario": "overhead", "contender": c.name(), "n": n, "reps": reps,
-                "throughput_bytes_per_sec": tput, "cpu_secs_per_gib": cpu,
-                "throughput_vs_raw": raw.map(|r| tput / r.0), "cpu_vs_raw": raw.map(|r| cpu / r.1),
+                json!({"scenario": "overhead", "contender": c.name(), "n": n, "reps": reps, "msg_bytes": msg_size(),
+                "throughput_bytes_per_sec": median(runs[k].iter().map(|r| r.0).collect()),
+                "cpu_secs_per_gib": median(runs[k].iter().map(|r| r.1).collect()),
+                "throughput_vs_raw": ratio(|r| r.0), "cpu_vs_raw": ratio(|r| r.1),
                 "throughput_runs": runs[k].iter().map(|r| r.0).collect::<Vec<_>>(),
                 "cpu_secs_per_gib_runs": runs[k].iter().map(|r| r.1).collect::<Vec<_>>()}),
             );
@@ -832,6 +864,15 @@ fn main() {
     while let Some(a) = it.next() {
         match a.as_str() {
             "--only" => only.extend(it.next().cloned()),
+            "--msg" => match it.next().and_then(|v| v.parse().ok()).filter(|m| *m > 0) {
+                Some(m) => {
+                    let _ = MSG_SIZE.set(m);
+                }
+                None => {
+                    eprintln!("--msg takes a message size in bytes, e.g. --msg 1024");
+                    std::process::exit(2);
+                }
+            },
             "--n" => match it.next().and_then(|v| v.parse().ok()) {
                 Some(n) => ns.push(n),
                 None => {

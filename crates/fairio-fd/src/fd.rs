@@ -124,6 +124,20 @@ impl AsyncWrite for Fd {
         Poll::Ready(r)
     }
 
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let r = ready!(Pin::new(&mut self.stream).poll_write_vectored(cx, bufs));
+        count_written(&self.info, &r);
+        Poll::Ready(r)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.stream).poll_flush(cx)
     }
@@ -210,6 +224,20 @@ impl AsyncWrite for FdWriteHalf {
         let r = ready!(Pin::new(&mut self.inner).poll_write(cx, buf));
         count_written(&self.info, &r);
         Poll::Ready(r)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let r = ready!(Pin::new(&mut self.inner).poll_write_vectored(cx, bufs));
+        count_written(&self.info, &r);
+        Poll::Ready(r)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

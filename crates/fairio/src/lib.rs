@@ -42,6 +42,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 
+mod batch;
 mod config;
 mod conn;
 mod connection;

@@ -1,7 +1,7 @@
 //! The connection task: a read pump and a write pump running side by side, each moving bytes
 //! only as its direction's grants allow.
 
-use std::io;
+use std::io::{self, IoSlice};
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -9,14 +9,15 @@ use std::sync::atomic::Ordering;
 use bytes::{BufMut, BytesMut};
 use fairio_fd::{CloseReason, Fd, FdReadHalf, FdWriteHalf};
 use fairio_policy::{Key, Policy};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::batch::{Batch, MAX_IOV};
 use crate::conn::ConnInner;
 use crate::direction::Direction;
 use crate::grant::GrantSlot;
 use crate::scheduler::Shared;
 
-/// The most bytes moved from the write queue at a time, limited or not.
+/// The most bytes moved from the write queue at a time (one write), limited or not.
 const MAX_CHUNK: usize = 64 * 1024;
 
 /// Runs one connection until it ends, then takes it out of the scheduler. The stream is closed
@@ -125,6 +126,7 @@ async fn write_pump<P: Policy>(
 ) -> io::Result<()> {
     let (key, slot) = (&conn.up.0, &conn.up.1);
     let mut budget = 0u64;
+    let mut batch = Batch::default();
     while conn.write_q.readable().await {
         let limited = dir.is_limited();
         if limited {
@@ -142,27 +144,25 @@ async fn write_pump<P: Policy>(
         }
         let mut allowance = if dir.is_limited() { budget } else { u64::MAX };
         while allowance > 0 {
+            // Small messages go out together, in one vectored write of up to MAX_CHUNK bytes.
             let max = usize::try_from(allowance)
                 .unwrap_or(usize::MAX)
                 .min(MAX_CHUNK);
-            let Some(max) = NonZeroUsize::new(max) else {
+            let taken = batch.fill(&conn.write_q, max);
+            if taken == 0 {
                 break;
-            };
-            let Ok(chunk) = conn.write_q.try_pop_max(max) else {
-                break;
-            };
-            conn.in_flight.store(chunk.len(), Ordering::Release);
-            let mut off = 0;
-            while off < chunk.len() {
-                let n = w.write(&chunk[off..]).await?;
+            }
+            conn.in_flight.store(taken, Ordering::Release);
+            while !batch.is_empty() {
+                let n = write_some(&mut w, &batch).await?;
                 if n == 0 {
                     return Err(io::ErrorKind::WriteZero.into());
                 }
-                off += n;
+                batch.advance(n);
                 conn.in_flight.fetch_sub(n, Ordering::AcqRel);
                 conn.meter.add_sent(n as u64);
             }
-            allowance -= chunk.len() as u64;
+            allowance -= taken as u64;
         }
         if limited {
             budget = allowance.min(budget);
@@ -177,6 +177,18 @@ async fn write_pump<P: Policy>(
         }
     }
     w.close(CloseReason::LocalClose).await
+}
+
+/// Writes the front of `batch`: all of it in one vectored write when it holds several chunks
+/// and the stream takes vectored writes, else its first chunk.
+async fn write_some(w: &mut FdWriteHalf, batch: &Batch) -> io::Result<usize> {
+    if batch.is_gathered() && w.is_write_vectored() {
+        let mut iov = [IoSlice::new(&[]); MAX_IOV];
+        let k = batch.slices(&mut iov);
+        w.write_vectored(&iov[..k]).await
+    } else {
+        w.write(batch.front()).await
+    }
 }
 
 /// Asks for `want` bytes and waits until some are granted (or the limit is lifted).
