@@ -30,7 +30,9 @@ pub struct Config {
     pub max_download_speed: Option<u64>,
     /// Each connection's read queue bound in bytes; `None`: unbounded.
     pub read_queue_size: Option<usize>,
-    /// Each connection's write queue bound in bytes; `None`: unbounded.
+    /// Each connection's write queue bound in bytes; `None`: unbounded. Beside the queue, up to
+    /// 256 KiB taken from it for the write under way are in flight (counted by
+    /// [`Connection::pending_bytes`](crate::Connection::pending_bytes)).
     pub write_queue_size: Option<usize>,
     /// The most bytes read from a stream at a time.
     pub read_buffer_size: usize,

@@ -164,7 +164,8 @@ impl<P: Policy> Connection<P> {
 
     /// Bytes queued for sending and not yet written to the stream.
     pub fn pending_bytes(&self) -> usize {
-        self.inner().write_q.len_bytes()
+        let c = self.inner();
+        c.write_q.len_bytes() + c.in_flight.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Whether the connection has ended (closed, or failed).

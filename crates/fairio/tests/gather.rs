@@ -91,7 +91,7 @@ async fn writes_for_200_messages(vectored: bool) -> usize {
 
 #[tokio::test(flavor = "current_thread")]
 async fn small_messages_are_gathered_into_vectored_writes() {
-    // 20,000 bytes in 64 KiB writes of at most 64 chunks each: 4 writes (200 / 64, rounded up).
+    // 20,000 bytes in writes of at most 64 chunks each: 4 writes (200 / 64, rounded up).
     let n = writes_for_200_messages(true).await;
     assert!(n <= 4, "200 small messages took {n} writes");
 }
