@@ -2,6 +2,11 @@
 //! policy, and one shared async-speed-limit limiter. Prints one JSON object per run.
 //!
 //! `cargo run --release -p fairio-benches --bin loopback -- <scenario|all> [--quick]`
+//! `[--only CONTENDER]... [--n N]... [--msg BYTES]`
+//!
+//! Environment: `FAIRIO_BENCH_PIN=1` pins the peer and the measured side to a core each (the
+//! full run in BENCHMARKS.md does); `FAIRIO_BENCH_DEBUG=1` prints every 250 ms window whose
+//! Jain index is below 0.97, with its per-connection byte counts, to stderr.
 //!
 //! The peer (a flooding or draining server) runs on its own thread and runtime; the measured
 //! side (clients and the limiter under test) on another, single-threaded, whose CPU time is read
@@ -87,6 +92,8 @@ struct Outcome {
     /// Bytes the peer received over the measured interval (uploads): the same yardstick for
     /// every contender, whatever each counts on its own side.
     peer_bytes: u64,
+    /// How long downloads waited for every connection's first byte before measuring.
+    warmup_secs: f64,
 }
 
 /// With `FAIRIO_BENCH_PIN=1`, pins the calling thread to `cpu`, so that the peer and the
@@ -391,6 +398,22 @@ async fn measured<P: Policy>(
         )
         .await;
     }
+    // The single-threaded peer accepts a connection only between polls of its busy flooding
+    // tasks, so the last of 512 may wait a second for its first byte. Downloads are measured
+    // once every connection has received something (at most 10 s), so that this start-up of
+    // the harness is not counted as unfairness.
+    let warm_from = Instant::now();
+    if spec.dir == Dir::Down {
+        let deadline = warm_from + Duration::from_secs(10);
+        while Instant::now() < deadline
+            && counts[..spec.n]
+                .iter()
+                .any(|c| c.load(Ordering::Relaxed) == 0)
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    let warmup_secs = warm_from.elapsed().as_secs_f64();
     // Everything is measured from here: what moved while connections were being set up
     // (connecting 1,000 clients takes a while) does not count.
     for (i, w) in &writers {
@@ -457,6 +480,7 @@ async fn measured<P: Policy>(
         elapsed,
         sparse_delays_ms: Vec::new(),
         peer_bytes,
+        warmup_secs,
     }
 }
 
@@ -512,6 +536,19 @@ fn min_window_jain(out: &Outcome, weights: &[f64], step: Duration) -> f64 {
             .map(|((x, y), w)| (y - x) as f64 / w)
             .collect();
         worst = worst.min(jain(&xs));
+        if std::env::var_os("FAIRIO_BENCH_DEBUG").is_some() && jain(&xs) < 0.97 {
+            let mut h = std::collections::BTreeMap::new();
+            for x in &xs {
+                *h.entry(*x as u64).or_insert(0) += 1;
+            }
+            eprintln!(
+                "window {:.3}-{:.3}: jain {:.4} bytes->count {:?}",
+                out.samples[k].0,
+                out.samples[k + per].0,
+                jain(&xs),
+                h
+            );
+        }
         k += per;
     }
     worst
@@ -639,6 +676,7 @@ fn fairness(quick: bool) {
                 emit(
                     json!({"scenario": "fairness", "contender": c.name(), "n": n, "limit": limit,
                     "jain": jain(&xs), "min_window_jain": min_window_jain(&out, &ones, Duration::from_millis(250)),
+                    "warmup_secs": out.warmup_secs,
                     "bytes": if n <= 8 { Some(&out.bytes) } else { None }}),
                 );
             }
