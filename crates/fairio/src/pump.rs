@@ -3,6 +3,7 @@
 
 use std::io::{self, IoSlice};
 use std::num::NonZeroUsize;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -184,11 +185,17 @@ async fn write_pump<P: Policy>(
 
 /// Writes the front of `batch`: all of it in one vectored write when it holds several chunks
 /// and the stream takes vectored writes, else its first chunk.
+///
+/// The slices are built at each poll, inside it: kept across an await they would add 1 KiB to
+/// every connection's task.
 async fn write_some(w: &mut FdWriteHalf, batch: &Batch) -> io::Result<usize> {
     if batch.is_gathered() && w.is_write_vectored() {
-        let mut iov = [IoSlice::new(&[]); MAX_IOV];
-        let k = batch.slices(&mut iov);
-        w.write_vectored(&iov[..k]).await
+        std::future::poll_fn(|cx| {
+            let mut iov = [IoSlice::new(&[]); MAX_IOV];
+            let k = batch.slices(&mut iov);
+            Pin::new(&mut *w).poll_write_vectored(cx, &iov[..k])
+        })
+        .await
     } else {
         w.write(batch.front()).await
     }
