@@ -20,15 +20,20 @@ def miss(contender, bad):
     return " **MISS**" if contender in FAIR and bad else ""
 
 
+def header(*cols):
+    """A Markdown table's header and rule."""
+    return ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+
+
 def limit_name(limit):
     return f"{limit // MIB} MiB/s"
 
 
 def overhead(rows):
-    out = [
-        "| N | message | contender | throughput | vs raw (target ≥ 0.90) | CPU s per GiB | vs raw (target ≤ 1.15) |",
-        "|---|---|---|---|---|---|---|",
-    ]
+    out = header(
+        "N", "message", "contender", "throughput", "vs raw (target ≥ 0.90)", "CPU s per GiB",
+        "vs raw (target ≤ 1.15)",
+    )
     for r in rows:
         c = r["contender"]
         fair = c.startswith("fairio")
@@ -43,13 +48,13 @@ def overhead(rows):
     return out
 
 
-def grid(rows, cell, header):
+def grid(rows, cell):
     keys = []
     for r in rows:
         k = (r["limit"], r["n"])
         if k not in keys:
             keys.append(k)
-    out = [header, "|---|---|" + "---|" * len(LIMITERS)]
+    out = header("limit", "N", *LIMITERS)
     for limit, n in keys:
         cells = []
         for c in LIMITERS:
@@ -65,8 +70,7 @@ def grid(rows, cell, header):
 def accuracy(rows):
     return grid(
         rows,
-        lambda r: f"{r['error'] * 100:+.2f}%" + miss(r["contender"], abs(r["error"]) > 0.01),
-        "| limit | N | " + " | ".join(LIMITERS) + " |",
+        lambda r: f"{r['error'] * 100:+.2f}%" + miss(r["contender"], abs(r["error"]) > 0.01)
     )
 
 
@@ -77,14 +81,11 @@ def fairness(rows):
             r["contender"], r["min_window_jain"] < target
         )
 
-    return grid(rows, cell, "| limit | N | " + " | ".join(LIMITERS) + " |")
+    return grid(rows, cell)
 
 
 def weighted(rows):
-    out = [
-        "| contender | largest relative error, whole run | after the first second | shares |",
-        "|---|---|---|---|",
-    ]
+    out = header("contender", "largest relative error, whole run", "after the first second", "shares")
     for r in rows:
         e = r["largest_relative_error"]
         shares = ", ".join(f"{s:.4f}" for s in r["shares"])
@@ -96,7 +97,7 @@ def weighted(rows):
 
 
 def join(rows):
-    out = ["| contender | ms until the newcomer's 250 ms rate reaches 90% of its share |", "|---|---|"]
+    out = header("contender", "ms until the newcomer's 250 ms rate reaches 90% of its share")
     for r in rows:
         ms = r["ms_to_90pct"]
         text = "never" if ms is None else f"{ms:.0f}"
@@ -105,7 +106,7 @@ def join(rows):
 
 
 def sparse(rows):
-    out = ["| contender | messages delivered (of ~500) | p50 | p99 |", "|---|---|---|---|"]
+    out = header("contender", "messages delivered (of ~500)", "p50", "p99")
     def ms(v):
         return "–" if v is None else f"{v:.3f} ms"
 
@@ -119,10 +120,9 @@ def sparse(rows):
 
 
 def scale(rows):
-    out = [
-        "| contender | resident bytes per connection (fairio) | the in-memory streams alone |",
-        "|---|---|---|",
-    ]
+    out = header(
+        "contender", "resident bytes per connection (fairio)", "the in-memory streams alone"
+    )
     for r in rows:
         b = r["resident_bytes_per_connection"]
         mark = " **MISS**" if b > 16 * 1024 else ""
