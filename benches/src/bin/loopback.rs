@@ -2,7 +2,7 @@
 //! policy, and one shared async-speed-limit limiter. Prints one JSON object per run.
 //!
 //! `cargo run --release -p fairio-benches --bin loopback -- <scenario|all> [--quick]`
-//! `[--only CONTENDER]... [--n N]... [--msg BYTES]`
+//! `[--only CONTENDER]... [--n N]... [--msg BYTES] [--dir up|down]`
 //!
 //! Environment: `FAIRIO_BENCH_PIN=1` pins the peer and the measured side to a core each (the
 //! full run in BENCHMARKS.md does); `FAIRIO_BENCH_DEBUG=1` prints every 250 ms window whose
@@ -195,6 +195,9 @@ fn spawn_peer(
     });
     (addr, stop)
 }
+
+/// `--dir up|down`: only uploads or only downloads in the overhead scenario.
+static DIR_FILTER: std::sync::OnceLock<Dir> = std::sync::OnceLock::new();
 
 /// `--msg BYTES`: the size of the messages uploading clients send in the overhead scenario
 /// (64 KiB, plus a 1 KiB row, unless set).
@@ -587,14 +590,30 @@ fn spec(contender: Contender, n: usize, limit: Option<u64>, secs: f64, dir: Dir)
 fn overhead(quick: bool) {
     // (connections, message size): 64 KiB writes as the issue asks, and one row of 1 KiB
     // messages, where per-message costs show.
-    let cases: Vec<(usize, usize)> = match (MSG_SIZE.get(), quick) {
-        (Some(&m), true) => vec![(8, m)],
-        (Some(&m), false) => [1, 8, 64, 512].iter().map(|&n| (n, m)).collect(),
-        (None, true) => vec![(8, CHUNK)],
-        (None, false) => vec![(1, CHUNK), (8, CHUNK), (64, CHUNK), (512, CHUNK), (8, 1024)],
+    let up = |n, m| (n, m, Dir::Up);
+    let mut cases: Vec<(usize, usize, Dir)> = match (MSG_SIZE.get(), quick) {
+        (Some(&m), true) => vec![up(8, m)],
+        (Some(&m), false) => [1, 8, 64, 512].iter().map(|&n| up(n, m)).collect(),
+        (None, true) => vec![up(8, CHUNK)],
+        (None, false) => vec![
+            up(1, CHUNK),
+            up(8, CHUNK),
+            up(64, CHUNK),
+            up(512, CHUNK),
+            up(8, 1024),
+        ],
     };
+    // Downloads too (the peer floods; clients read 64 KiB at a time): what reading through
+    // the scheduler costs.
+    if !quick && MSG_SIZE.get().is_none() {
+        cases.extend([1, 8, 64, 512].map(|n| (n, CHUNK, Dir::Down)));
+    }
     let (secs, reps) = if quick { (0.5, 1) } else { (1.5, 9) };
-    for (n, msg) in cases.into_iter().filter(|(n, _)| selected_n(*n)) {
+    let only_dir = DIR_FILTER.get().copied();
+    for (n, msg, dir) in cases
+        .into_iter()
+        .filter(|(n, _, d)| selected_n(*n) && only_dir.is_none_or(|o| o == *d))
+    {
         let chosen: Vec<Contender> = Contender::ALL
             .into_iter()
             .filter(|c| selected(*c))
@@ -605,10 +624,15 @@ fn overhead(quick: bool) {
             for (k, &c) in chosen.iter().enumerate() {
                 let out = run(&Spec {
                     msg,
-                    ..spec(c, n, None, secs, Dir::Up)
+                    ..spec(c, n, None, secs, dir)
                 });
-                let gib = (out.peer_bytes as f64 / (1u64 << 30) as f64).max(1e-9);
-                runs[k].push((out.peer_bytes as f64 / out.elapsed, out.cpu_secs / gib));
+                // Uploads: what the peer received; downloads: what the clients read.
+                let bytes = match dir {
+                    Dir::Up => out.peer_bytes,
+                    Dir::Down => out.bytes.iter().sum(),
+                };
+                let gib = (bytes as f64 / (1u64 << 30) as f64).max(1e-9);
+                runs[k].push((bytes as f64 / out.elapsed, out.cpu_secs / gib));
             }
         }
         let median = |mut xs: Vec<f64>| {
@@ -630,6 +654,7 @@ fn overhead(quick: bool) {
             };
             emit(
                 json!({"scenario": "overhead", "contender": c.name(), "n": n, "reps": reps, "msg_bytes": msg,
+                "direction": if dir == Dir::Up { "upload" } else { "download" },
                 "throughput_bytes_per_sec": median(runs[k].iter().map(|r| r.0).collect()),
                 "cpu_secs_per_gib": median(runs[k].iter().map(|r| r.1).collect()),
                 "throughput_vs_raw": ratio(|r| r.0), "cpu_vs_raw": ratio(|r| r.1),
@@ -923,6 +948,18 @@ fn main() {
                 }
                 None => {
                     eprintln!("--msg takes a message size in bytes, e.g. --msg 1024");
+                    std::process::exit(2);
+                }
+            },
+            "--dir" => match it.next().map(String::as_str) {
+                Some("up") => {
+                    let _ = DIR_FILTER.set(Dir::Up);
+                }
+                Some("down") => {
+                    let _ = DIR_FILTER.set(Dir::Down);
+                }
+                _ => {
+                    eprintln!("--dir takes up or down, e.g. --dir down");
                     std::process::exit(2);
                 }
             },
