@@ -41,6 +41,8 @@ def overhead(rows):
         t_mark = " **MISS**" if fair and tv < 0.90 else ""
         c_mark = " **MISS**" if fair and cv > 1.15 else ""
         msg = f"{r['msg_bytes'] // 1024} KiB"
+        if r.get("direction") == "download":
+            msg += " reads (download)"
         out.append(
             f"| {r['n']} | {msg} | {c} | {r['throughput_bytes_per_sec'] / MIB:,.0f} MiB/s | "
             f"{tv:.2f}{t_mark} | {r['cpu_secs_per_gib']:.3f} | {cv:.2f}{c_mark} |"

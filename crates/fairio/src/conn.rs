@@ -41,6 +41,8 @@ pub(crate) struct ConnInner<P: Policy> {
     pub(crate) finished: CancellationToken,
     /// Notified whenever the write queue has been emptied onto the stream.
     pub(crate) drained: tokio::sync::Notify,
+    /// Notified whenever the user has taken bytes from the read queue.
+    pub(crate) read_taken: tokio::sync::Notify,
     /// The handles' shared guard, while any handle exists.
     pub(crate) handles: OnceLock<Weak<HandleGuard<P>>>,
 }

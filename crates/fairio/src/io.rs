@@ -70,6 +70,7 @@ impl<P: Policy> AsyncRead for ConnectionIo<P> {
                 e => Poll::Ready(Err(e.into())),
             },
             Poll::Ready(n) => {
+                this.conn.conn().read_taken.notify_one();
                 buf.advance(n);
                 Poll::Ready(Ok(()))
             }

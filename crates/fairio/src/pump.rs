@@ -68,6 +68,15 @@ async fn read_pump<P: Policy>(
     let (key, slot) = (&conn.down.0, &conn.down.1);
     let mut buf = BytesMut::new();
     loop {
+        if !dir.is_limited() {
+            // Read ahead by less than one buffer: what the user has not taken yet waits in the
+            // socket, not in memory here. Reading ahead as far as the read queue allowed cost
+            // a second pass over cold memory for every byte (0.5x raw tokio's download
+            // throughput at 64 connections); now the buffer is reused while still in cache.
+            while conn.read_q.len_bytes() >= rbs.get() && !conn.read_q.is_closed() {
+                conn.read_taken.notified().await;
+            }
+        }
         // Reuses the allocation once the previous chunk has been read by the user.
         buf.reserve(rbs.get());
         let n = match r.read_buf(&mut (&mut buf).limit(rbs.get())).await {

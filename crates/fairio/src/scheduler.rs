@@ -232,6 +232,7 @@ impl<P: Policy> Scheduler<P> {
             down: (down_key, down_slot),
             params: Mutex::new(params),
             in_flight: Default::default(),
+            read_taken: Default::default(),
             dropped: Default::default(),
             io_error: Mutex::new(None),
             failed: AtomicBool::new(false),
