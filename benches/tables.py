@@ -42,7 +42,7 @@ def overhead(rows):
         c_mark = " **MISS**" if fair and cv > 1.15 else ""
         msg = f"{r['msg_bytes'] // 1024} KiB"
         if r.get("direction") == "download":
-            msg += " reads (download)"
+            msg += f" download, fairio `{r.get('fairio_reads') or 'read'}`"
         out.append(
             f"| {r['n']} | {msg} | {c} | {r['throughput_bytes_per_sec'] / MIB:,.0f} MiB/s | "
             f"{tv:.2f}{t_mark} | {r['cpu_secs_per_gib']:.3f} | {cv:.2f}{c_mark} |"
