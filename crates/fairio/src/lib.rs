@@ -36,7 +36,9 @@
 //!   drop on timeout;
 //! - shutdown always returns;
 //! - the policy reacts within one grant, not within seconds (see [`fairio_policy`]'s measured
-//!   comparison).
+//!   comparison);
+//! - queued messages leave in vectored writes (up to 64 messages, 256 KiB, per system call),
+//!   and [`Connection::read_bytes`] hands received buffers over without a copy.
 //!
 //! All time-dependent code runs on tokio's clock, so tests can use a paused clock.
 #![forbid(unsafe_code)]
