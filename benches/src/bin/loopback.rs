@@ -351,6 +351,13 @@ async fn sparse_client<P: Policy>(
     });
 }
 
+/// Copies each fairio uploader's bytes written to the socket into its counter.
+fn sync_writers<P: Policy>(writers: &[(usize, Connection<P>)], counts: &[Arc<AtomicU64>]) {
+    for (i, w) in writers {
+        counts[*i].store(w.stat().total_sent, Ordering::Relaxed);
+    }
+}
+
 async fn measured<P: Policy>(
     spec: Spec,
     policy: P,
@@ -430,9 +437,7 @@ async fn measured<P: Policy>(
     let warmup_secs = warm_from.elapsed().as_secs_f64();
     // Everything is measured from here: what moved while connections were being set up
     // (connecting 1,000 clients takes a while) does not count.
-    for (i, w) in &writers {
-        counts[*i].store(w.stat().total_sent, Ordering::Relaxed);
-    }
+    sync_writers(&writers, &counts);
     let start = Instant::now();
     let cpu0 = thread_cpu_secs();
     let received0 = received.load(Ordering::Relaxed);
@@ -470,17 +475,13 @@ async fn measured<P: Policy>(
             writers.extend(writer.map(|w| (i, w)));
             joined = true;
         }
-        for (i, w) in &writers {
-            counts[*i].store(w.stat().total_sent, Ordering::Relaxed);
-        }
+        sync_writers(&writers, &counts);
         samples.push((start.elapsed().as_secs_f64(), since_start(&counts)));
     }
     let elapsed = start.elapsed().as_secs_f64();
     let cpu_secs = thread_cpu_secs() - cpu0;
     let peer_bytes = received.load(Ordering::Relaxed) - received0;
-    for (i, w) in &writers {
-        counts[*i].store(w.stat().total_sent, Ordering::Relaxed);
-    }
+    sync_writers(&writers, &counts);
     stop.store(true, Ordering::Relaxed);
     drop(writers);
     let bytes = since_start(&counts);
