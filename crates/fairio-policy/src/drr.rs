@@ -8,6 +8,7 @@ use std::time::Instant;
 use crate::cap::{Cap, cap_for};
 use crate::clock::{Epoch, ManualClock};
 use crate::gcra::Gcra;
+use crate::held::HeldWeights;
 use crate::lanes::{Entry, Lane, Parking};
 use crate::policy::{Arbiter, Decision};
 use crate::tuning::{GRANT_HORIZON_NANOS, MAX_GRANT, credit_cap, floor, gcra_burst, grant_max};
@@ -111,6 +112,9 @@ pub struct Drr<P> {
     active_weight: u64,
     /// The weights of the listed connections, as a multiset, for the smallest.
     weights: BTreeMap<u32, u32>,
+    /// The active weight and the smallest weight as turns are sized from them: held at their
+    /// recent peak, so that connections that come and go do not make turns uneven.
+    held: HeldWeights,
     limit: Option<NonZeroU64>,
     /// The smallest grant worth making under the limit.
     floor: u64,
@@ -156,6 +160,7 @@ impl<P: FlowWeight> Drr<P> {
             parking: Parking::default(),
             active_weight: 0,
             weights: BTreeMap::new(),
+            held: HeldWeights::new(0),
             limit,
             floor: limit.map_or(MAX_GRANT, floor),
         }
@@ -167,12 +172,22 @@ impl<P: FlowWeight> Drr<P> {
         self.clock.nanos()
     }
 
+    /// Shows the active weight to the held weights, at the time of the last decision or call.
+    fn observe_weights(&mut self) {
+        let min = self.weights.keys().next().copied();
+        self.held
+            .observe(self.clock.nanos(), self.active_weight, min);
+    }
+
     fn add_weight(&mut self, w: u32) {
+        self.observe_weights();
         self.active_weight += u64::from(w);
         *self.weights.entry(w).or_insert(0) += 1;
+        self.observe_weights();
     }
 
     fn remove_weight(&mut self, w: u32) {
+        self.observe_weights();
         self.active_weight -= u64::from(w);
         if let Some(n) = self.weights.get_mut(&w) {
             *n -= 1;
@@ -180,6 +195,7 @@ impl<P: FlowWeight> Drr<P> {
                 self.weights.remove(&w);
             }
         }
+        self.observe_weights();
     }
 
     /// Puts a backlogged connection in a lane, with a fresh ticket.
@@ -227,20 +243,26 @@ impl<P: FlowWeight> Drr<P> {
     /// Bytes added to a connection's deficit per turn: its share of the grant horizon, and at
     /// least the floor scaled by its weight relative to the lightest, so that every turn ends in
     /// a grant and proportions stay exact at one grant per turn.
+    ///
+    /// A turn is `w` times one per-weight amount, computed from the held weights (never below
+    /// the momentary `active_weight`), so that turns are in exact proportion to weight whenever
+    /// they are topped up, rounding included.
     fn quantum(&self, w: u32) -> u64 {
         self.quantum_among(w, self.active_weight)
     }
 
     fn quantum_among(&self, w: u32, active_weight: u64) -> u64 {
-        let w_min = self.weights.keys().next().copied().unwrap_or(1).min(w);
-        let floor = mul_div(self.floor, u64::from(w), u64::from(w_min));
-        match self.limit {
-            None => mul_div(MAX_GRANT, u64::from(w), u64::from(w_min)),
+        let w_min = u64::from(self.held.min().unwrap_or(w).min(w));
+        let among = self.held.total().max(active_weight).max(1);
+        let per_weight = match self.limit {
+            None => MAX_GRANT.div_ceil(w_min),
             Some(l) => {
-                let share = mul_div(l.get(), GRANT_HORIZON_NANOS * u64::from(w), 1_000_000_000);
-                (share / active_weight.max(1)).max(floor)
+                // Rounded up, so that the lightest connection's turn is at least the floor.
+                let floor = self.floor.div_ceil(w_min);
+                (mul_div(l.get(), GRANT_HORIZON_NANOS, 1_000_000_000) / among).max(floor)
             }
-        }
+        };
+        per_weight.saturating_mul(u64::from(w))
     }
 
     /// The largest grant for a connection of weight `w`: one whole turn, within
@@ -440,6 +462,9 @@ impl<P: FlowWeight> Arbiter for Drr<P> {
 
     fn next(&mut self, now: Instant) -> Decision {
         let t = self.tick(now);
+        if self.held.due(t) {
+            self.observe_weights();
+        }
         self.unpark_due(t);
         // Each pass returns, parks a connection, drops an emptied one from the round, or sends one
         // back from parking with nothing left of its turn: this ends within 2 × len + 1 passes.
@@ -549,5 +574,96 @@ impl<P: FlowWeight> Arbiter for Drr<P> {
 
     fn len(&self) -> usize {
         self.flows.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::tuning::{burst, credit_cap};
+
+    fn nz(n: u64) -> NonZeroU64 {
+        NonZeroU64::new(n).unwrap()
+    }
+
+    /// Grants at `now` until the arbiter says wait; their sum.
+    fn drain<P: FlowWeight>(arb: &mut Drr<P>, now: Instant) -> u64 {
+        let mut sum = 0;
+        loop {
+            match arb.next(now) {
+                Decision::Grant { bytes, .. } => sum += bytes,
+                Decision::Wait { .. } => return sum,
+                Decision::Idle => panic!("a backlogged connection is not idle"),
+            }
+        }
+    }
+
+    #[test]
+    fn unused_bytes_are_granted_again_within_the_burst_bound() {
+        let t0 = Instant::now();
+        let limit = nz(64 * 1024);
+        let mut arb = Drr::<()>::new(Some(limit), t0);
+        let k = arb.insert((), None, t0);
+        arb.set_demand(k, u64::MAX / 4, t0);
+        // A reader that uses half of every grant: the other half is granted again, so the bytes
+        // used still reach the limit, and do not exceed it.
+        let (mut used, mut now, secs) = (0, t0, 2);
+        while now < t0 + Duration::from_secs(secs) {
+            match arb.next(now) {
+                Decision::Grant { key, bytes } => {
+                    used += bytes - bytes / 2;
+                    arb.unused(key, bytes / 2);
+                }
+                Decision::Wait { until } => now = until,
+                Decision::Idle => panic!("a backlogged connection is not idle"),
+            }
+        }
+        let (allowed, b) = (limit.get() * secs, burst(limit));
+        assert!(
+            used + b >= allowed * 99 / 100 && used <= allowed + b,
+            "used {used} of {allowed}"
+        );
+        // A refund gives back what was charged, but never lifts the budget above `B`: the
+        // burst bound holds.
+        drain(&mut arb, now);
+        arb.unused(k, u64::MAX / 2);
+        let again = drain(&mut arb, now);
+        assert!(again > credit_cap(limit) && again <= b, "{again}");
+    }
+
+    /// Two backlogged connections of weights 1 and 2 beside one of weight 2 that leaves the
+    /// round and comes back every 20 ms: the backlogged ones still move in exact proportion.
+    #[test]
+    fn turns_stay_in_proportion_while_another_connection_comes_and_goes() {
+        let t0 = Instant::now();
+        let mut arb = Drr::<Weight>::new(Some(nz(64 * 1024)), t0);
+        let w = |n| Weight::new(n).unwrap();
+        let (light, heavy, sparse) = (
+            arb.insert(w(1), None, t0),
+            arb.insert(w(2), None, t0),
+            arb.insert(w(2), None, t0),
+        );
+        arb.set_demand(light, u64::MAX / 4, t0);
+        arb.set_demand(heavy, u64::MAX / 4, t0);
+        let (mut moved, mut now, mut next_message) = ([0u64; 2], t0, t0);
+        let (from, to) = (t0 + Duration::from_secs(1), t0 + Duration::from_secs(5));
+        while now < to {
+            if now >= next_message {
+                arb.set_demand(sparse, 150, now);
+                next_message += Duration::from_millis(20);
+            }
+            match arb.next(now) {
+                Decision::Grant { key, bytes } if now >= from && key != sparse => {
+                    moved[usize::from(key == heavy)] += bytes;
+                }
+                Decision::Grant { .. } => {}
+                Decision::Wait { until } => now = until.min(next_message),
+                Decision::Idle => panic!("two connections are backlogged"),
+            }
+        }
+        let ratio = moved[1] as f64 / moved[0] as f64;
+        assert!((ratio - 2.0).abs() < 0.01, "heavy / light = {ratio:.4}");
     }
 }

@@ -106,6 +106,7 @@ impl Gcra {
     /// Takes `n` bytes at the clock's current time, or says when they will be available (in
     /// nanoseconds on the clock). `n` must not exceed the burst.
     pub(crate) fn take(&mut self, n: u64) -> Result<(), u64> {
+        self.rebalance();
         if self.credit >= n {
             self.credit -= n;
             return Ok(());
@@ -129,9 +130,34 @@ impl Gcra {
         }
     }
 
-    /// Returns bytes that were taken but not used, up to the credit cap.
+    /// Returns bytes that were taken but not used (a grant a stalled connection gave back).
+    ///
+    /// A refund undoes a charge: the bytes go back to the budget, however many, as long as the
+    /// budget (credit and burst together) stays within `credit_cap + burst`, the documented `B`.
+    /// Capping refunds at the credit cap alone lost the shares of stalled connections whenever
+    /// several gave theirs back at once.
     pub(crate) fn refund(&mut self, n: u64) {
-        self.credit = self.credit.saturating_add(n).min(self.credit_cap);
+        self.credit = self
+            .credit
+            .saturating_add(n)
+            .min(self.credit_cap + self.burst);
+    }
+
+    /// Keeps credit and burst together within `credit_cap + burst`: credit above the cap (from
+    /// refunds) displaces burst the limiter would otherwise give.
+    fn rebalance(&mut self) {
+        if self.credit <= self.credit_cap {
+            return;
+        }
+        let total = self.credit_cap + self.burst;
+        let available = self.available();
+        let excess = (self.credit + available).saturating_sub(total);
+        if excess > 0 {
+            self.trim(available.saturating_sub(excess));
+            // Were the limiter's burst already below what is needed, the credit itself gives
+            // way.
+            self.credit = self.credit.min(total);
+        }
     }
 }
 
@@ -195,7 +221,21 @@ mod tests {
         let mut g = Gcra::new(nz(1000), 100, 60, &clock);
         g.take(100).unwrap();
         g.refund(80);
-        assert_eq!(g.take(60), Ok(()));
+        assert_eq!(g.take(80), Ok(()));
         assert!(g.take(1).is_err());
+    }
+
+    #[test]
+    fn refunds_never_lift_the_budget_above_credit_cap_plus_burst() {
+        let clock = ManualClock::default();
+        let mut g = Gcra::new(nz(1000), 100, 60, &clock);
+        // The burst is full and a large refund arrives: at most 160 bytes may go at once.
+        g.refund(1_000);
+        let mut taken = 0;
+        while g.take(10).is_ok() {
+            taken += 10;
+            assert!(taken <= 160, "took {taken}");
+        }
+        assert!(taken >= 150, "took {taken}");
     }
 }

@@ -46,13 +46,33 @@
 //!   quantum small (below), so DRR is fair in short windows too.
 //! - **Quantum and grant size shrink with the share.** Each turn adds to a connection's deficit
 //!   its share of the limit over a 5 ms horizon ([`tuning::GRANT_HORIZON_NANOS`]), and a grant
-//!   is one turn: `max(floor × w / w_min, share × 5 ms)`, at most 64 KiB
+//!   is one turn: `w × max(⌈floor / w_min⌉, limit × 5 ms / W)` for a connection of weight `w`,
+//!   with `W` and `w_min` the held sum of weights and smallest weight (below), at most 64 KiB
 //!   ([`tuning::MAX_GRANT`]). The floor ([`tuning::floor`]) is 512 bytes at limits of 2 MiB/s
 //!   and up, and 250 µs of the limit below that (at least 16 bytes), so at most 4,000
 //!   floor-sized grants are made per second. With 64 connections at 1 MiB/s a grant is 262
 //!   bytes, not 16 KiB, and every connection moves several times in every 250 ms. The floor
 //!   scales with the weight relative to the lightest connection, so that a turn is always one
-//!   grant and proportions stay exact in short windows; every turn ends in a grant (O(1)).
+//!   grant and proportions stay exact in short windows; every turn ends in a grant (O(1)). A
+//!   turn is `w` times one per-weight amount, rounded once, so rounding does not skew
+//!   proportions either (at 64 KiB/s a turn is a few dozen bytes, where rounding each turn on
+//!   its own would cost a light connection several per cent).
+//! - **Held weights.** Turns are sized when they are topped up, so they must not depend on
+//!   when that is. Connections that want less than their share (a slow consumer at the far end,
+//!   a sparse sender) leave the round whenever their turn finds them with nothing to move, and
+//!   come back as soon as they have: the sum of active weights dips and recovers many times a
+//!   second, and with turns sized from the momentary sum, whoever happened to be topped up
+//!   during a dip got a larger turn (measured: backlogged connections of weights 1 and 2 beside
+//!   a slow one got 0.86 and 1.07 of their shares). So `W` and `w_min` are held
+//!   ([`tuning::WEIGHT_HOLD_NANOS`]): `W` is the largest sum of weights of the backlogged
+//!   connections seen in the current and the previous second, and `w_min` the smallest weight;
+//!   a rise shows at once, a fall only once a whole second has passed without the old peak.
+//!   Within a round every turn is then the same multiple of its weight, and backlogged
+//!   connections move in exact proportion whatever the others do. The cost is only that turns
+//!   stay smaller (more, smaller grants) for 1 to 2 s after connections leave for good; the
+//!   limit is used in full meanwhile, since only the size of a turn depends on `W`, never
+//!   whether there is one. Holding costs O(1): two values per period, kept from the arbiter's
+//!   `now`.
 //! - **Share credit.** A connection's use is tracked against its share (a credit refilled at its
 //!   share rate, holding at most one grant). Only a connection not in debt may use the
 //!   new-flow lane: one that empties its queue between bursts above its share cannot jump the
@@ -93,7 +113,7 @@
 //! | measure | EqualShare | WindowQuota (Tezos) |
 //! |---|---|---|
 //! | newcomer reaches 90% of its share (8 conns, 1 MiB/s) | 0 ms | 0 ms |
-//! | sparse conn delay p50 / p99 / max (64 conns, 16 MiB/s) | 0.00 / 0.00 / 0.01 ms | 490.00 / 980.00 / 990.00 ms |
+//! | sparse conn delay p50 / p99 / max (64 conns, 16 MiB/s) | 0.00 / 0.01 / 0.01 ms | 490.00 / 980.00 / 990.00 ms |
 //! | worst excess over the limit in 100 ms (1 MiB/s) | 5183 B | 943719 B |
 //! | limit 4 → 1 MiB/s: until the 250 ms rate is within 10% | 0 ms | never (5 s) |
 //! | smallest Jain index, 250 ms windows (64 conns, 1 MiB/s) | 0.9990 | 0.2500 |
@@ -112,6 +132,7 @@ mod clock;
 mod drr;
 mod equal;
 mod gcra;
+mod held;
 mod lanes;
 mod policy;
 mod slab;

@@ -18,6 +18,10 @@ pub const MAX_GRANT: u64 = 64 * 1024;
 /// Grants are sized to a connection's share of this much time, in nanoseconds (5 ms).
 pub const GRANT_HORIZON_NANOS: u64 = 5_000_000;
 
+/// Turns are sized from the active weight held at its peak over the last one to two periods of
+/// this much time (1 s), not from the momentary one: see the [crate docs](crate), "Held weights".
+pub const WEIGHT_HOLD_NANOS: u64 = 1_000_000_000;
+
 /// The global limiter's burst, beyond the largest grant, is this much time at the limit (40 ms).
 pub const BURST_HORIZON_NANOS: u64 = 40_000_000;
 

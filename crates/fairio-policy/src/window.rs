@@ -308,7 +308,7 @@ impl Arbiter for WindowArbiter {
     }
 
     fn unused(&mut self, _key: Key, bytes: u64) {
-        self.quota += to_i64(bytes);
+        self.quota = self.quota.saturating_add(to_i64(bytes));
         self.moved -= bytes.min(self.moved);
     }
 

@@ -75,6 +75,7 @@ fn measure<P: Policy<Params = ()>>(policy: &P) -> Figures {
         chunk: 100,
         join: SEC,
         leave: None,
+        sink: None,
     });
     let s = Scenario {
         limit: 16 << 20,

@@ -57,6 +57,7 @@ fn any_conn(limit: u64) -> impl Strategy<Value = Conn> {
             chunk: chunk.max(rate.unwrap_or(0) / 100_000),
             join,
             leave: stay.map(|d| join + d),
+            sink: None,
         })
 }
 
@@ -177,6 +178,7 @@ fn fair_scenario(max_conns: usize, weighted: bool) -> impl Strategy<Value = Scen
                         chunk,
                         join: 0,
                         leave: None,
+                        sink: None,
                     }
                 })
                 .collect();
@@ -325,6 +327,7 @@ fn isolation() -> impl Strategy<Value = Scenario> {
                 chunk: 100,
                 join: 300 * MS,
                 leave: None,
+                sink: None,
             });
             Scenario {
                 limit: l,

@@ -30,6 +30,9 @@ struct State {
     closed: bool,
     pushers: Waiters,
     poppers: Waiters,
+    /// Tasks waiting for the queue to shrink below a size of their own (see
+    /// [`ByteQueue::wait_below`]).
+    shrink: Waiters,
 }
 
 /// Which line a waiting future stands in.
@@ -37,6 +40,7 @@ struct State {
 enum Side {
     Push,
     Pop,
+    Shrink,
 }
 
 /// Leaves the line when a waiting future is dropped, which is what makes every future here
@@ -67,6 +71,7 @@ impl State {
         match side {
             Side::Push => &mut self.pushers,
             Side::Pop => &mut self.poppers,
+            Side::Shrink => &mut self.shrink,
         }
     }
 
@@ -96,11 +101,11 @@ impl State {
 
 /// Wakers collected under the lock and woken after it is released.
 #[derive(Default)]
-struct Wakeups(Option<Waker>, Option<Waker>);
+struct Wakeups(Option<Waker>, Option<Waker>, Option<Waker>);
 
 impl Wakeups {
     fn wake(self) {
-        for w in [self.0, self.1].into_iter().flatten() {
+        for w in [self.0, self.1, self.2].into_iter().flatten() {
             w.wake();
         }
     }
@@ -214,7 +219,7 @@ impl ByteQueue {
         if len == 0 {
             msg.take();
             let next = st.pushers.leave(ticket);
-            return Ok(Wakeups(next, None));
+            return Ok(Wakeups(next, None, None));
         }
         if !st.pushers.may_proceed(*ticket) || !st.fits(self.bound, len) {
             if let Some(w) = waker {
@@ -224,7 +229,7 @@ impl ByteQueue {
         }
         let next_pusher = st.pushers.leave(ticket);
         let popper = msg.take().and_then(|m| st.enqueue(m));
-        Ok(Wakeups(popper, next_pusher))
+        Ok(Wakeups(popper, next_pusher, None))
     }
 
     /// Pushes `msg` if it fits now, without waiting.
@@ -292,6 +297,60 @@ impl ByteQueue {
             Some(chunk) => copy_out(chunk, buf),
             None => 0,
         }
+    }
+
+    /// Queues `msg` at once, past the bound and ahead of waiting pushers. For a single producer
+    /// that applies back-pressure itself (with [`wait_below`](Self::wait_below)) and must not
+    /// wait here: fairio's read pump, which has already been granted the bytes it pushes.
+    /// Empty messages are not queued.
+    ///
+    /// # Errors
+    /// Returns [`Closed`] with `msg` if the queue is closed.
+    pub fn push_force(&self, msg: Bytes) -> Result<(), Closed<Bytes>> {
+        let popper = {
+            let mut st = self.lock();
+            if st.closed {
+                return Err(Closed(msg));
+            }
+            if msg.is_empty() {
+                return Ok(());
+            }
+            st.enqueue(msg)
+        };
+        if let Some(w) = popper {
+            w.wake();
+        }
+        Ok(())
+    }
+
+    /// Waits until fewer than `n` bytes are queued, woken by the pops that shrink the queue.
+    /// Returns `false` once the queue is closed. Back-pressure for a producer that pushes with
+    /// [`push_force`](Self::push_force), without a notification that every consumer must
+    /// remember to send.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: it takes and queues nothing.
+    pub async fn wait_below(&self, n: usize) -> bool {
+        let mut place = Place {
+            queue: self,
+            side: Side::Shrink,
+            ticket: None,
+        };
+        poll_fn(|cx| {
+            let mut st = self.lock();
+            if st.closed || st.size < n {
+                let next = st.shrink.leave(&mut place.ticket);
+                let open = !st.closed;
+                drop(st);
+                if let Some(w) = next {
+                    w.wake();
+                }
+                return Poll::Ready(open);
+            }
+            st.shrink.wait(&mut place.ticket, cx.waker());
+            Poll::Pending
+        })
+        .await
     }
 
     /// Waits until a chunk is queued, without taking it. Returns `false` once the queue is
@@ -371,7 +430,10 @@ impl ByteQueue {
         } else {
             st.poppers.head()
         };
-        Ok((chunk, Wakeups(st.pushers.head(), next_popper)))
+        Ok((
+            chunk,
+            Wakeups(st.pushers.head(), next_popper, st.shrink.head()),
+        ))
     }
 
     /// Pops the front chunk if there is one and no earlier popper is waiting.
@@ -417,6 +479,7 @@ impl ByteQueue {
             st.closed = true;
             let mut w = st.pushers.all();
             w.extend(st.poppers.all());
+            w.extend(st.shrink.all());
             w
         };
         for w in wakers {
@@ -427,14 +490,13 @@ impl ByteQueue {
     /// Drops every queued chunk and returns how many bytes were dropped. Waiting pushers are
     /// woken, since there is room now.
     pub fn clear(&self) -> usize {
-        let (dropped, pusher) = {
+        let (dropped, wake) = {
             let mut st = self.lock();
             st.items.clear();
-            (std::mem::take(&mut st.size), st.pushers.head())
+            let wake = Wakeups(st.pushers.head(), st.shrink.head(), None);
+            (std::mem::take(&mut st.size), wake)
         };
-        if let Some(w) = pusher {
-            w.wake();
-        }
+        wake.wake();
         dropped
     }
 

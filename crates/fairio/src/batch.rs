@@ -48,18 +48,33 @@ impl Batch {
         self.left == 0
     }
 
-    /// The unwritten chunks, as slices for a vectored write; returns how many of `iov` it set.
-    pub(crate) fn slices<'a>(&'a self, iov: &mut [IoSlice<'a>; MAX_IOV]) -> usize {
-        let rest = &self.chunks[self.first..];
-        for (slot, chunk) in iov.iter_mut().zip(rest) {
-            *slot = IoSlice::new(chunk);
+    /// At most `max` unwritten bytes, as slices for a vectored write; returns how many of
+    /// `iov` it set.
+    pub(crate) fn slices<'a>(&'a self, iov: &mut [IoSlice<'a>; MAX_IOV], max: usize) -> usize {
+        let mut left = max;
+        let mut k = 0;
+        for (slot, chunk) in iov.iter_mut().zip(&self.chunks[self.first..]) {
+            if left == 0 {
+                break;
+            }
+            let n = chunk.len().min(left);
+            *slot = IoSlice::new(&chunk[..n]);
+            left -= n;
+            k += 1;
         }
-        rest.len()
+        k
     }
 
-    /// The first unwritten chunk, for a plain write.
-    pub(crate) fn front(&self) -> &[u8] {
-        self.chunks.get(self.first).map_or(&[], |c| c)
+    /// At most `max` bytes of the first unwritten chunk, for a plain write.
+    pub(crate) fn front(&self, max: usize) -> &[u8] {
+        self.chunks
+            .get(self.first)
+            .map_or(&[], |c| &c[..c.len().min(max)])
+    }
+
+    /// Bytes not yet written.
+    pub(crate) fn len(&self) -> usize {
+        self.left
     }
 
     /// Whether more than one chunk is left (a vectored write is worth making).
@@ -101,7 +116,7 @@ mod tests {
 
     fn written(b: &Batch) -> Vec<u8> {
         let mut iov = [IoSlice::new(&[]); MAX_IOV];
-        let k = b.slices(&mut iov);
+        let k = b.slices(&mut iov, usize::MAX);
         iov[..k].iter().flat_map(|s| s.iter().copied()).collect()
     }
 
@@ -124,13 +139,17 @@ mod tests {
         b.advance(4);
         assert_eq!(written(&b).len(), 5);
         assert_eq!(written(&b), b"efghi");
-        assert_eq!(b.front(), b"efg");
+        let mut iov = [IoSlice::new(&[]); MAX_IOV];
+        let k = b.slices(&mut iov, 4);
+        assert_eq!((k, &*iov[0], &*iov[1]), (2, &b"efg"[..], &b"h"[..]));
+        assert_eq!(b.front(usize::MAX), b"efg");
+        assert_eq!(b.front(2), b"ef");
         b.advance(3);
         assert!(!b.is_gathered());
-        assert_eq!(b.front(), b"hi");
+        assert_eq!(b.front(usize::MAX), b"hi");
         b.advance(2);
         assert!(b.is_empty());
-        assert_eq!(b.front(), b"");
+        assert_eq!(b.front(usize::MAX), b"");
         assert_eq!(b.fill(&q, 100), 0);
     }
 

@@ -1,7 +1,7 @@
 //! [`ConnInner`]: the state one connection's handles and its task share.
 
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
@@ -9,10 +9,12 @@ use fairio_fd::{CloseReason, FdInfo};
 use fairio_policy::{Key, Policy};
 use fairio_queue::ByteQueue;
 use fairio_stats::Meter;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::Error;
 use crate::grant::GrantSlot;
+use crate::lifecycle::{Event, Status, WritePhase};
 
 /// Everything about one connection that outlives a single call.
 pub(crate) struct ConnInner<P: Policy> {
@@ -23,26 +25,17 @@ pub(crate) struct ConnInner<P: Policy> {
     pub(crate) up: (Key, Arc<GrantSlot>),
     pub(crate) down: (Key, Arc<GrantSlot>),
     pub(crate) params: Mutex<P::Params>,
-    /// Bytes taken from the write queue and not yet written to the stream.
+    /// Bytes taken from the write queue by the writer and not yet written to the stream. Only
+    /// the writer changes it while it runs; once it has stopped, the task counts it as dropped.
     pub(crate) in_flight: AtomicUsize,
-    /// Bytes accepted for writing but dropped unsent when the task stopped (a close timeout,
-    /// shutdown, or a failure). Counted once the writer has stopped, so the count is exact.
-    pub(crate) dropped: AtomicUsize,
     /// The I/O error that ended the connection, until a read reports it.
     pub(crate) io_error: Mutex<Option<io::Error>>,
-    pub(crate) failed: AtomicBool,
-    /// Set by `close`, or when every handle is dropped: flush, then end.
-    pub(crate) closing: AtomicBool,
-    /// Stops the connection's task.
+    /// The lifecycle: changed only through [`event`](Self::event).
+    pub(crate) status: watch::Sender<Status>,
+    /// The scheduler's hard stop (a child of its token).
     pub(crate) cancel: CancellationToken,
-    /// Fires when the write pump has ended (flushed and sent FIN, or failed).
-    pub(crate) writer_done: CancellationToken,
-    /// Fires when the task has ended and the connection left the scheduler.
-    pub(crate) finished: CancellationToken,
     /// Notified whenever the write queue has been emptied onto the stream.
     pub(crate) drained: tokio::sync::Notify,
-    /// Notified whenever the user has taken bytes from the read queue.
-    pub(crate) read_taken: tokio::sync::Notify,
     /// The handles' shared guard, while any handle exists.
     pub(crate) handles: OnceLock<Weak<HandleGuard<P>>>,
 }
@@ -52,13 +45,37 @@ impl<P: Policy> ConnInner<P> {
         self.info.id()
     }
 
+    /// Applies a lifecycle event. The write queue closes as soon as the write side leaves
+    /// `Open`, so no write is accepted after a close or half-close has begun.
+    pub(crate) fn event(&self, event: Event) {
+        self.status.send_if_modified(|s| s.apply(event));
+        if self.status.borrow().write != WritePhase::Open {
+            self.write_q.close();
+        }
+    }
+
+    /// The lifecycle now.
+    pub(crate) fn status(&self) -> Status {
+        *self.status.borrow()
+    }
+
+    /// Waits until `pred` holds for the lifecycle.
+    pub(crate) async fn until(&self, pred: impl FnMut(&Status) -> bool) -> Status {
+        let mut rx = self.status.subscribe();
+        // The sender lives as long as `self`: the wait cannot fail.
+        match rx.wait_for(pred).await {
+            Ok(s) => *s,
+            Err(_) => self.status(),
+        }
+    }
+
     /// Whether every queued byte has been written to the stream.
     pub(crate) fn is_drained(&self) -> bool {
         self.write_q.is_empty() && self.in_flight.load(Ordering::Acquire) == 0
     }
 
     /// Waits until every byte queued so far has been written to the stream, or the connection
-    /// has ended.
+    /// has stopped writing.
     pub(crate) async fn flushed(&self) -> Result<(), Error> {
         loop {
             let notified = self.drained.notified();
@@ -67,7 +84,8 @@ impl<P: Policy> ConnInner<P> {
             if self.is_drained() {
                 return Ok(());
             }
-            if self.finished.is_cancelled() || self.writer_done.is_cancelled() {
+            let s = self.status();
+            if s.ended || s.write.is_done() {
                 return Err(Error::ConnectionClosed);
             }
             notified.await;
@@ -96,89 +114,85 @@ impl<P: Policy> ConnInner<P> {
                 *slot = Some(e);
             }
         }
-        self.failed.store(true, Ordering::Release);
-        self.write_q.close();
+        self.event(Event::Fail);
         self.read_q.close();
-        self.cancel.cancel();
     }
 
-    /// Starts a graceful close: no new writes; the writer flushes what is queued, then ends.
-    pub(crate) fn begin_close(&self) {
-        self.closing.store(true, Ordering::Release);
-        self.write_q.close();
-        if self.writer_done.is_cancelled() {
-            self.cancel.cancel();
-        }
-    }
-
-    /// Waits for the writer to flush and end, for at most `timeout`; returns whether it timed
-    /// out.
-    async fn wait_writer(&self, timeout: Option<Duration>) -> bool {
-        let flushed = self.writer_done.cancelled();
-        match timeout {
+    /// Waits for the writer to be done, for at most `timeout`; on timeout, stops it and waits
+    /// until it has counted what it dropped. Returns the lifecycle then.
+    async fn settle_writer(&self, timeout: Option<Duration>) -> Status {
+        let done = |s: &Status| s.write.is_done() || s.ended;
+        let timed_out = match timeout {
             None => {
-                flushed.await;
+                self.until(done).await;
                 false
             }
-            Some(t) => tokio::time::timeout(t, flushed).await.is_err(),
+            Some(t) => tokio::time::timeout(t, self.until(done)).await.is_err(),
+        };
+        if timed_out {
+            self.event(Event::Abort);
+            // The task drops the writer at once and counts what it held.
+            self.until(done).await;
+        }
+        self.status()
+    }
+
+    /// Takes the dropped bytes not reported yet, for an error returned to the user.
+    fn take_unreported(&self) -> usize {
+        let mut unsent = 0;
+        self.status.send_if_modified(|s| {
+            unsent = s.unreported();
+            s.reported = s.dropped;
+            false
+        });
+        unsent
+    }
+
+    /// The result of a close or half-close, once the writer is done: every dropped byte is
+    /// reported in exactly one error, to the first caller that reports (`report`).
+    fn outcome(&self, report: bool) -> Result<(), Error> {
+        let s = self.status();
+        let unsent = if report {
+            self.take_unreported()
+        } else {
+            s.unreported()
+        };
+        if s.failed {
+            // Bytes lost to a failure are reported through the I/O error, to the reader.
+            Err(Error::ConnectionClosed)
+        } else if unsent > 0 {
+            tracing::info!(conn = self.id(), unsent, "unsent bytes dropped");
+            Err(Error::Timeout { unsent })
+        } else {
+            Ok(())
         }
     }
 
     /// Half-closes: no new writes; flushes within `timeout` and sends FIN, while reading goes
-    /// on. On timeout the rest is dropped and counted.
+    /// on. On timeout the writer stops and the rest is dropped and counted.
     pub(crate) async fn shutdown_write(&self, timeout: Option<Duration>) -> Result<(), Error> {
-        self.write_q.close();
-        let timed_out = self.wait_writer(timeout).await;
-        if timed_out {
-            let unsent = self.write_q.clear() + self.in_flight.load(Ordering::Acquire);
-            return Err(Error::Timeout { unsent });
-        }
-        if self.failed.load(Ordering::Acquire) {
-            return Err(Error::ConnectionClosed);
-        }
-        Ok(())
+        self.event(Event::Flush);
+        self.settle_writer(timeout).await;
+        self.outcome(true)
     }
 
     /// Closes: flushes within `timeout`, then stops the task and waits until the connection has
-    /// left the scheduler and its stream is closed.
+    /// left the scheduler and its stream is closed. `report`: whether the dropped bytes are
+    /// reported to this caller (the scheduler's own closes at shutdown leave them to the user).
     pub(crate) async fn close(
         &self,
         timeout: Option<Duration>,
         reason: CloseReason,
+        report: bool,
     ) -> Result<(), Error> {
-        if self.finished.is_cancelled() {
-            let unsent = self.dropped.load(Ordering::Acquire);
-            return if self.failed.load(Ordering::Acquire) {
-                Err(Error::ConnectionClosed)
-            } else if unsent > 0 {
-                Err(Error::Timeout { unsent })
-            } else {
-                Ok(())
-            };
+        if !self.status().ended {
+            self.info.set_close_reason(reason);
+            self.event(Event::Close);
+            self.settle_writer(timeout).await;
+            self.until(|s| s.ended).await;
+            tracing::debug!(conn = self.id(), ?reason, "connection closed");
         }
-        self.begin_close();
-        // Flushed or timed out, the task is stopped next; what it dropped is counted below.
-        self.wait_writer(timeout).await;
-        self.info.set_close_reason(reason);
-        self.cancel.cancel();
-        self.finished.cancelled().await;
-        // The task has stopped: what it could not send is counted exactly. It may have been cut
-        // short by this timeout, or by a shutdown while this close waited.
-        let unsent = self.dropped.load(Ordering::Acquire);
-        let result = if self.failed.load(Ordering::Acquire) {
-            Err(Error::ConnectionClosed)
-        } else if unsent > 0 {
-            tracing::info!(
-                conn = self.id(),
-                unsent,
-                "close gave up flushing; unsent bytes dropped"
-            );
-            Err(Error::Timeout { unsent })
-        } else {
-            Ok(())
-        };
-        tracing::debug!(conn = self.id(), ?reason, "connection closed");
-        result
+        self.outcome(report)
     }
 }
 
@@ -190,6 +204,6 @@ pub(crate) struct HandleGuard<P: Policy> {
 impl<P: Policy> Drop for HandleGuard<P> {
     fn drop(&mut self) {
         self.conn.info.set_close_reason(CloseReason::LocalClose);
-        self.conn.begin_close();
+        self.conn.event(Event::Close);
     }
 }

@@ -81,10 +81,7 @@ impl<P: Policy> Connection<P> {
     /// error that ended it, once, then [`Error::ConnectionClosed`].
     pub fn read_now(&self, buf: &mut [u8]) -> Option<Result<usize, Error>> {
         match self.inner().read_q.try_read(buf) {
-            Ok(n) => {
-                self.inner().read_taken.notify_one();
-                Some(Ok(n))
-            }
+            Ok(n) => Some(Ok(n)),
             Err(TryPopError::Empty) => None,
             Err(TryPopError::Closed) => Some(Err(self.inner().end_error())),
         }
@@ -134,10 +131,7 @@ impl<P: Policy> Connection<P> {
         };
         tokio::task::coop::consume_budget().await;
         match self.inner().read_q.pop_max(max).await {
-            Some(chunk) => {
-                self.inner().read_taken.notify_one();
-                Ok(chunk)
-            }
+            Some(chunk) => Ok(chunk),
             None => Err(self.inner().end_error()),
         }
     }
@@ -205,7 +199,7 @@ impl<P: Policy> Connection<P> {
 
     /// Whether the connection has ended (closed, or failed).
     pub fn is_closed(&self) -> bool {
-        self.inner().finished.is_cancelled()
+        self.inner().status().ended
     }
 
     /// Closes the connection: refuses new writes at once, flushes every queued byte at the
@@ -223,7 +217,9 @@ impl<P: Policy> Connection<P> {
     /// New writes are refused from the first poll and the flush goes on in the background; with
     /// no `close` awaited to the end, the connection closes once the flush completes.
     pub async fn close(&self, timeout: Option<Duration>) -> Result<(), Error> {
-        self.inner().close(timeout, CloseReason::LocalClose).await
+        self.inner()
+            .close(timeout, CloseReason::LocalClose, true)
+            .await
     }
 
     /// Half-closes the connection: refuses new writes, flushes every queued byte, and sends FIN,

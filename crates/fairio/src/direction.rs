@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::num::NonZeroU64;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use fairio_policy::{Arbiter, Decision, Key, Policy};
@@ -10,7 +10,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::grant::GrantSlot;
+use crate::grant::{Grant, GrantSlot};
 
 /// Which way bytes move.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,12 +30,21 @@ impl Way {
 
 /// One direction of a scheduler: the policy's arbiter, the grant slots of the connections, and
 /// the flag that lets connections skip all of it when there is no limit.
+///
+/// Every change of the limit (to another value, to none, or back) starts a new *generation*:
+/// grants of older generations are void, wherever they are (in a slot, or held by a pump), and
+/// writes started under them are abandoned (see [`changed`](Self::changed)). So no byte moves
+/// under a limit that is no longer in force.
 #[derive(Debug)]
 pub(crate) struct Direction<P: Policy> {
     way: Way,
     state: Mutex<State<P::Arbiter>>,
     limited: AtomicBool,
+    generation: AtomicU64,
+    /// Wakes the dispatcher: a demand, a refund, a limit, a connection changed.
     wake: Notify,
+    /// Wakes every pump whose write was started under the limit now replaced.
+    changed: Notify,
 }
 
 #[derive(Debug)]
@@ -57,7 +66,9 @@ impl<P: Policy> Direction<P> {
                 slots: HashMap::new(),
             }),
             limited: AtomicBool::new(limit.is_some()),
+            generation: AtomicU64::new(0),
             wake: Notify::new(),
+            changed: Notify::new(),
         }
     }
 
@@ -89,16 +100,83 @@ impl<P: Policy> Direction<P> {
         self.wake.notify_one();
     }
 
-    /// Tells the arbiter how many bytes the connection could move now.
-    pub(crate) fn request(&self, key: Key, bytes: u64) {
-        self.lock().arbiter.set_demand(key, bytes, now());
+    /// The limit's generation: it changes with every change of the limit.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// A future that completes at the next change of the limit. Enable it (or poll it once)
+    /// before checking [`generation`](Self::generation), so that no change slips in between.
+    pub(crate) fn changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.changed.notified()
+    }
+
+    /// Tells the arbiter how many bytes the connection could move now, under the limit of
+    /// `generation`; ignored once that limit has been replaced (the pump asks again).
+    pub(crate) fn request(&self, key: Key, bytes: u64, generation: u64) {
+        {
+            let mut st = self.lock();
+            if self.generation() != generation {
+                return;
+            }
+            st.arbiter.set_demand(key, bytes, now());
+        }
         self.wake.notify_one();
     }
 
-    pub(crate) fn unused(&self, key: Key, bytes: u64) {
-        if bytes > 0 {
-            self.lock().arbiter.unused(key, bytes);
+    /// Asks for `want` bytes (`want` > 0) and waits until some are granted under the limit in
+    /// force. `None` when there is no limit, now or after a change while waiting: the pump then
+    /// moves freely.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: a grant that arrives later waits in the slot for the next call, or is
+    /// refunded with the slot's next take.
+    pub(crate) async fn acquire<'a>(
+        &'a self,
+        key: Key,
+        slot: &GrantSlot,
+        want: u64,
+    ) -> Option<Grant<'a, P>> {
+        loop {
+            let generation = self.generation();
+            if !self.is_limited() {
+                return None;
+            }
+            let grant = Grant::take(self, key, slot);
+            if grant.bytes() > 0 {
+                return Some(grant);
+            }
+            self.request(key, want, generation);
+            while self.generation() == generation {
+                slot.notified().await;
+                let grant = Grant::take(self, key, slot);
+                if grant.bytes() > 0 {
+                    return Some(grant);
+                }
+            }
         }
+    }
+
+    /// Withdraws the connection's demand (it cannot move bytes now) and returns what its slot
+    /// holds, so that its share goes to the others at once.
+    pub(crate) fn withdraw(&self, key: Key, slot: &GrantSlot) {
+        let generation = self.generation();
+        self.request(key, 0, generation);
+        drop(Grant::take(self, key, slot));
+    }
+
+    /// Returns `bytes` of a grant made under `generation` that were not used; void grants are
+    /// dropped.
+    pub(crate) fn refund(&self, key: Key, generation: u64, bytes: u64) {
+        {
+            let mut st = self.lock();
+            if self.generation() != generation {
+                return;
+            }
+            st.arbiter.unused(key, bytes);
+        }
+        // The dispatcher may be waiting for budget that is now back.
+        self.wake.notify_one();
     }
 
     pub(crate) fn set_params(&self, key: Key, params: P::Params) {
@@ -115,22 +193,24 @@ impl<P: Policy> Direction<P> {
         self.lock().arbiter.limit()
     }
 
-    /// Changes the limit. The dispatcher is woken, so no wait computed at the old rate survives;
-    /// when the limit is lifted, waiting connections are released at once.
+    /// Changes the limit, starting a new generation: every grant made so far is void, every
+    /// demand is forgotten (the pumps ask again under the new limit), and every write under way
+    /// on an old grant is abandoned. The dispatcher is woken, so no wait computed at the old
+    /// rate survives.
     pub(crate) fn set_limit(&self, limit: Option<NonZeroU64>) {
-        let slots: Vec<Arc<GrantSlot>> = {
+        {
             let mut st = self.lock();
-            st.arbiter.set_limit(limit, now());
+            let t = now();
+            st.arbiter.set_limit(limit, t);
             self.limited.store(limit.is_some(), Ordering::Release);
-            if limit.is_none() {
-                st.slots.values().cloned().collect()
-            } else {
-                Vec::new()
+            let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+            let State { arbiter, slots } = &mut *st;
+            for (key, slot) in slots.iter() {
+                arbiter.set_demand(*key, 0, t);
+                slot.void(generation);
             }
-        };
-        for slot in slots {
-            slot.nudge();
         }
+        self.changed.notify_waiters();
         self.wake.notify_one();
         tracing::debug!(direction = self.way.name(), ?limit, "limit changed");
     }
@@ -142,13 +222,18 @@ impl<P: Policy> Direction<P> {
         loop {
             let decision = {
                 let mut st = self.lock();
-                let d = st.arbiter.next(now());
-                if let Decision::Grant { key, bytes } = d {
-                    if let Some(slot) = st.slots.get(&key) {
-                        slot.add(bytes);
+                if self.is_limited() {
+                    let d = st.arbiter.next(now());
+                    if let Decision::Grant { key, bytes } = d {
+                        if let Some(slot) = st.slots.get(&key) {
+                            slot.add(self.generation(), bytes);
+                        }
                     }
+                    d
+                } else {
+                    // Without a limit the pumps move freely and nothing is granted.
+                    Decision::Idle
                 }
-                d
             };
             match decision {
                 Decision::Grant { .. } => {

@@ -27,7 +27,14 @@ pub struct ConnectionIo<P: Policy = EqualShare> {
     reader: Poller,
     writer: Poller,
     flushing: Option<Pending>,
-    closing: Option<Pending>,
+    closing: Closing,
+}
+
+/// Where `poll_shutdown` is: every poll after completion is defined.
+enum Closing {
+    Idle,
+    Running(Pending),
+    Done,
 }
 
 /// A flush or a close under way, kept across polls. One allocation per flush or close that
@@ -42,7 +49,7 @@ impl<P: Policy> ConnectionIo<P> {
             writer: Poller::new(Arc::clone(&c.write_q)),
             conn,
             flushing: None,
-            closing: None,
+            closing: Closing::Idle,
         }
     }
 
@@ -70,7 +77,6 @@ impl<P: Policy> AsyncRead for ConnectionIo<P> {
                 e => Poll::Ready(Err(e.into())),
             },
             Poll::Ready(n) => {
-                this.conn.conn().read_taken.notify_one();
                 buf.advance(n);
                 Poll::Ready(Ok(()))
             }
@@ -112,14 +118,22 @@ impl<P: Policy> AsyncWrite for ConnectionIo<P> {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.closing.is_none() {
-            let conn = self.conn.clone();
-            self.closing = Some(Box::pin(async move { conn.close(None).await }));
+        match &mut self.closing {
+            Closing::Done => return Poll::Ready(Ok(())),
+            Closing::Idle => {
+                let conn = self.conn.clone();
+                self.closing = Closing::Running(Box::pin(async move { conn.close(None).await }));
+            }
+            Closing::Running(_) => {}
         }
-        match self.closing.as_mut().map(|f| f.as_mut().poll(cx)) {
-            Some(Poll::Ready(r)) => Poll::Ready(r.map_err(io::Error::from)),
-            _ => Poll::Pending,
-        }
+        let Closing::Running(f) = &mut self.closing else {
+            return Poll::Ready(Ok(()));
+        };
+        let r = std::task::ready!(f.as_mut().poll(cx));
+        // The close future is never polled again: a second shutdown answers at once, as
+        // `close` does on a closed connection (its losses were reported by the first).
+        self.closing = Closing::Done;
+        Poll::Ready(r.map_err(io::Error::from))
     }
 }
 

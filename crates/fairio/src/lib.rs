@@ -52,8 +52,11 @@ mod direction;
 mod error;
 mod grant;
 mod io;
-mod pump;
+mod lifecycle;
+mod read_pump;
 mod scheduler;
+mod task;
+mod write_pump;
 
 pub use config::Config;
 pub use connection::Connection;

@@ -20,7 +20,7 @@ use crate::config::{Checked, speed};
 use crate::conn::{ConnInner, HandleGuard};
 use crate::direction::{Direction, Way};
 use crate::grant::GrantSlot;
-use crate::{Config, Connection, Error, pump};
+use crate::{Config, Connection, Error, task};
 
 /// Shares a global upload and download limit fairly between connections.
 ///
@@ -105,7 +105,7 @@ impl<P: Policy> Shared<P> {
             closing.spawn_on(
                 async move {
                     let _ = conn
-                        .close(Some(timeout), CloseReason::SchedulerShutdown)
+                        .close(Some(timeout), CloseReason::SchedulerShutdown, false)
                         .await;
                 },
                 &self.runtime,
@@ -232,14 +232,9 @@ impl<P: Policy> Scheduler<P> {
             down: (down_key, down_slot),
             params: Mutex::new(params),
             in_flight: Default::default(),
-            read_taken: Default::default(),
-            dropped: Default::default(),
             io_error: Mutex::new(None),
-            failed: AtomicBool::new(false),
-            closing: AtomicBool::new(false),
+            status: watch::Sender::new(Default::default()),
             cancel,
-            writer_done: CancellationToken::new(),
-            finished: CancellationToken::new(),
             drained: tokio::sync::Notify::new(),
             handles: OnceLock::new(),
         });
@@ -249,7 +244,7 @@ impl<P: Policy> Scheduler<P> {
         let _ = inner.handles.set(Arc::downgrade(&guard));
         sh.conns.insert(inner.id(), Arc::clone(&inner));
         sh.tracker.spawn_on(
-            pump::run(Arc::clone(&inner), Arc::clone(sh), fd),
+            task::run(Arc::clone(&inner), Arc::clone(sh), fd),
             &sh.runtime,
         );
         tracing::debug!(conn = inner.id(), "connection registered");

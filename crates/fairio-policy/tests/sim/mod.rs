@@ -21,6 +21,9 @@ pub struct Conn {
     pub chunk: u64,
     pub join: u64,
     pub leave: Option<u64>,
+    /// A slow consumer at the far end: the connection always has bytes to send (`rate` must be
+    /// `None`), but can move only as many as the consumer's buffer has room for.
+    pub sink: Option<Sink>,
 }
 
 impl Conn {
@@ -32,8 +35,32 @@ impl Conn {
             chunk: 1,
             join: 0,
             leave: None,
+            sink: None,
         }
     }
+
+    /// A sender with bytes always waiting, held back by a slow consumer, not by a cap: the
+    /// arbiter only sees a connection with little demand.
+    pub fn slow_consumer(weight: u32, sink: Sink) -> Self {
+        Self {
+            sink: Some(sink),
+            ..Self::backlogged(weight)
+        }
+    }
+}
+
+/// A rate-limited consumer (a slow peer): a buffer of `buffer` bytes that its reader drains at
+/// `rate` bytes/s, continuously, whenever it holds anything. The connection's demand is the free
+/// room in the buffer. As a window update would, the room is told to the arbiter once it has
+/// grown by `chunk` bytes since last told, or at once when the reader has emptied the buffer.
+/// A reader that finds the buffer empty loses that time: it never reads faster than `rate`.
+/// The buffer starts full (a peer that is behind already), so that the connection is held by
+/// its reader from the start, not first by the time it takes to fill the buffer.
+#[derive(Clone, Copy, Debug)]
+pub struct Sink {
+    pub rate: u64,
+    pub buffer: u64,
+    pub chunk: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -53,6 +80,11 @@ pub struct Trace {
     pub backlog: Vec<Vec<(u64, u64)>>,
     /// Per connection, (arrival, time the arrival's last byte was granted).
     pub waits: Vec<Vec<(u64, u64)>>,
+    /// Per slow consumer, (time, bytes its reader consumed so far, bytes in its buffer), at
+    /// every step where either changed; the buffer drains at the sink's rate in between.
+    pub drains: Vec<Vec<(u64, u64, u64)>>,
+    /// Per connection, its sink's rate (0: no sink).
+    pub drain_rates: Vec<u64>,
     pub duration: u64,
 }
 
@@ -65,6 +97,53 @@ struct Live {
     backlog_since: Option<u64>,
     /// Arrivals not yet fully granted: (arrival time, bytes left of it).
     pending: std::collections::VecDeque<(u64, u64)>,
+    /// A slow consumer's state: the demand the arbiter knows (its own, lowered by grants), the
+    /// bytes in the buffer, the time the buffer was last drained to, the fraction of a byte
+    /// (in byte·ns) drained beyond that, and the bytes consumed so far.
+    told: u64,
+    fill: u64,
+    drained_at: u64,
+    drain_rem: u128,
+    consumed: u64,
+}
+
+impl Live {
+    /// Drains a slow consumer's buffer at its rate up to `t`.
+    fn drain(&mut self, sink: &Sink, t: u64) {
+        let dt = t.saturating_sub(self.drained_at);
+        self.drained_at = self.drained_at.max(t);
+        if self.fill == 0 {
+            self.drain_rem = 0;
+            return;
+        }
+        let total = self.drain_rem + u128::from(sink.rate) * u128::from(dt);
+        let can = total / u128::from(SEC);
+        if can >= u128::from(self.fill) {
+            self.consumed += self.fill;
+            self.fill = 0;
+            self.drain_rem = 0;
+        } else {
+            let can = u64::try_from(can).unwrap();
+            self.fill -= can;
+            self.consumed += can;
+            self.drain_rem = total % u128::from(SEC);
+        }
+    }
+
+    /// When a slow consumer's room next becomes worth telling: it has grown by a chunk since
+    /// last told, or the buffer is empty. `None` if the buffer is empty already.
+    fn next_window_update(&self, sink: &Sink) -> Option<u64> {
+        if self.fill == 0 {
+            return None;
+        }
+        let room = sink.buffer - self.fill;
+        let need = (self.told + sink.chunk)
+            .saturating_sub(room)
+            .clamp(1, self.fill);
+        let ns = (u128::from(need) * u128::from(SEC)).saturating_sub(self.drain_rem);
+        let dt = ns.div_ceil(u128::from(sink.rate.max(1)));
+        Some(self.drained_at + u64::try_from(dt).unwrap_or(INFINITE).max(1))
+    }
 }
 
 /// Runs `scenario` on `arb` (made with the scenario's limit at `t0`).
@@ -79,6 +158,12 @@ pub fn run<A: Arbiter>(
     let mut trace = Trace {
         backlog: vec![Vec::new(); n],
         waits: vec![Vec::new(); n],
+        drains: vec![Vec::new(); n],
+        drain_rates: s
+            .conns
+            .iter()
+            .map(|c| c.sink.map_or(0, |k| k.rate))
+            .collect(),
         duration: s.duration,
         ..Trace::default()
     };
@@ -91,8 +176,21 @@ pub fn run<A: Arbiter>(
             next_arrival: c.join,
             backlog_since: None,
             pending: Default::default(),
+            told: 0,
+            fill: 0,
+            drained_at: 0,
+            drain_rem: 0,
+            consumed: 0,
         })
         .collect();
+    for c in &s.conns {
+        if let Some(k) = c.sink {
+            assert!(
+                c.rate.is_none() && k.rate > 0 && k.chunk > 0 && k.buffer >= k.chunk,
+                "a slow consumer's sender is backlogged, and its sink drains: {c:?}"
+            );
+        }
+    }
     let mut changes = s.limit_changes.clone();
     changes.sort();
     let mut next_change = 0;
@@ -117,8 +215,16 @@ pub fn run<A: Arbiter>(
                 l.key = Some(arb.insert(params(c.weight), c.cap.and_then(NonZeroU64::new), at(t)));
                 if c.rate.is_none() {
                     l.queued = INFINITE;
-                    arb.set_demand(l.key.unwrap(), INFINITE, at(t));
-                    l.backlog_since = Some(t);
+                    match c.sink {
+                        None => {
+                            arb.set_demand(l.key.unwrap(), INFINITE, at(t));
+                            l.backlog_since = Some(t);
+                        }
+                        Some(k) => {
+                            l.drained_at = t;
+                            l.fill = k.buffer;
+                        }
+                    }
                 }
             }
             if let (Some(key), Some(e)) = (l.key, c.leave) {
@@ -143,6 +249,18 @@ pub fn run<A: Arbiter>(
                     arb.set_demand(key, l.queued, at(t));
                 }
             }
+            if let (Some(key), Some(sink)) = (l.key, c.sink) {
+                l.drain(&sink, t);
+                // Grants lower the told demand and the room alike, so room ≥ told.
+                let room = sink.buffer - l.fill;
+                if room > l.told && (room - l.told >= sink.chunk || l.fill == 0) {
+                    arb.set_demand(key, room, at(t));
+                    if l.told == 0 {
+                        l.backlog_since = Some(t);
+                    }
+                    l.told = room;
+                }
+            }
         }
         // Grants until the arbiter says wait.
         let mut wake = u64::MAX;
@@ -160,6 +278,20 @@ pub fn run<A: Arbiter>(
                         l.queued
                     );
                     l.queued -= bytes;
+                    if s.conns[i].sink.is_some() {
+                        assert!(
+                            bytes <= l.told,
+                            "grant of {bytes} to a slow consumer with room for {}",
+                            l.told
+                        );
+                        l.told -= bytes;
+                        l.fill += bytes;
+                        if l.told == 0 {
+                            if let Some(s0) = l.backlog_since.take() {
+                                trace.backlog[i].push((s0, t));
+                            }
+                        }
+                    }
                     trace.grants.push((t, i, bytes));
                     let mut left = bytes;
                     while left > 0 {
@@ -192,6 +324,16 @@ pub fn run<A: Arbiter>(
                 Decision::Idle => break,
             }
         }
+        for (i, c) in s.conns.iter().enumerate() {
+            let l = &live[i];
+            if c.sink.is_some() && l.key.is_some() {
+                let point = (t, l.consumed, l.fill);
+                let d = &mut trace.drains[i];
+                if d.last().is_none_or(|p| (p.1, p.2) != (point.1, point.2)) {
+                    d.push(point);
+                }
+            }
+        }
         let mut next = wake.min(s.duration);
         for (i, c) in s.conns.iter().enumerate() {
             let l = &live[i];
@@ -204,6 +346,9 @@ pub fn run<A: Arbiter>(
                 }
                 if c.rate.is_some() {
                     next = next.min(l.next_arrival);
+                }
+                if let Some(u) = c.sink.and_then(|k| l.next_window_update(&k)) {
+                    next = next.min(u);
                 }
             }
         }
@@ -275,6 +420,24 @@ impl Trace {
         let i = self.grants.partition_point(|g| g.0 < a);
         let j = self.grants.partition_point(|g| g.0 < b);
         self.grants[i..j].iter().map(|g| g.2).sum()
+    }
+
+    /// Bytes slow consumer `i`'s reader consumed in [a, b) (to within a byte of rounding).
+    pub fn consumed(&self, i: usize, a: u64, b: u64) -> u64 {
+        self.consumed_by(i, b) - self.consumed_by(i, a)
+    }
+
+    /// Bytes slow consumer `i`'s reader consumed before `t`: from the last point at or before
+    /// `t`, the buffer drained at the sink's rate until empty (no grant came in between).
+    fn consumed_by(&self, i: usize, t: u64) -> u64 {
+        let d = &self.drains[i];
+        let k = d.partition_point(|p| p.0 <= t);
+        if k == 0 {
+            return 0;
+        }
+        let (t1, consumed, fill) = d[k - 1];
+        let more = u128::from(self.drain_rates[i]) * u128::from(t - t1) / u128::from(SEC);
+        consumed + u64::try_from(more).unwrap_or(u64::MAX).min(fill)
     }
 
     /// Whether connection `i` had bytes waiting throughout [a, b).

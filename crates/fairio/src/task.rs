@@ -1,0 +1,69 @@
+//! The connection task: a read pump and a write pump side by side, under the connection's
+//! lifecycle.
+//!
+//! ```text
+//!  user ── write ──▶ write queue ──▶ write pump ──(grant)──▶ stream ──▶ peer
+//!  user ◀── read ─── read queue ◀── read pump ◀──(grant)─── stream ◀── peer
+//!                                       ▲
+//!   dispatcher (one per direction): arbiter.next(now) ──▶ grant slot of the connection
+//! ```
+//!
+//! The task owns the stream and both pumps; the handles own nothing but the queues' far ends
+//! and send lifecycle events. The task alone ends the connection: it stops when the lifecycle
+//! says so (or the scheduler stops), counts what the writer held as dropped, takes the
+//! connection out of the scheduler, and only then reports `Ended`.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use fairio_fd::{Fd, FdWriteHalf};
+use fairio_policy::Policy;
+
+use crate::conn::ConnInner;
+use crate::lifecycle::Event;
+use crate::scheduler::Shared;
+use crate::{read_pump, write_pump};
+
+/// Runs one connection until it ends, then takes it out of the scheduler. The stream is closed
+/// when this returns.
+pub(crate) async fn run<P: Policy>(conn: Arc<ConnInner<P>>, shared: Arc<Shared<P>>, fd: Fd) {
+    let (r, w) = fd.split();
+    let reader = read_pump::run(&conn, &shared.down, r, shared.config.read_buffer_size);
+    let writer = writer(&conn, &shared, w);
+    tokio::select! {
+        () = conn.cancel.cancelled() => {}
+        _ = conn.until(|s| s.stop) => {}
+        _ = async { tokio::join!(reader, writer) } => {}
+    }
+    // Both pumps are dropped: the stream is closed, and the writer has stopped, so what is
+    // left unsent is known exactly.
+    let left = conn.write_q.clear() + conn.in_flight.swap(0, Ordering::AcqRel);
+    conn.read_q.close();
+    conn.write_q.close();
+    shared.forget(&conn);
+    conn.event(Event::Ended { dropped: left });
+    conn.drained.notify_waiters();
+}
+
+/// Runs the write pump until it has flushed (and sent FIN), failed, or been told to abort.
+async fn writer<P: Policy>(conn: &ConnInner<P>, shared: &Shared<P>, mut w: FdWriteHalf) {
+    let outcome = tokio::select! {
+        r = write_pump::run(conn, &shared.up, &mut w) => Some(r),
+        _ = conn.until(|s| s.abort) => None,
+    };
+    match outcome {
+        Some(Ok(())) => conn.event(Event::Flushed),
+        Some(Err(e)) => conn.fail(e),
+        None => {
+            // The pump is dropped, with its grant (returned) and its batch (counted here).
+            let dropped = conn.write_q.clear() + conn.in_flight.swap(0, Ordering::AcqRel);
+            conn.event(Event::WriterStopped { dropped });
+            conn.drained.notify_waiters();
+            // The peer learns that nothing more comes, if the stream takes the FIN before the
+            // connection ends.
+            let _ = tokio::io::AsyncWriteExt::shutdown(&mut w).await;
+            return;
+        }
+    }
+    conn.drained.notify_waiters();
+}

@@ -1,0 +1,213 @@
+//! The write pump: moves a connection's write queue onto its stream, as the upload direction's
+//! grants allow.
+//!
+//! Under a limit, the pump holds a [`Grant`] only while it can write: a write that the stream
+//! does not take within [`STALL`] (a peer that reads slowly, or not at all) is abandoned (a
+//! pending `poll_write` has written nothing), the connection's demand is withdrawn and the grant
+//! goes back, so the slow connection's share goes to the others. The pump then asks again and
+//! tries once its turn comes round. Every write is also abandoned when the limit changes, so no
+//! byte moves under a limit no longer in force.
+
+use std::future::Future;
+use std::io::{self, IoSlice};
+use std::pin::{Pin, pin};
+use std::sync::atomic::Ordering;
+use std::task::Poll;
+use std::time::Duration;
+
+use fairio_fd::{CloseReason, FdWriteHalf};
+use fairio_policy::Policy;
+use fairio_policy::tuning::GRANT_HORIZON_NANOS;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+use crate::batch::{Batch, MAX_IOV};
+use crate::conn::ConnInner;
+use crate::direction::Direction;
+use crate::grant::Grant;
+
+/// The most bytes taken from the write queue for one (vectored) write. Under a limit a write
+/// is also bounded by the grants (at most 64 KiB each). Without one, large writes matter: on
+/// loopback, 256 KiB writes moved 3x the bytes per CPU second of 64 KiB writes (see
+/// BENCHMARKS.md), since each write costs a wake-up of the reader.
+pub(crate) const MAX_WRITE: usize = 256 * 1024;
+
+/// How long a write may hold a grant without the stream taking a byte: one grant horizon, so
+/// that a share a connection cannot use goes back to the others within one horizon.
+pub(crate) const STALL: Duration = Duration::from_nanos(GRANT_HORIZON_NANOS);
+
+/// What became of one write.
+enum Outcome {
+    /// The stream took this many bytes (at least 1).
+    Written(usize),
+    /// The stream took nothing within [`STALL`].
+    Stalled,
+    /// The limit changed; nothing was written.
+    Changed,
+}
+
+/// Writes the queue out until it is closed and empty, then sends FIN. Ends early on an I/O
+/// error. Dropping the future stops the writer; the bytes it held are in `conn.in_flight`.
+pub(crate) async fn run<P: Policy>(
+    conn: &ConnInner<P>,
+    dir: &Direction<P>,
+    w: &mut FdWriteHalf,
+) -> io::Result<()> {
+    let (key, slot) = (conn.up.0, &*conn.up.1);
+    let mut batch = Batch::default();
+    // Whether the arbiter may hold a demand or a grant of ours.
+    let mut asked = false;
+    loop {
+        if batch.is_empty() && conn.write_q.is_empty() {
+            if asked {
+                // Grants are not stored up across idle time.
+                dir.withdraw(key, slot);
+                asked = false;
+            }
+            w.flush().await?;
+            conn.drained.notify_waiters();
+            if !conn.write_q.readable().await {
+                break;
+            }
+        }
+        let generation = dir.generation();
+        if !dir.is_limited() {
+            if batch.is_empty() {
+                fill(conn, &mut batch, MAX_WRITE);
+            }
+            if let Outcome::Written(n) =
+                write_within(w, &batch, MAX_WRITE, dir, generation, None, || {}).await?
+            {
+                sent(conn, &mut batch, n);
+            }
+            continue;
+        }
+        let want = (batch.len() + conn.write_q.len_bytes()).max(1) as u64;
+        asked = true;
+        let Some(mut grant) = dir.acquire(key, slot, want).await else {
+            continue;
+        };
+        if !spend(conn, dir, w, &mut batch, &mut grant).await? {
+            dir.withdraw(key, slot);
+            asked = false;
+        }
+    }
+    w.info().set_close_reason(CloseReason::LocalClose);
+    w.shutdown().await
+}
+
+/// Writes what `grant` allows; returns `false` if the stream stalled (the caller withdraws).
+/// The rest of the grant goes back when it is dropped.
+async fn spend<P: Policy>(
+    conn: &ConnInner<P>,
+    dir: &Direction<P>,
+    w: &mut FdWriteHalf,
+    batch: &mut Batch,
+    grant: &mut Grant<'_, P>,
+) -> io::Result<bool> {
+    let generation = dir.generation();
+    loop {
+        grant.top_up(&conn.up.1);
+        let allowed = usize::try_from(grant.bytes()).unwrap_or(usize::MAX);
+        if allowed == 0 {
+            return Ok(true);
+        }
+        if batch.is_empty() && fill(conn, batch, allowed.min(MAX_WRITE)) == 0 {
+            return Ok(true);
+        }
+        // The stream is not ready: no more grants until it is, and those already in the slot
+        // go back at once.
+        let withdraw = || dir.withdraw(conn.up.0, &conn.up.1);
+        match write_within(w, batch, allowed, dir, generation, Some(STALL), withdraw).await? {
+            Outcome::Written(n) => {
+                sent(conn, batch, n);
+                grant.spend(n as u64);
+                if grant.bytes() == 0 {
+                    // Asks again, with the demand as it is now (it may have been withdrawn).
+                    return Ok(true);
+                }
+            }
+            Outcome::Stalled => return Ok(false),
+            Outcome::Changed => return Ok(true),
+        }
+    }
+}
+
+/// Takes up to `max` bytes from the queue into the empty batch; they are in flight from now.
+fn fill<P: Policy>(conn: &ConnInner<P>, batch: &mut Batch, max: usize) -> usize {
+    let taken = batch.fill(&conn.write_q, max);
+    conn.in_flight.store(taken, Ordering::Release);
+    taken
+}
+
+fn sent<P: Policy>(conn: &ConnInner<P>, batch: &mut Batch, n: usize) {
+    batch.advance(n);
+    conn.in_flight.fetch_sub(n, Ordering::AcqRel);
+    conn.meter.add_sent(n as u64);
+}
+
+/// Writes at most `max` bytes of the front of `batch`, unless the limit changes first or, with
+/// a `stall` bound, the stream takes nothing for that long. The timer and the change watch are
+/// set up only when the stream is not ready at once.
+///
+/// The generation is checked before every poll of the write, so a write that could complete
+/// after the limit changed is abandoned instead (a pending `poll_write` has written nothing).
+async fn write_within<P: Policy>(
+    w: &mut FdWriteHalf,
+    batch: &Batch,
+    max: usize,
+    dir: &Direction<P>,
+    generation: u64,
+    stall: Option<Duration>,
+    mut on_pending: impl FnMut(),
+) -> io::Result<Outcome> {
+    // `Notified` records the limit changes made from its creation on: none is missed between
+    // its creation and its first poll.
+    let mut changed = pin!(dir.changed());
+    let mut write = pin!(write_some(w, batch, max));
+    let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
+    let outcome = std::future::poll_fn(|cx| {
+        if dir.generation() != generation {
+            return Poll::Ready(Ok(Outcome::Changed));
+        }
+        if let Poll::Ready(r) = write.as_mut().poll(cx) {
+            return Poll::Ready(r.map(Outcome::Written));
+        }
+        // Not ready: wake on a change of the limit, or when the stall bound passes.
+        if changed.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Ok(Outcome::Changed));
+        }
+        if let Some(stall) = stall {
+            let t = timer.get_or_insert_with(|| {
+                on_pending();
+                Box::pin(tokio::time::sleep(stall))
+            });
+            if t.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Ok(Outcome::Stalled));
+            }
+        }
+        Poll::Pending
+    })
+    .await?;
+    if matches!(outcome, Outcome::Written(0)) {
+        return Err(io::ErrorKind::WriteZero.into());
+    }
+    Ok(outcome)
+}
+
+/// Writes the front of `batch`, at most `max` bytes: in one vectored write when it holds
+/// several chunks and the stream takes vectored writes, else from its first chunk.
+///
+/// The slices are built at each poll, inside it: kept across an await they would add 1 KiB to
+/// every connection's task.
+async fn write_some(w: &mut FdWriteHalf, batch: &Batch, max: usize) -> io::Result<usize> {
+    if batch.is_gathered() && w.is_write_vectored() {
+        std::future::poll_fn(|cx| {
+            let mut iov = [IoSlice::new(&[]); MAX_IOV];
+            let k = batch.slices(&mut iov, max);
+            Pin::new(&mut *w).poll_write_vectored(cx, &iov[..k])
+        })
+        .await
+    } else {
+        w.write(batch.front(max)).await
+    }
+}
