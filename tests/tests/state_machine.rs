@@ -1,8 +1,13 @@
 //! A state-machine property test of the connection API against a reference model of the bytes:
-//! random sequences of write, write_now, read, read_now, peer sends, close and shutdown, on
-//! tokio's paused clock. Whatever the sequence: what the user reads is exactly a prefix of what
-//! the peer sent, what the peer receives is exactly what was accepted minus what close reported
-//! unsent, nothing is accepted after close, and nothing hangs.
+//! random sequences of write, write_now, read, read_now, peer sends, limit toggles (to `None`
+//! and back), caps, half-closes with timeouts, close, shutdown, and a peer that stalls and comes
+//! back, on tokio's paused clock. Whatever the sequence:
+//! - what the user reads is exactly a prefix of what the peer sent;
+//! - what the peer receives is a prefix of what was accepted, and accepted = delivered +
+//!   every `unsent` reported (each lost byte in exactly one error);
+//! - the upload never goes faster than the limit in force (checked at the stream over every
+//!   step of at least 1 s with a limit in force throughout);
+//! - nothing is accepted after close, and nothing hangs.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,6 +29,16 @@ enum Op {
     Advance(u64),
     Close,
     Shutdown,
+    /// Lifts the upload and download limits.
+    Unlimit,
+    /// Imposes limits again (bytes per second).
+    Limit(u64),
+    /// Caps the connection's own rates.
+    Cap(Option<u64>),
+    /// Half-closes with a timeout (ms).
+    ShutdownWrite(u64),
+    /// The peer stops reading, or reads again.
+    PeerStall(bool),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -36,6 +51,11 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (1..500u64).prop_map(Op::Advance),
         1 => Just(Op::Close),
         1 => Just(Op::Shutdown),
+        1 => Just(Op::Unlimit),
+        1 => (4_096..200_000u64).prop_map(Op::Limit),
+        1 => prop::option::of(1_024..100_000u64).prop_map(Op::Cap),
+        1 => (1..400u64).prop_map(Op::ShutdownWrite),
+        1 => any::<bool>().prop_map(Op::PeerStall),
     ]
 }
 
@@ -57,15 +77,19 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let conn = sched.register(ours).unwrap();
     let (mut peer_r, mut peer_w) = tokio::io::split(theirs);
     let peer_got = Arc::new(Mutex::new(Vec::new()));
+    let (stall_tx, stall_rx) = tokio::sync::watch::channel(false);
     let reader = {
         let got = Arc::clone(&peer_got);
+        let mut stall_rx = stall_rx;
         tokio::spawn(async move {
             let mut buf = vec![0u8; 4096];
-            while let Ok(n) = peer_r.read(&mut buf).await {
-                if n == 0 {
-                    break;
+            loop {
+                // A stalled peer reads nothing until it is told to go on.
+                let _ = stall_rx.wait_for(|stalled| !stalled).await;
+                match peer_r.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.lock().unwrap().extend_from_slice(&buf[..n]),
                 }
-                got.lock().unwrap().extend_from_slice(&buf[..n]);
             }
         })
     };
@@ -80,18 +104,24 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
 
     let (mut accepted, mut peer_sent, mut read) = (Vec::new(), Vec::new(), Vec::new());
     let mut closed = false;
+    let mut half_closed = false;
     let mut unsent: Option<usize> = None;
+    // Every `unsent` reported by a half-close; the final close reports the rest.
+    let mut reported = 0usize;
+    // The upload limit in force, and since when it has been in force.
+    let mut limit = Some(64 * 1024u64);
+    let mut limit_since = (tokio::time::Instant::now(), sched.global_stat().total_sent);
     for op in ops {
         match op {
             Op::Write(n) => {
                 let msg = bytes_of(n, accepted.len());
                 match timeout(Duration::from_secs(2), conn.write(msg.clone())).await {
                     Ok(Ok(())) => {
-                        prop_assert!(!closed, "write accepted after close");
+                        prop_assert!(!closed && !half_closed, "write accepted after close");
                         accepted.extend_from_slice(&msg);
                     }
                     Ok(Err(Error::ConnectionClosed)) => {
-                        prop_assert!(closed, "write refused while open")
+                        prop_assert!(closed || half_closed, "write refused while open")
                     }
                     Ok(Err(e)) => prop_assert!(false, "write: {e:?}"),
                     Err(_) => prop_assert!(!closed, "write hung after close"), // dropped: nothing queued
@@ -100,7 +130,7 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::WriteNow(n) => {
                 let msg = bytes_of(n, accepted.len());
                 if conn.write_now(msg.clone()) {
-                    prop_assert!(!closed, "write_now accepted after close");
+                    prop_assert!(!closed && !half_closed, "write_now accepted after close");
                     accepted.extend_from_slice(&msg);
                 }
             }
@@ -132,6 +162,36 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 }
             }
             Op::Advance(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
+            Op::Unlimit => {
+                sched.set_max_upload_speed(None);
+                sched.set_max_download_speed(None);
+                limit = None;
+            }
+            Op::Limit(l) => {
+                sched.set_max_upload_speed(Some(l));
+                sched.set_max_download_speed(Some(l));
+                limit = Some(l);
+                limit_since = (tokio::time::Instant::now(), sched.global_stat().total_sent);
+            }
+            Op::Cap(c) => conn.set_caps(c, c).unwrap(),
+            Op::PeerStall(s) => {
+                let _ = stall_tx.send(s);
+            }
+            Op::ShutdownWrite(_) if closed => {}
+            Op::ShutdownWrite(ms) => {
+                let r = timeout(
+                    Duration::from_secs(60),
+                    conn.shutdown_write(Some(Duration::from_millis(ms))),
+                )
+                .await
+                .map_err(|_| TestCaseError::fail("shutdown_write hung"))?;
+                match r {
+                    Ok(()) => {}
+                    Err(Error::Timeout { unsent }) => reported += unsent,
+                    Err(e) => return Err(TestCaseError::fail(format!("shutdown_write: {e:?}"))),
+                }
+                half_closed = true;
+            }
             Op::Close | Op::Shutdown if closed => {}
             Op::Close => {
                 let r = timeout(
@@ -172,7 +232,20 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             read.len() <= peer_sent.len() && read[..] == peer_sent[..read.len()],
             "read is not a prefix of what the peer sent"
         );
+        if let Some(l) = limit {
+            let (since, sent_then) = limit_since;
+            let secs = since.elapsed().as_secs_f64();
+            let sent = sched.global_stat().total_sent - sent_then;
+            // B at these limits is 64 KiB; a cap only lowers the rate.
+            let bound = l as f64 * secs + 64.0 * 1024.0;
+            prop_assert!(
+                secs < 1.0 || sent as f64 <= bound,
+                "{sent} B sent in {secs:.2} s under a limit of {l} B/s"
+            );
+        }
     }
+    // A stalled peer reads again, so that what was accepted can be delivered.
+    let _ = stall_tx.send(false);
     if !closed {
         unsent = Some(
             match timeout(Duration::from_secs(120), conn.close(None)).await {
@@ -188,14 +261,15 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         .map_err(|_| TestCaseError::fail("peer never saw the end"))?
         .unwrap();
     let got = peer_got.lock().unwrap().clone();
-    let delivered = accepted.len() - unsent.unwrap_or(0);
+    let delivered = accepted.len() - unsent.unwrap_or(0) - reported;
     prop_assert_eq!(
         got.len(),
         delivered,
-        "the peer got {} of {} accepted bytes, {:?} reported unsent",
+        "the peer got {} of {} accepted bytes, {:?} + {} reported unsent",
         got.len(),
         accepted.len(),
-        unsent
+        unsent,
+        reported
     );
     prop_assert!(
         got[..] == accepted[..delivered],
