@@ -40,6 +40,7 @@
 mod error;
 mod poller;
 mod queue;
+mod sync;
 mod waiters;
 
 pub use error::{Closed, TryPopError, TryPushError};

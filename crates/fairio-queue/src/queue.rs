@@ -3,11 +3,11 @@
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::num::NonZeroUsize;
-use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 use bytes::{Buf, Bytes};
 
+use crate::sync::{Mutex, MutexGuard};
 use crate::waiters::{Ticket, Waiters};
 use crate::{Closed, TryPopError, TryPushError};
 

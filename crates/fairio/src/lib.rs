@@ -55,6 +55,7 @@ mod io;
 mod lifecycle;
 mod read_pump;
 mod scheduler;
+mod sync;
 mod task;
 mod write_pump;
 
