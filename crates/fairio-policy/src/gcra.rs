@@ -71,6 +71,9 @@ impl Gcra {
             // A fresh limiter holds its whole burst, and `cells` is at most that: this passes.
             let _ = next.limiter.check_n(cells);
         }
+        // What is available now, so that a second change before any grant starts from it too,
+        // not from a full burst.
+        next.last = Some((next.clock.nanos(), available.min(next.burst)));
         next
     }
 

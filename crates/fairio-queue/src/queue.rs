@@ -324,6 +324,8 @@ impl ByteQueue {
     }
 
     /// Waits until fewer than `n` bytes are queued, woken by the pops that shrink the queue.
+    /// Meant for one producer: waiters are woken one at a time, in order, so a second waiter
+    /// with a larger `n` waits behind the first.
     /// Returns `false` once the queue is closed. Back-pressure for a producer that pushes with
     /// [`push_force`](Self::push_force), without a notification that every consumer must
     /// remember to send.

@@ -74,6 +74,24 @@ impl<P: Policy> ConnInner<P> {
         self.write_q.is_empty() && self.in_flight.load(Ordering::Acquire) == 0
     }
 
+    /// Whether a flush is over: `Ok` once every queued byte was written, an error once the
+    /// writer stopped without writing them, `None` while it goes on.
+    pub(crate) fn try_flushed(&self) -> Option<Result<(), Error>> {
+        // The lifecycle first: a writer that stopped early leaves an empty queue behind, which
+        // is not a flush.
+        let s = self.status();
+        if matches!(s.write, WritePhase::Aborted | WritePhase::Failed) {
+            return Some(Err(Error::ConnectionClosed));
+        }
+        if self.is_drained() {
+            return Some(Ok(()));
+        }
+        if s.ended || s.write.is_done() {
+            return Some(Err(Error::ConnectionClosed));
+        }
+        None
+    }
+
     /// Waits until every byte queued so far has been written to the stream, or the connection
     /// has stopped writing.
     pub(crate) async fn flushed(&self) -> Result<(), Error> {
@@ -81,12 +99,8 @@ impl<P: Policy> ConnInner<P> {
             let notified = self.drained.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if self.is_drained() {
-                return Ok(());
-            }
-            let s = self.status();
-            if s.ended || s.write.is_done() {
-                return Err(Error::ConnectionClosed);
+            if let Some(r) = self.try_flushed() {
+                return r;
             }
             notified.await;
         }
@@ -157,12 +171,12 @@ impl<P: Policy> ConnInner<P> {
         } else {
             s.unreported()
         };
-        if s.failed {
-            // Bytes lost to a failure are reported through the I/O error, to the reader.
-            Err(Error::ConnectionClosed)
-        } else if unsent > 0 {
+        if unsent > 0 {
             tracing::info!(conn = self.id(), unsent, "unsent bytes dropped");
             Err(Error::Timeout { unsent })
+        } else if s.failed {
+            // Bytes lost to the failure itself are reported through the I/O error.
+            Err(Error::ConnectionClosed)
         } else {
             Ok(())
         }

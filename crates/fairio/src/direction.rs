@@ -93,8 +93,14 @@ impl<P: Policy> Direction<P> {
     pub(crate) fn deregister(&self, key: Key) {
         {
             let mut st = self.lock();
+            // A grant that arrived after the pump stopped goes back to the others.
+            if let Some(slot) = st.slots.remove(&key) {
+                let (generation, bytes) = slot.take();
+                if generation == self.generation() && bytes > 0 {
+                    st.arbiter.unused(key, bytes);
+                }
+            }
             st.arbiter.remove(key);
-            st.slots.remove(&key);
         }
         // Its share goes to the others from the next decision.
         self.wake.notify_one();
@@ -163,6 +169,16 @@ impl<P: Policy> Direction<P> {
         let generation = self.generation();
         self.request(key, 0, generation);
         drop(Grant::take(self, key, slot));
+    }
+
+    /// A guard that withdraws the connection's demand when dropped: a pump that stops, on any
+    /// path, leaves no demand behind for grants nobody would take.
+    pub(crate) fn asking<'a>(&'a self, key: Key, slot: &'a GrantSlot) -> Asking<'a, P> {
+        Asking {
+            dir: self,
+            key,
+            slot,
+        }
     }
 
     /// Returns `bytes` of a grant made under `generation` that were not used; void grants are
@@ -264,5 +280,18 @@ impl<P: Policy> Direction<P> {
                 }
             }
         }
+    }
+}
+
+/// See [`Direction::asking`].
+pub(crate) struct Asking<'a, P: Policy> {
+    dir: &'a Direction<P>,
+    key: Key,
+    slot: &'a GrantSlot,
+}
+
+impl<P: Policy> Drop for Asking<'_, P> {
+    fn drop(&mut self) {
+        self.dir.withdraw(self.key, self.slot);
     }
 }

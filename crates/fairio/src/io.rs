@@ -104,8 +104,8 @@ impl<P: Policy> AsyncWrite for ConnectionIo<P> {
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if self.flushing.is_none() {
-            if self.conn.conn().is_drained() {
-                return Poll::Ready(Ok(()));
+            if let Some(r) = self.conn.conn().try_flushed() {
+                return Poll::Ready(r.map_err(io::Error::from));
             }
             let conn = self.conn.clone();
             self.flushing = Some(Box::pin(async move { conn.conn().flushed().await }));

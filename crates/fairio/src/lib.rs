@@ -35,10 +35,38 @@
 //! - `close` waits for the whole write queue, not one push, and reports the bytes it had to
 //!   drop on timeout;
 //! - shutdown always returns;
+//! - the share of a peer that reads slowly, or not at all, goes to the others within 5 ms,
+//!   so the limit is used in full whatever the mix of peers;
+//! - a limit changed, lifted or imposed again applies to the next byte; no grant made under
+//!   the old one is spent;
+//! - every byte accepted for writing is delivered, or counted in exactly one error;
 //! - the policy reacts within one grant, not within seconds (see [`fairio_policy`]'s measured
 //!   comparison);
 //! - queued messages leave in vectored writes (up to 64 messages, 256 KiB, per system call),
 //!   and [`Connection::read_bytes`] hands received buffers over without a copy.
+//!
+//! # How a byte and a grant travel
+//!
+//! ```text
+//!  user ── write ──▶ write queue ──▶ write pump ──(grant)──▶ stream ──▶ peer
+//!  user ◀── read ─── read queue ◀── read pump ◀──(grant)─── stream ◀── peer
+//!                                       ▲
+//!   dispatcher (one task per direction): arbiter.next(now) ──▶ the connection's grant slot
+//! ```
+//!
+//! Each connection has one task, which owns its stream and runs its two pumps; the handles
+//! own nothing but the far ends of the queues, and send lifecycle events (close, half-close,
+//! abort on timeout) to a single state value that only one transition function changes. Under
+//! a limit, a pump tells its direction's arbiter how many bytes it could move *now* (its
+//! demand); the dispatcher grants them in turn into the connection's slot; the pump takes the
+//! slot's content as a grant value, spends it as bytes move, and whatever is left when the value
+//! is dropped goes back to the arbiter, on every path. A write pump whose stream does not take a
+//! byte withdraws its demand at once and gives its grant back within one grant horizon (5 ms),
+//! so a slow peer's share goes to the others; a read pump reads ahead of its grants and asks for
+//! exactly what it has read and has room to deliver. Every change of a limit starts a new
+//! generation: grants of older ones are void wherever they are, and a write started under one
+//! is abandoned (a pending write has written nothing). A byte counts as sent when the stream
+//! takes it, and as received when it enters the read queue; the limits apply there.
 //!
 //! All time-dependent code runs on tokio's clock, so tests can use a paused clock.
 #![forbid(unsafe_code)]

@@ -130,7 +130,11 @@ impl Status {
                 self.stop = true;
             }
             Event::Ended { dropped } => {
-                self.dropped += dropped;
+                // Bytes lost to a failure are reported through the I/O error, to the reader;
+                // only those a timeout or a shutdown cut short are counted for `Timeout`.
+                if !self.failed {
+                    self.dropped += dropped;
+                }
                 if !self.write.is_done() {
                     self.write = WritePhase::Aborted;
                 }

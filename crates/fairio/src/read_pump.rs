@@ -64,6 +64,8 @@ pub(crate) async fn run<P: Policy>(
     rbs: NonZeroUsize,
 ) {
     let (key, slot) = (conn.down.0, &*conn.down.1);
+    // However the pump ends, its demand goes with it.
+    let _asking = dir.asking(key, slot);
     let rbs = rbs.get();
     let ahead = ahead(conn.read_q.bound(), rbs);
     let mut stage = Stage::default();
@@ -71,6 +73,8 @@ pub(crate) async fn run<P: Policy>(
     let mut eof = false;
     // A read error waits until the bytes staged before it have been delivered.
     let mut error = None;
+    // Whether the arbiter may hold a demand of ours.
+    let mut asked = false;
     loop {
         let generation = dir.generation();
         if !dir.is_limited() {
@@ -116,6 +120,11 @@ pub(crate) async fn run<P: Policy>(
         }
         if stage.len > 0 {
             dir.request(key, stage.len as u64, generation);
+            asked = true;
+        } else if asked {
+            // Nothing left to deliver: no demand, and a grant that came meanwhile goes back.
+            dir.withdraw(key, slot);
+            asked = false;
         }
         let room = ahead.saturating_sub(stage.len + conn.read_q.len_bytes());
         let changed = pin!(dir.changed());

@@ -243,6 +243,15 @@ impl<P: Policy> Scheduler<P> {
         });
         let _ = inner.handles.set(Arc::downgrade(&guard));
         sh.conns.insert(inner.id(), Arc::clone(&inner));
+        if sh.closed.load(Ordering::Acquire) {
+            // A shutdown began after the first check and may have missed this connection when
+            // it listed them: it is turned away, as one that came after.
+            sh.conns.remove(&inner.id());
+            sh.up.deregister(inner.up.0);
+            sh.down.deregister(inner.down.0);
+            sh.registry.retire(&inner.meter);
+            return Err(Error::SchedulerClosed);
+        }
         sh.tracker.spawn_on(
             task::run(Arc::clone(&inner), Arc::clone(sh), fd),
             &sh.runtime,

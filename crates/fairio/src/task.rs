@@ -37,9 +37,10 @@ pub(crate) async fn run<P: Policy>(conn: Arc<ConnInner<P>>, shared: Arc<Shared<P
     }
     // Both pumps are dropped: the stream is closed, and the writer has stopped, so what is
     // left unsent is known exactly.
+    // Closed first, so that no write is accepted after the count.
+    conn.write_q.close();
     let left = conn.write_q.clear() + conn.in_flight.swap(0, Ordering::AcqRel);
     conn.read_q.close();
-    conn.write_q.close();
     shared.forget(&conn);
     conn.event(Event::Ended { dropped: left });
     conn.drained.notify_waiters();
@@ -59,9 +60,10 @@ async fn writer<P: Policy>(conn: &ConnInner<P>, shared: &Shared<P>, mut w: FdWri
             let dropped = conn.write_q.clear() + conn.in_flight.swap(0, Ordering::AcqRel);
             conn.event(Event::WriterStopped { dropped });
             conn.drained.notify_waiters();
-            // The peer learns that nothing more comes, if the stream takes the FIN before the
-            // connection ends.
-            let _ = tokio::io::AsyncWriteExt::shutdown(&mut w).await;
+            // The peer learns that nothing more comes, if the stream takes the FIN within one
+            // stall bound (a TLS close to a peer that reads nothing may never complete).
+            let fin = tokio::io::AsyncWriteExt::shutdown(&mut w);
+            let _ = tokio::time::timeout(write_pump::STALL, fin).await;
             return;
         }
     }

@@ -53,6 +53,8 @@ pub(crate) async fn run<P: Policy>(
     w: &mut FdWriteHalf,
 ) -> io::Result<()> {
     let (key, slot) = (conn.up.0, &*conn.up.1);
+    // However the pump ends (flushed, failed, aborted), its demand goes with it.
+    let _asking = dir.asking(key, slot);
     let mut batch = Batch::default();
     // Whether the arbiter may hold a demand or a grant of ours.
     let mut asked = false;
@@ -134,6 +136,11 @@ async fn spend<P: Policy>(
 
 /// Takes up to `max` bytes from the queue into the empty batch; they are in flight from now.
 fn fill<P: Policy>(conn: &ConnInner<P>, batch: &mut Batch, max: usize) -> usize {
+    // Counted in flight before they leave the queue (an over-count for a moment, never an
+    // under-count), so that a flush never sees an empty queue and nothing in flight while
+    // chunks move from one to the other.
+    conn.in_flight
+        .store(conn.write_q.len_bytes(), Ordering::Release);
     let taken = batch.fill(&conn.write_q, max);
     conn.in_flight.store(taken, Ordering::Release);
     taken
@@ -151,6 +158,9 @@ fn sent<P: Policy>(conn: &ConnInner<P>, batch: &mut Batch, n: usize) {
 ///
 /// The generation is checked before every poll of the write, so a write that could complete
 /// after the limit changed is abandoned instead (a pending `poll_write` has written nothing).
+/// On a multi-threaded runtime a change made on another thread during the system call itself
+/// is seen at the next write: that one write (at most one grant, or 256 KiB without a limit)
+/// may complete under the old limit.
 async fn write_within<P: Policy>(
     w: &mut FdWriteHalf,
     batch: &Batch,
