@@ -134,6 +134,52 @@ def scale(rows):
     return out
 
 
+def rate_name(bps):
+    return f"{bps / MIB:.2f} MiB/s" if bps >= MIB else f"{bps / 1024:.0f} KiB/s"
+
+
+def slow(rows):
+    out = header(
+        "setting", "direction", "contender", "used (target ≥ 0.98)", "used at the limiter",
+        "slow ones: rate got / their rate", "Jain among fast, whole / smallest 250 ms window "
+        "(target ≥ 0.99)", "fast: got / expected share", "largest fast error",
+    )
+    for r in rows:
+        c = r["contender"]
+        setting = f"N={r['n']}, k={r['k']} at {rate_name(r['slow_rate'])}, {limit_name(r['limit'])}"
+        if r.get("concurrent_directions"):
+            setting += " (both directions at once)"
+        direction = r["direction"]
+        if r["fast_weights"] and len(set(r["fast_weights"])) > 1:
+            direction += ", fast weights " + ":".join(str(w) for w in r["fast_weights"])
+        fast = ", ".join(f"{v:.3f}" for v in r["fast_vs_expected"])
+        out.append(
+            f"| {setting} | {direction} | {c} | {r['used']:.3f}{miss(c, r['used'] < 0.98)} | "
+            f"{r['used_at_limiter']:.3f} | {r['slow_vs_rate_min']:.3f}–{r['slow_vs_rate_max']:.3f} | "
+            f"{r['fast_jain']:.4f} / {r['fast_min_window_jain']:.4f}"
+            f"{miss(c, r['fast_jain'] < 0.99)} | {fast} | {r['fast_largest_error'] * 100:.2f}% |"
+        )
+    return out
+
+
+def relimit(rows):
+    out = header(
+        "direction", "contender", "after each re-limit: bytes / (L × T)", "max",
+        "target (L·T + B)", "while lifted: bytes / (L × 100 ms)",
+    )
+    for r in rows:
+        c = r["contender"]
+        direction = r["direction"] + (" (both at once)" if r.get("concurrent_directions") else "")
+        cycles = ", ".join(f"{m:.3f}" for m in r["multiples"])
+        lifted = ", ".join(f"{m:.0f}" for m in r["open_multiples"])
+        target = r["target_multiple"]
+        out.append(
+            f"| {direction} | {c} | {cycles} | {r['max_multiple']:.3f}"
+            f"{miss(c, r['max_multiple'] > target)} | ≤ {target:.3f} | {lifted} |"
+        )
+    return out
+
+
 def main():
     rows = [json.loads(line) for line in sys.stdin if line.strip()]
     by = {}
@@ -148,6 +194,8 @@ def main():
         ("join", join),
         ("sparse", sparse),
         ("scale-idle", scale),
+        ("slow", slow),
+        ("relimit", relimit),
     ]
     for name, f in sections:
         if name in by:

@@ -6,12 +6,15 @@
 //!
 //! Environment: `FAIRIO_BENCH_PIN=1` pins the peer and the measured side to a core each (the
 //! full run in BENCHMARKS.md does); `FAIRIO_BENCH_DEBUG=1` prints every 250 ms window whose
-//! Jain index is below 0.97, with its per-connection byte counts, to stderr.
+//! Jain index is below 0.97, with its per-connection byte counts, to stderr (in the `slow`
+//! scenario: every window, with its use of the limit at the peer and at the limiter).
 //!
 //! The peer (a flooding or draining server) runs on its own thread and runtime; the measured
 //! side (clients and the limiter under test) on another, single-threaded, whose CPU time is read
 //! from `/proc/thread-self/schedstat`.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,9 +23,10 @@ use bytes::Bytes;
 use fairio::{Config, Connection, EqualShare, Policy, Scheduler, Weight, Weighted, WindowQuota};
 use fairio_stats::jain;
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
+const KIB: u64 = 1 << 10;
 const MIB: u64 = 1 << 20;
 const CHUNK: usize = 64 * 1024;
 
@@ -199,7 +203,7 @@ fn spawn_peer(
     (addr, stop)
 }
 
-/// `--dir up|down`: only uploads or only downloads in the overhead scenario.
+/// `--dir up|down`: only uploads or only downloads in the overhead, slow and relimit scenarios.
 static DIR_FILTER: std::sync::OnceLock<Dir> = std::sync::OnceLock::new();
 
 /// `--msg BYTES`: the size of the messages uploading clients send in the overhead scenario
@@ -929,11 +933,612 @@ fn scale(quick: bool) {
     });
 }
 
+// The `slow` and `relimit` scenarios. Each of their connections (a "lane") moves bytes one way
+// only, and a slow one is read at a fixed rate: by the peer (uploads) or by the user on the
+// measured side (downloads). Bytes are counted where they end up: at the peer for uploads, at
+// the user for downloads. What the limiter under test let through is read from the limiter
+// itself (fairio's global statistics, async-speed-limit's consumed bytes).
+
+/// The socket buffers of upload lanes, on both ends (Linux doubles the figure). Left to
+/// autotuning, a slowly drained socket took in about 6.5 MB, at its full share of the limit,
+/// for 6 s before it pushed back: the peer then saw the limit's share of the slow lanes go to
+/// the kernel, not to the fast lanes, for longer than any settle time.
+const LANE_SOCKET_BUFFER: u32 = 64 * 1024;
+
+/// One connection of the `slow` and `relimit` scenarios.
+#[derive(Clone, Copy, Debug)]
+struct Lane {
+    dir: Dir,
+    /// The rate its reader takes bytes at (bytes per second); `None`: as fast as it can.
+    slow: Option<u64>,
+    /// Its weight under fairio's Weighted policy.
+    weight: u32,
+}
+
+/// The limiter under test, seen from the `slow` and `relimit` timelines.
+trait Limits {
+    /// Sets the global limit in `dir`; `None` lifts it.
+    fn set(&self, dir: Dir, limit: Option<u64>);
+    /// Bytes let through so far in `dir`, counted where the limit applies.
+    fn passed(&self, dir: Dir) -> u64;
+    /// Closes every connection.
+    fn close(&self) -> Pin<Box<dyn Future<Output = ()> + '_>>;
+}
+
+impl<P: Policy> Limits for Scheduler<P> {
+    fn set(&self, dir: Dir, limit: Option<u64>) {
+        match dir {
+            Dir::Up => self.set_max_upload_speed(limit),
+            Dir::Down => self.set_max_download_speed(limit),
+        }
+    }
+
+    /// Uploads: bytes written to the sockets; downloads: bytes read into the read queues.
+    fn passed(&self, dir: Dir) -> u64 {
+        let stat = self.global_stat();
+        match dir {
+            Dir::Up => stat.total_sent,
+            Dir::Down => stat.total_recv,
+        }
+    }
+
+    fn close(&self) -> Pin<Box<dyn Future<Output = ()> + '_>> {
+        Box::pin(self.shutdown(Some(Duration::from_millis(10))))
+    }
+}
+
+/// One shared async-speed-limit limiter per direction, wrapped around each stream of that
+/// direction.
+struct AslPair {
+    up: async_speed_limit::Limiter,
+    down: async_speed_limit::Limiter,
+}
+
+impl AslPair {
+    fn of(&self, dir: Dir) -> &async_speed_limit::Limiter {
+        match dir {
+            Dir::Up => &self.up,
+            Dir::Down => &self.down,
+        }
+    }
+}
+
+impl Limits for AslPair {
+    fn set(&self, dir: Dir, limit: Option<u64>) {
+        self.of(dir)
+            .set_speed_limit(limit.map_or(f64::INFINITY, |l| l as f64));
+    }
+
+    /// Bytes its wrappers read or wrote, each counted once the read or write returned.
+    fn passed(&self, dir: Dir) -> u64 {
+        self.of(dir).total_bytes_consumed() as u64
+    }
+
+    fn close(&self) -> Pin<Box<dyn Future<Output = ()> + '_>> {
+        Box::pin(std::future::ready(()))
+    }
+}
+
+/// Takes bytes from `r` into `counts[i]` until `stop`: as fast as it can, or at `rate` bytes
+/// per second in 10 ms steps.
+async fn take_bytes<R: AsyncRead + Unpin>(
+    mut r: R,
+    rate: Option<u64>,
+    counts: Arc<[AtomicU64]>,
+    i: usize,
+    stop: Arc<AtomicBool>,
+) {
+    let mut buf = vec![0u8; CHUNK];
+    let Some(rate) = rate else {
+        while let Ok(n @ 1..) = r.read(&mut buf).await {
+            counts[i].fetch_add(n as u64, Ordering::Relaxed);
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+        }
+        return;
+    };
+    let step = Duration::from_millis(10);
+    let per_step = (rate / 100).max(1);
+    let start = Instant::now();
+    let mut taken = 0u64;
+    let mut tick = tokio::time::interval(step);
+    while !stop.load(Ordering::Relaxed) {
+        tick.tick().await;
+        let due = (rate as f64 * start.elapsed().as_secs_f64()) as u64;
+        // A reader that found nothing to read does not make up for it in a burst later: at most
+        // two steps of credit carry over.
+        taken = taken.max(due.saturating_sub(2 * per_step));
+        let mut want = usize::try_from(due - taken).unwrap_or(CHUNK).min(CHUNK);
+        while want > 0 {
+            let Ok(n @ 1..) = r.read(&mut buf[..want]).await else {
+                return;
+            };
+            counts[i].fetch_add(n as u64, Ordering::Relaxed);
+            taken += n as u64;
+            want -= n;
+        }
+    }
+}
+
+/// The peer of the lanes. Each connection opens with a 7-byte header: b'U' (the client
+/// uploads) or b'D' (it downloads), the lane's index (u16 LE) and the rate the peer drains an
+/// upload at (u32 LE, bytes per second; 0: as fast as it can). Uploads are counted into
+/// `counts`; downloads are flooded. Receive buffers: [`LANE_SOCKET_BUFFER`].
+fn spawn_lane_peer(
+    counts: Arc<[AtomicU64]>,
+) -> (
+    std::net::SocketAddr,
+    Arc<AtomicBool>,
+    std::thread::JoinHandle<()>,
+) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(LANE_SOCKET_BUFFER).unwrap();
+    socket.bind(([127, 0, 0, 1], 0).into()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    // Listening before the peer's thread starts, so that no connection is refused: the
+    // listener joins the runtime it is made in, which then moves to the thread.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = {
+        let _in_rt = rt.enter();
+        socket.listen(1024).unwrap()
+    };
+    let s = Arc::clone(&stop);
+    let handle = std::thread::spawn(move || {
+        pin_thread(1);
+        rt.block_on(async move {
+            while !s.load(Ordering::Relaxed) {
+                let Ok(Ok((mut sock, _))) =
+                    tokio::time::timeout(Duration::from_millis(20), listener.accept()).await
+                else {
+                    continue;
+                };
+                let counts = Arc::clone(&counts);
+                let stop = Arc::clone(&s);
+                tokio::spawn(async move {
+                    let mut head = [0u8; 7];
+                    if sock.read_exact(&mut head).await.is_err() {
+                        return;
+                    }
+                    if head[0] == b'U' {
+                        let i = usize::from(u16::from_le_bytes([head[1], head[2]]));
+                        let rate = u32::from_le_bytes([head[3], head[4], head[5], head[6]]);
+                        let rate = (rate > 0).then_some(u64::from(rate));
+                        take_bytes(sock, rate, counts, i, stop).await;
+                    } else {
+                        let chunk = vec![7u8; CHUNK];
+                        while !stop.load(Ordering::Relaxed) && sock.write_all(&chunk).await.is_ok()
+                        {
+                        }
+                    }
+                });
+            }
+        });
+    });
+    (addr, stop, handle)
+}
+
+/// Connects `lane` number `i` to the peer and announces it. Uploads send through a buffer of
+/// [`LANE_SOCKET_BUFFER`].
+async fn connect_lane(addr: std::net::SocketAddr, i: usize, lane: Lane) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    if lane.dir == Dir::Up {
+        socket.set_send_buffer_size(LANE_SOCKET_BUFFER).unwrap();
+    }
+    let mut sock = socket.connect(addr).await.unwrap();
+    let _ = sock.set_nodelay(true);
+    let mut head = [0u8; 7];
+    head[0] = if lane.dir == Dir::Up { b'U' } else { b'D' };
+    head[1..3].copy_from_slice(&u16::try_from(i).unwrap_or(u16::MAX).to_le_bytes());
+    let peer_rate = if lane.dir == Dir::Up { lane.slow } else { None };
+    let peer_rate = u32::try_from(peer_rate.unwrap_or(0)).unwrap_or(u32::MAX);
+    head[3..].copy_from_slice(&peer_rate.to_le_bytes());
+    sock.write_all(&head).await.unwrap();
+    sock
+}
+
+/// Opens the lanes over one fairio scheduler limited to `limit` in each direction that has
+/// lanes. Uploaders keep their write queue full with `Connection::write`; downloaders read
+/// through `Connection::into_io`, the same reading loop as the other contenders'.
+async fn fairio_lanes<P: Policy>(
+    policy: P,
+    params: impl Fn(u32) -> P::Params,
+    lanes: &[Lane],
+    limit: u64,
+    addr: std::net::SocketAddr,
+    counts: &Arc<[AtomicU64]>,
+    stop: &Arc<AtomicBool>,
+) -> Scheduler<P> {
+    let limited = |d: Dir| lanes.iter().any(|l| l.dir == d).then_some(limit);
+    let config = Config::new(CHUNK)
+        .max_upload_speed(limited(Dir::Up))
+        .max_download_speed(limited(Dir::Down))
+        .read_queue_size(Some(256 * 1024))
+        .write_queue_size(Some(256 * 1024));
+    let sched = Scheduler::with_policy(config, policy).unwrap();
+    for (i, &lane) in lanes.iter().enumerate() {
+        let sock = connect_lane(addr, i, lane).await;
+        let conn = sched.register_with(sock, params(lane.weight)).unwrap();
+        let stop = Arc::clone(stop);
+        match lane.dir {
+            Dir::Up => {
+                tokio::spawn(async move {
+                    let msg = message(CHUNK);
+                    while !stop.load(Ordering::Relaxed) && conn.write(msg.clone()).await.is_ok() {}
+                });
+            }
+            Dir::Down => {
+                let io = conn.into_io();
+                tokio::spawn(take_bytes(io, lane.slow, Arc::clone(counts), i, stop));
+            }
+        }
+    }
+    sched
+}
+
+/// Opens the lanes, each stream wrapped in its direction's shared async-speed-limit limiter.
+async fn asl_lanes(
+    lanes: &[Lane],
+    limit: u64,
+    addr: std::net::SocketAddr,
+    counts: &Arc<[AtomicU64]>,
+    stop: &Arc<AtomicBool>,
+) -> AslPair {
+    let limits = AslPair {
+        up: async_speed_limit::Limiter::new(limit as f64),
+        down: async_speed_limit::Limiter::new(limit as f64),
+    };
+    for (i, &lane) in lanes.iter().enumerate() {
+        let sock = connect_lane(addr, i, lane).await;
+        let mut stream = limits.of(lane.dir).clone().limit(sock);
+        let stop = Arc::clone(stop);
+        match lane.dir {
+            Dir::Up => {
+                tokio::spawn(async move {
+                    let msg = message(CHUNK);
+                    while !stop.load(Ordering::Relaxed) && stream.write_all(&msg).await.is_ok() {}
+                });
+            }
+            Dir::Down => {
+                tokio::spawn(take_bytes(stream, lane.slow, Arc::clone(counts), i, stop));
+            }
+        }
+    }
+    limits
+}
+
+/// Runs `lanes` under `contender` limited to `limit`: once every lane has moved its first byte
+/// (at most 10 s), `timeline` runs on the measured thread with the limiter and the per-lane
+/// byte counts, and its result is returned.
+fn run_lanes<T, F>(contender: Contender, lanes: Vec<Lane>, limit: u64, timeline: F) -> T
+where
+    T: Send + 'static,
+    F: AsyncFnOnce(&dyn Limits, &[AtomicU64]) -> T + Send + 'static,
+{
+    let counts: Arc<[AtomicU64]> = lanes.iter().map(|_| AtomicU64::new(0)).collect();
+    let (addr, peer_stop, peer) = spawn_lane_peer(Arc::clone(&counts));
+    let measured_side = std::thread::spawn(move || {
+        pin_thread(0);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let stop = Arc::new(AtomicBool::new(false));
+            let (c, s) = (&counts, &stop);
+            let limits: Box<dyn Limits> = match contender {
+                Contender::Equal => {
+                    Box::new(fairio_lanes(EqualShare, |_| (), &lanes, limit, addr, c, s).await)
+                }
+                Contender::Weighted => Box::new(
+                    fairio_lanes(
+                        Weighted,
+                        |w| Weight::new(w).unwrap_or_default(),
+                        &lanes,
+                        limit,
+                        addr,
+                        c,
+                        s,
+                    )
+                    .await,
+                ),
+                Contender::Window => {
+                    Box::new(fairio_lanes(WindowQuota, |_| (), &lanes, limit, addr, c, s).await)
+                }
+                Contender::Asl => Box::new(asl_lanes(&lanes, limit, addr, c, s).await),
+                Contender::Raw => unreachable!("the lane scenarios run limiters only"),
+            };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline && counts.iter().any(|c| c.load(Ordering::Relaxed) == 0)
+            {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let out = timeline(&*limits, &counts).await;
+            stop.store(true, Ordering::Relaxed);
+            limits.close().await;
+            out
+        })
+    });
+    let out = measured_side.join().unwrap();
+    peer_stop.store(true, Ordering::Relaxed);
+    let _ = peer.join();
+    out
+}
+
+fn snapshot(counts: &[AtomicU64]) -> Vec<u64> {
+    counts.iter().map(|c| c.load(Ordering::Relaxed)).collect()
+}
+
+/// `passed` in both directions, uploads first.
+fn passed_both(limits: &dyn Limits) -> [u64; 2] {
+    [limits.passed(Dir::Up), limits.passed(Dir::Down)]
+}
+
+/// What the lanes moved over the measured interval of the `slow` scenario.
+#[derive(Debug)]
+struct SlowRun {
+    /// Per lane.
+    bytes: Vec<u64>,
+    /// What the limiter let through, uploads and downloads.
+    passed: [u64; 2],
+    elapsed: f64,
+    /// Cumulative bytes per lane since the interval began, every 250 ms, from 0.
+    samples: Vec<Vec<u64>>,
+    /// `passed_both` at each sample.
+    passed_samples: Vec<[u64; 2]>,
+}
+
+async fn slow_timeline(
+    limits: &dyn Limits,
+    counts: &[AtomicU64],
+    settle: Duration,
+    measure: Duration,
+) -> SlowRun {
+    tokio::time::sleep(settle).await;
+    let (c0, p0, start) = (snapshot(counts), passed_both(limits), Instant::now());
+    let since = |now: Vec<u64>| -> Vec<u64> { now.iter().zip(&c0).map(|(b, a)| b - a).collect() };
+    let mut samples = vec![vec![0; counts.len()]];
+    let mut passed_samples = vec![p0];
+    let mut next = start;
+    while next < start + measure {
+        next += Duration::from_millis(250);
+        tokio::time::sleep_until(next.into()).await;
+        samples.push(since(snapshot(counts)));
+        passed_samples.push(passed_both(limits));
+    }
+    let (c1, p1, elapsed) = (snapshot(counts), passed_both(limits), start.elapsed());
+    SlowRun {
+        bytes: since(c1),
+        passed: [p1[0] - p0[0], p1[1] - p0[1]],
+        elapsed: elapsed.as_secs_f64(),
+        samples,
+        passed_samples,
+    }
+}
+
+/// One cycle of the `relimit` scenario: bytes let through per direction (uploads first) while
+/// the limit was lifted and in the interval after it came back.
+#[derive(Debug)]
+struct Cycle {
+    open: [u64; 2],
+    open_secs: f64,
+    after: [u64; 2],
+    after_secs: f64,
+}
+
+async fn relimit_timeline(
+    limits: &dyn Limits,
+    dirs: &[Dir],
+    limit: u64,
+    settle: Duration,
+    cycles: usize,
+    open: Duration,
+    after: Duration,
+) -> Vec<Cycle> {
+    tokio::time::sleep(settle).await;
+    let mut out = Vec::new();
+    for _ in 0..cycles {
+        let (p0, t0) = (passed_both(limits), Instant::now());
+        for &d in dirs {
+            limits.set(d, None);
+        }
+        tokio::time::sleep(open).await;
+        for &d in dirs {
+            limits.set(d, Some(limit));
+        }
+        let (p1, t1) = (passed_both(limits), Instant::now());
+        tokio::time::sleep(after).await;
+        let p2 = passed_both(limits);
+        out.push(Cycle {
+            open: [p1[0] - p0[0], p1[1] - p0[1]],
+            open_secs: (t1 - t0).as_secs_f64(),
+            after: [p2[0] - p1[0], p2[1] - p1[1]],
+            after_secs: t1.elapsed().as_secs_f64(),
+        });
+    }
+    out
+}
+
+fn dir_name(dir: Dir) -> &'static str {
+    match dir {
+        Dir::Up => "upload",
+        Dir::Down => "download",
+    }
+}
+
+/// Quick runs (CI) move uploads and downloads at once, over lanes of their own, to halve the
+/// time; full runs measure each direction alone. `--dir` keeps one.
+fn dir_sets(quick: bool) -> Vec<Vec<Dir>> {
+    match (DIR_FILTER.get(), quick) {
+        (Some(&d), _) => vec![vec![d]],
+        (None, true) => vec![vec![Dir::Up, Dir::Down]],
+        (None, false) => vec![vec![Dir::Up], vec![Dir::Down]],
+    }
+}
+
+/// Weights 1, 2, 3, 4, 1, ... under fairio's Weighted policy, 1 under the others.
+fn lane_weight(c: Contender, i: usize) -> u32 {
+    if c == Contender::Weighted {
+        1 + (i % 4) as u32
+    } else {
+        1
+    }
+}
+
+/// k of N lanes are read slowly, under a global limit: is the limit still used in full (the
+/// slow lanes' unused share going to the others), and shared fairly among the fast lanes?
+fn slow(quick: bool) {
+    // (N, k slow, limit, slow rate)
+    let all: [(usize, usize, u64, u64); 2] =
+        [(8, 4, 8 * MIB, 100 * KIB), (16, 14, 4 * MIB, 20 * KIB)];
+    let settings = if quick { &all[..1] } else { &all[..] };
+    let (settle, measure) = if quick { (0.5, 0.5) } else { (2.0, 5.0) };
+    for &(n, k, limit, rate) in settings.iter().filter(|s| selected_n(s.0)) {
+        for dirs in dir_sets(quick) {
+            for c in Contender::LIMITERS.into_iter().filter(|c| selected(*c)) {
+                let lanes: Vec<Lane> = dirs
+                    .iter()
+                    .flat_map(|&dir| {
+                        (0..n).map(move |i| Lane {
+                            dir,
+                            slow: (i < k).then_some(rate),
+                            weight: lane_weight(c, i),
+                        })
+                    })
+                    .collect();
+                let (s, m) = (
+                    Duration::from_secs_f64(settle),
+                    Duration::from_secs_f64(measure),
+                );
+                let run = run_lanes(c, lanes.clone(), limit, async move |l, counts| {
+                    slow_timeline(l, counts, s, m).await
+                });
+                for &dir in &dirs {
+                    emit(slow_row(c, dir, &lanes, &run, limit, rate, dirs.len() > 1));
+                }
+            }
+        }
+    }
+}
+
+/// The `slow` scenario's figures for the lanes of `dir`.
+fn slow_row(
+    c: Contender,
+    dir: Dir,
+    lanes: &[Lane],
+    run: &SlowRun,
+    limit: u64,
+    rate: u64,
+    concurrent: bool,
+) -> serde_json::Value {
+    let idx: Vec<usize> = (0..lanes.len()).filter(|&i| lanes[i].dir == dir).collect();
+    let (slow, fast): (Vec<usize>, Vec<usize>) =
+        idx.iter().partition(|&&i| lanes[i].slow.is_some());
+    let rate_of = |i: usize| run.bytes[i] as f64 / run.elapsed;
+    let l = limit as f64;
+    let total: f64 = idx.iter().map(|&i| rate_of(i)).sum();
+    let slow_rates: Vec<f64> = slow.iter().map(|&i| rate_of(i)).collect();
+    let slow_total: f64 = slow_rates.iter().sum();
+    let slow_vs: Vec<f64> = slow_rates.iter().map(|r| r / rate as f64).collect();
+    let w = |i: usize| f64::from(lanes[i].weight);
+    let wsum: f64 = fast.iter().map(|&i| w(i)).sum();
+    // Each fast lane's expected part of what the slow ones leave: (L - slow total) by weight.
+    let fast_vs: Vec<f64> = fast
+        .iter()
+        .map(|&i| rate_of(i) / ((l - slow_total) * w(i) / wsum))
+        .collect();
+    let per_weight =
+        |bytes: &[u64]| -> Vec<f64> { fast.iter().map(|&i| bytes[i] as f64 / w(i)).collect() };
+    let mut min_window_jain: f64 = 1.0;
+    for (k, pair) in run.samples.windows(2).enumerate() {
+        let d: Vec<u64> = pair[1].iter().zip(&pair[0]).map(|(b, a)| b - a).collect();
+        min_window_jain = min_window_jain.min(jain(&per_weight(&d)));
+        if std::env::var_os("FAIRIO_BENCH_DEBUG").is_some() {
+            let used = idx.iter().map(|&i| d[i]).sum::<u64>() as f64 / 0.25 / l;
+            let at = usize::from(dir == Dir::Down);
+            let (p0, p1) = (run.passed_samples[k][at], run.passed_samples[k + 1][at]);
+            let at_limiter = (p1 - p0) as f64 / 0.25 / l;
+            let per_lane: Vec<u64> = idx.iter().map(|&i| d[i]).collect();
+            eprintln!(
+                "slow {} {} window {k}: used {used:.3} (at the limiter {at_limiter:.3}), bytes \
+                 per lane {per_lane:?}",
+                c.name(),
+                dir_name(dir)
+            );
+        }
+    }
+    let fold = |xs: &[f64], f: fn(f64, f64) -> f64, init: f64| xs.iter().copied().fold(init, f);
+    let passed = run.passed[usize::from(dir == Dir::Down)];
+    json!({"scenario": "slow", "contender": c.name(), "direction": dir_name(dir),
+    "n": idx.len(), "k": slow.len(), "limit": limit, "slow_rate": rate,
+    "concurrent_directions": concurrent, "measure_secs": run.elapsed,
+    "used": total / l, "used_at_limiter": passed as f64 / run.elapsed / l,
+    "slow_rates": slow_rates, "slow_vs_rate_min": fold(&slow_vs, f64::min, f64::INFINITY),
+    "slow_vs_rate_max": fold(&slow_vs, f64::max, 0.0),
+    "fast_weights": fast.iter().map(|&i| lanes[i].weight).collect::<Vec<_>>(),
+    "fast_jain": jain(&per_weight(&run.bytes)), "fast_min_window_jain": min_window_jain,
+    "fast_vs_expected": fast_vs,
+    "fast_largest_error": fast_vs.iter().map(|v| (v - 1.0).abs()).fold(0.0, f64::max)})
+}
+
+/// Lifts the limit for 100 ms and imposes it again, cycle after cycle: how much more than the
+/// limit passes in the interval after it came back?
+fn relimit(quick: bool) {
+    let (n, limit) = (4, MIB);
+    let (settle, cycles, after) = if quick { (0.2, 2, 0.4) } else { (1.0, 5, 2.0) };
+    let open = Duration::from_millis(100);
+    // The most a limit may let through in T seconds: L·T + B.
+    let allowance = (64 * KIB).max(limit / 20);
+    for dirs in dir_sets(quick) {
+        for c in Contender::LIMITERS.into_iter().filter(|c| selected(*c)) {
+            let lanes: Vec<Lane> = dirs
+                .iter()
+                .flat_map(|&dir| {
+                    (0..n).map(move |i| Lane {
+                        dir,
+                        slow: None,
+                        weight: lane_weight(c, i),
+                    })
+                })
+                .collect();
+            let d = dirs.clone();
+            let (s, a) = (
+                Duration::from_secs_f64(settle),
+                Duration::from_secs_f64(after),
+            );
+            let run = run_lanes(c, lanes, limit, async move |l, _| {
+                relimit_timeline(l, &d, limit, s, cycles, open, a).await
+            });
+            for &dir in &dirs {
+                let k = usize::from(dir == Dir::Down);
+                let multiples: Vec<f64> = run
+                    .iter()
+                    .map(|y| y.after[k] as f64 / (limit as f64 * y.after_secs))
+                    .collect();
+                emit(
+                    json!({"scenario": "relimit", "contender": c.name(), "direction": dir_name(dir),
+                    "n": n, "limit": limit, "concurrent_directions": dirs.len() > 1,
+                    "after_secs": after, "allowance_bytes": allowance,
+                    "target_multiple": 1.0 + allowance as f64 / (limit as f64 * after),
+                    "multiples": multiples,
+                    "max_multiple": multiples.iter().copied().fold(0.0, f64::max),
+                    "excess_bytes": run.iter().map(|y| y.after[k] as f64 - limit as f64 * y.after_secs).collect::<Vec<_>>(),
+                    "open_multiples": run.iter().map(|y| y.open[k] as f64 / (limit as f64 * y.open_secs)).collect::<Vec<_>>()}),
+                );
+            }
+        }
+    }
+}
+
 /// A named scenario, run quick or full.
 type Scenario = (&'static str, fn(bool));
 
-/// `--only NAME` (repeatable) and `--n N` (repeatable) narrow the overhead, accuracy and fairness
-/// scenarios down, to
+/// `--only NAME` (repeatable) and `--n N` (repeatable) narrow the overhead, accuracy, fairness
+/// and slow scenarios down (`--only` the relimit scenario too), to
 /// profile one contender at one size (ratios are then to raw tokio only if it ran too).
 static FILTERS: std::sync::OnceLock<(Vec<String>, Vec<usize>)> = std::sync::OnceLock::new();
 
@@ -993,7 +1598,7 @@ fn main() {
     }
     let _ = FILTERS.set((only, ns));
     let which = positional.first().copied().unwrap_or("all");
-    let scenarios: [Scenario; 7] = [
+    let scenarios: [Scenario; 9] = [
         ("overhead", overhead),
         ("accuracy", accuracy),
         ("fairness", fairness),
@@ -1001,6 +1606,8 @@ fn main() {
         ("join", join),
         ("sparse", sparse),
         ("scale", scale),
+        ("slow", slow),
+        ("relimit", relimit),
     ];
     let mut ran = false;
     for (name, f) in scenarios {
@@ -1011,7 +1618,7 @@ fn main() {
     }
     if !ran {
         eprintln!(
-            "unknown scenario '{which}': one of overhead, accuracy, fairness, weighted, join, sparse, scale, all"
+            "unknown scenario '{which}': one of overhead, accuracy, fairness, weighted, join, sparse, scale, slow, relimit, all"
         );
         std::process::exit(2);
     }

@@ -397,3 +397,50 @@ async fn sixty_four_connections_starting_together_are_fair_from_the_first_window
     }
     sched.shutdown(Some(Duration::from_millis(100))).await;
 }
+
+/// A half-close that times out (the limit is too low to flush in time) stops its writer; the
+/// connection goes on reading, and its share of the upload goes to the others (a stopped
+/// writer's demand used to stay with the arbiter, which went on granting it bytes nobody took).
+#[tokio::test(start_paused = true)]
+async fn a_writer_stopped_by_a_timeout_leaves_its_share_to_the_others() {
+    let limit = MIB;
+    let config = Config::new(16 * 1024)
+        .max_upload_speed(Some(limit))
+        .write_queue_size(Some(256 * 1024));
+    let sched = Scheduler::new(config).unwrap();
+    let (ours, theirs) = tokio::io::duplex(64 * 1024);
+    let stopped = sched.register(ours).unwrap();
+    // Its peer reads everything and never closes: the connection stays open, half-closed.
+    tokio::spawn(async move {
+        let mut peer = theirs;
+        let mut buf = vec![0u8; 64 * 1024];
+        while matches!(peer.read(&mut buf).await, Ok(n) if n > 0) {}
+        std::future::pending::<()>().await;
+    });
+    stopped
+        .write(Bytes::from(vec![1u8; 10 << 20]))
+        .await
+        .unwrap();
+    let (ours, theirs) = tokio::io::duplex(64 * 1024);
+    let count = sink(theirs, None);
+    writer(sched.register(ours).unwrap());
+    sleep(Duration::from_millis(500)).await;
+    let r = stopped
+        .shutdown_write(Some(Duration::from_millis(100)))
+        .await;
+    assert!(matches!(r, Err(Error::Timeout { .. })), "{r:?}");
+    assert!(!stopped.is_closed());
+    sleep(Duration::from_secs(1)).await;
+    let before = count.load(Ordering::Relaxed);
+    sleep(Duration::from_secs(4)).await;
+    let got = count.load(Ordering::Relaxed) - before;
+    println!(
+        "the remaining uploader got {:.3} of the limit",
+        got as f64 / (4 * limit) as f64
+    );
+    assert!(
+        got as f64 >= 0.98 * 4.0 * limit as f64,
+        "only {got} B in 4 s"
+    );
+    sched.shutdown(Some(Duration::from_millis(100))).await;
+}
