@@ -49,8 +49,14 @@ impl<P: Policy> ConnInner<P> {
     /// `Open`, so no write is accepted after a close or half-close has begun.
     pub(crate) fn event(&self, event: Event) {
         self.status.send_if_modified(|s| s.apply(event));
-        if self.status.borrow().write != WritePhase::Open {
+        let s = self.status();
+        if s.write != WritePhase::Open {
             self.write_q.close();
+        }
+        if s.stop {
+            // `stop` is final: the task waits on this token alone, which costs less at every
+            // wake-up of the task than a second watch beside the scheduler's.
+            self.cancel.cancel();
         }
     }
 

@@ -30,9 +30,9 @@ pub(crate) async fn run<P: Policy>(conn: Arc<ConnInner<P>>, shared: Arc<Shared<P
     let (r, w) = fd.split();
     let reader = read_pump::run(&conn, &shared.down, r, shared.config.read_buffer_size);
     let writer = writer(&conn, &shared, w);
+    // `conn.cancel` fires when the lifecycle says stop, or when the scheduler stops.
     tokio::select! {
         () = conn.cancel.cancelled() => {}
-        _ = conn.until(|s| s.stop) => {}
         _ = async { tokio::join!(reader, writer) } => {}
     }
     // Both pumps are dropped: the stream is closed, and the writer has stopped, so what is
