@@ -12,6 +12,14 @@ use fairio::{Config, Connection, Error, Policy, Scheduler, Weight, Weighted, Win
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::time::{Instant, sleep};
 
+mod common;
+use common::{flood_with, reader, snapshot};
+
+/// A peer that sends as fast as the stream takes, in 64 KiB pieces.
+fn flood(peer: DuplexStream) {
+    flood_with(peer, 64 * 1024);
+}
+
 const KIB: u64 = 1024;
 const MIB: u64 = 1 << 20;
 
@@ -61,14 +69,6 @@ fn writer<P: Policy>(conn: Connection<P>) {
     });
 }
 
-/// The peer: sends as fast as the stream takes.
-fn flood(mut peer: DuplexStream) {
-    tokio::spawn(async move {
-        let chunk = vec![7u8; 64 * 1024];
-        while peer.write_all(&chunk).await.is_ok() {}
-    });
-}
-
 /// The peer: sends at most `rate` bytes per second, in 1 ms steps. On the paused clock an
 /// unlimited transfer never lets time advance; a fast peer does.
 fn flood_at(mut peer: DuplexStream, rate: u64) {
@@ -81,23 +81,6 @@ fn flood_at(mut peer: DuplexStream, rate: u64) {
             sleep(Duration::from_millis(1)).await;
         }
     });
-}
-
-/// The user: reads from the connection as fast as it delivers, counting.
-fn reader<P: Policy>(conn: Connection<P>) -> Arc<AtomicU64> {
-    let count = Arc::new(AtomicU64::new(0));
-    let c = Arc::clone(&count);
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; 64 * 1024];
-        while let Ok(n) = conn.read(&mut buf).await {
-            c.fetch_add(n as u64, Ordering::Relaxed);
-        }
-    });
-    count
-}
-
-fn snapshot(counts: &[Arc<AtomicU64>]) -> Vec<u64> {
-    counts.iter().map(|c| c.load(Ordering::Relaxed)).collect()
 }
 
 fn delta(a: &[u64], b: &[u64]) -> Vec<f64> {

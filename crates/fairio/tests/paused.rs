@@ -6,24 +6,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use fairio::{Config, Connection, Policy, Scheduler, Weight, Weighted};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use fairio::{Config, Scheduler, Weight, Weighted};
+use tokio::io::{AsyncReadExt, DuplexStream};
 use tokio::time::sleep;
+
+mod common;
+use common::{flood_with, reader, snapshot};
 
 const MIB: u64 = 1 << 20;
 
 /// The peer: sends as fast as the stream takes, until it closes.
 fn flood(peer: DuplexStream) {
     flood_with(peer, 16 * 1024);
-}
-
-/// The peer, writing `chunk`-byte pieces: large ones keep the pipe full, as a TCP peer keeps
-/// the kernel buffer full, so that reads return whole read buffers.
-fn flood_with(mut peer: DuplexStream, chunk: usize) {
-    tokio::spawn(async move {
-        let chunk = vec![7u8; chunk];
-        while peer.write_all(&chunk).await.is_ok() {}
-    });
 }
 
 /// The peer: reads and counts everything, until the stream closes.
@@ -37,23 +31,6 @@ fn sink(mut peer: DuplexStream, count: Arc<AtomicU64>) {
             count.fetch_add(n as u64, Ordering::Relaxed);
         }
     });
-}
-
-/// The user: reads from the connection as fast as it delivers, counting.
-fn reader<P: Policy>(conn: Connection<P>) -> Arc<AtomicU64> {
-    let count = Arc::new(AtomicU64::new(0));
-    let c = Arc::clone(&count);
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; 64 * 1024];
-        while let Ok(n) = conn.read(&mut buf).await {
-            c.fetch_add(n as u64, Ordering::Relaxed);
-        }
-    });
-    count
-}
-
-fn snapshot(counts: &[Arc<AtomicU64>]) -> Vec<u64> {
-    counts.iter().map(|c| c.load(Ordering::Relaxed)).collect()
 }
 
 fn config(down: u64) -> Config {
