@@ -131,7 +131,9 @@ impl Status {
             }
             Event::Ended { dropped } => {
                 // Bytes lost to a failure are reported through the I/O error, to the reader;
-                // only those a timeout or a shutdown cut short are counted for `Timeout`.
+                // only those a timeout or a shutdown cut short are counted for `Timeout`. (A
+                // failure that comes after a timeout but before the writer has stopped wins:
+                // the loss is then reported as the failure.)
                 if !self.failed {
                     self.dropped += dropped;
                 }

@@ -20,6 +20,7 @@ use crate::config::{Checked, speed};
 use crate::conn::{ConnInner, HandleGuard};
 use crate::direction::{Direction, Way};
 use crate::grant::GrantSlot;
+use crate::lifecycle::Event;
 use crate::{Config, Connection, Error, task};
 
 /// Shares a global upload and download limit fairly between connections.
@@ -250,6 +251,11 @@ impl<P: Policy> Scheduler<P> {
             sh.up.deregister(inner.up.0);
             sh.down.deregister(inner.down.0);
             sh.registry.retire(&inner.meter);
+            // The shutdown may hold it already, and waits for it to end: it ends now, having
+            // never run.
+            inner.read_q.close();
+            inner.event(Event::Ended { dropped: 0 });
+            inner.drained.notify_waiters();
             return Err(Error::SchedulerClosed);
         }
         sh.tracker.spawn_on(

@@ -73,8 +73,8 @@ pub(crate) async fn run<P: Policy>(
         }
         let generation = dir.generation();
         if !dir.is_limited() {
-            if batch.is_empty() {
-                fill(conn, &mut batch, MAX_WRITE);
+            if batch.is_empty() && fill(conn, &mut batch, MAX_WRITE) == 0 {
+                continue;
             }
             if let Outcome::Written(n) =
                 write_within(w, &batch, MAX_WRITE, dir, generation, None, || {}).await?
@@ -138,10 +138,15 @@ async fn spend<P: Policy>(
 fn fill<P: Policy>(conn: &ConnInner<P>, batch: &mut Batch, max: usize) -> usize {
     // Counted in flight before they leave the queue (an over-count for a moment, never an
     // under-count), so that a flush never sees an empty queue and nothing in flight while
-    // chunks move from one to the other.
-    conn.in_flight
-        .store(conn.write_q.len_bytes(), Ordering::Release);
-    let taken = batch.fill(&conn.write_q, max);
+    // chunks move from one to the other. Only what was queued at the count is taken (the
+    // pump is the one consumer, first in first out), so a message pushed meanwhile is never
+    // popped uncounted.
+    let queued = conn.write_q.len_bytes();
+    if queued == 0 {
+        return 0;
+    }
+    conn.in_flight.store(queued, Ordering::Release);
+    let taken = batch.fill(&conn.write_q, max.min(queued));
     conn.in_flight.store(taken, Ordering::Release);
     taken
 }
