@@ -70,9 +70,7 @@ pub(crate) async fn run<P: Policy>(
     let ahead = ahead(conn.read_q.bound(), rbs);
     let mut stage = Stage::default();
     let mut buf = BytesMut::new();
-    let mut eof = false;
-    // A read error waits until the bytes staged before it have been delivered.
-    let mut error = None;
+    let mut end = End::Open;
     // Whether the arbiter may hold a demand of ours.
     let mut asked = false;
     loop {
@@ -84,7 +82,7 @@ pub(crate) async fn run<P: Policy>(
                     return;
                 }
             }
-            if eof {
+            if end.is_reached() {
                 break;
             }
             // Read ahead by less than one buffer: what the user has not taken yet waits in the
@@ -94,18 +92,12 @@ pub(crate) async fn run<P: Policy>(
             if !conn.read_q.wait_below(rbs).await {
                 return;
             }
-            match read(&mut r, &mut buf, rbs).await {
-                Ok(Some(chunk)) if dir.generation() == generation => {
-                    if !deliver(conn, chunk) {
-                        return;
-                    }
-                }
-                // A limit came while reading: the chunk waits for grants.
-                Ok(Some(chunk)) => stage.push(chunk),
-                Ok(None) => eof = true,
-                Err(e) => {
-                    error = Some(e);
-                    eof = true;
+            if let Some(chunk) = end.note(read(&mut r, &mut buf, rbs).await) {
+                if dir.generation() != generation {
+                    // A limit came while reading: the chunk waits for grants.
+                    stage.push(chunk);
+                } else if !deliver(conn, chunk) {
+                    return;
                 }
             }
             continue;
@@ -115,7 +107,7 @@ pub(crate) async fn run<P: Policy>(
         if !deliver_granted(conn, &mut stage, grant) {
             return;
         }
-        if eof && stage.len == 0 {
+        if end.is_reached() && stage.len == 0 {
             break;
         }
         if stage.len > 0 {
@@ -135,14 +127,9 @@ pub(crate) async fn run<P: Policy>(
             biased;
             () = changed => {}
             () = slot.notified(), if stage.len > 0 => {}
-            chunk = read(&mut r, &mut buf, room.min(rbs)), if room > 0 && !eof => {
-                match chunk {
-                    Ok(Some(chunk)) => stage.push(chunk),
-                    Ok(None) => eof = true,
-                    Err(e) => {
-                        error = Some(e);
-                        eof = true;
-                    }
+            r = read(&mut r, &mut buf, room.min(rbs)), if room > 0 && !end.is_reached() => {
+                if let Some(chunk) = end.note(r) {
+                    stage.push(chunk);
                 }
             }
             open = conn.read_q.wait_below(ahead - stage.len), if room == 0 && stage.len == 0 => {
@@ -152,11 +139,41 @@ pub(crate) async fn run<P: Policy>(
             }
         }
     }
-    match error {
-        Some(e) => conn.fail(e),
-        None => {
+    match end {
+        End::Failed(e) => conn.fail(e),
+        End::Open | End::Eof => {
             conn.info.set_close_reason(CloseReason::PeerClosed);
             conn.read_q.close();
+        }
+    }
+}
+
+/// How the stream's read side stands. A read error waits, like the end of the stream, until
+/// the bytes staged before it have been delivered.
+#[derive(Debug)]
+enum End {
+    Open,
+    Eof,
+    Failed(io::Error),
+}
+
+impl End {
+    fn is_reached(&self) -> bool {
+        !matches!(self, Self::Open)
+    }
+
+    /// Records what a read returned; gives back the chunk it read, if any.
+    fn note(&mut self, r: io::Result<Option<Bytes>>) -> Option<Bytes> {
+        match r {
+            Ok(Some(chunk)) => Some(chunk),
+            Ok(None) => {
+                *self = Self::Eof;
+                None
+            }
+            Err(e) => {
+                *self = Self::Failed(e);
+                None
+            }
         }
     }
 }

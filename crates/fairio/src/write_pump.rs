@@ -88,33 +88,28 @@ pub(crate) async fn run<P: Policy>(
         let Some(mut grant) = dir.acquire(key, slot, want).await else {
             continue;
         };
-        if !spend(conn, dir, w, &mut batch, &mut grant).await? {
-            dir.withdraw(key, slot);
-            asked = false;
-        }
+        spend(conn, dir, w, &mut batch, &mut grant).await?;
     }
     w.info().set_close_reason(CloseReason::LocalClose);
     w.shutdown().await
 }
 
-/// Writes what `grant` allows; returns `false` if the stream stalled (the caller withdraws).
-/// The rest of the grant goes back when it is dropped.
+/// Writes what `grant` allows, until it is spent, the batch and queue are empty, the limit
+/// changes or the stream stalls (its demand was withdrawn when it first was not ready). The
+/// rest of the grant goes back when it is dropped.
 async fn spend<P: Policy>(
     conn: &ConnInner<P>,
     dir: &Direction<P>,
     w: &mut FdWriteHalf,
     batch: &mut Batch,
     grant: &mut Grant<'_, P>,
-) -> io::Result<bool> {
+) -> io::Result<()> {
     let generation = dir.generation();
     loop {
         grant.top_up(&conn.up.1);
         let allowed = usize::try_from(grant.bytes()).unwrap_or(usize::MAX);
-        if allowed == 0 {
-            return Ok(true);
-        }
-        if batch.is_empty() && fill(conn, batch, allowed.min(MAX_WRITE)) == 0 {
-            return Ok(true);
+        if allowed == 0 || (batch.is_empty() && fill(conn, batch, allowed.min(MAX_WRITE)) == 0) {
+            return Ok(());
         }
         // The stream is not ready: no more grants until it is, and those already in the slot
         // go back at once.
@@ -125,11 +120,10 @@ async fn spend<P: Policy>(
                 grant.spend(n as u64);
                 if grant.bytes() == 0 {
                     // Asks again, with the demand as it is now (it may have been withdrawn).
-                    return Ok(true);
+                    return Ok(());
                 }
             }
-            Outcome::Stalled => return Ok(false),
-            Outcome::Changed => return Ok(true),
+            Outcome::Stalled | Outcome::Changed => return Ok(()),
         }
     }
 }
