@@ -66,13 +66,18 @@ impl<P: Policy> ConnInner<P> {
     }
 
     /// Waits until `pred` holds for the lifecycle.
-    pub(crate) async fn until(&self, pred: impl FnMut(&Status) -> bool) -> Status {
+    pub(crate) async fn until(&self, pred: impl FnMut(&Status) -> bool) {
         let mut rx = self.status.subscribe();
         // The sender lives as long as `self`: the wait cannot fail.
-        match rx.wait_for(pred).await {
-            Ok(s) => *s,
-            Err(_) => self.status(),
-        }
+        let _ = rx.wait_for(pred).await;
+    }
+
+    /// Closes the write queue and drops what it holds and what the writer held: the bytes left
+    /// unsent, counted once the writer has stopped (so exactly). Closed first, so that no write
+    /// is accepted after the count.
+    pub(crate) fn take_unsent(&self) -> usize {
+        self.write_q.close();
+        self.write_q.clear() + self.in_flight.swap(0, Ordering::AcqRel)
     }
 
     /// Whether every queued byte has been written to the stream.
@@ -139,8 +144,8 @@ impl<P: Policy> ConnInner<P> {
     }
 
     /// Waits for the writer to be done, for at most `timeout`; on timeout, stops it and waits
-    /// until it has counted what it dropped. Returns the lifecycle then.
-    async fn settle_writer(&self, timeout: Option<Duration>) -> Status {
+    /// until it has counted what it dropped.
+    async fn settle_writer(&self, timeout: Option<Duration>) {
         let done = |s: &Status| s.write.is_done() || s.ended;
         let timed_out = match timeout {
             None => {
@@ -154,7 +159,6 @@ impl<P: Policy> ConnInner<P> {
             // The task drops the writer at once and counts what it held.
             self.until(done).await;
         }
-        self.status()
     }
 
     /// Takes the dropped bytes not reported yet, for an error returned to the user.

@@ -14,7 +14,6 @@
 //! connection out of the scheduler, and only then reports `Ended`.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use fairio_fd::{Fd, FdWriteHalf};
 use fairio_policy::Policy;
@@ -37,9 +36,7 @@ pub(crate) async fn run<P: Policy>(conn: Arc<ConnInner<P>>, shared: Arc<Shared<P
     }
     // Both pumps are dropped: the stream is closed, and the writer has stopped, so what is
     // left unsent is known exactly.
-    // Closed first, so that no write is accepted after the count.
-    conn.write_q.close();
-    let left = conn.write_q.clear() + conn.in_flight.swap(0, Ordering::AcqRel);
+    let left = conn.take_unsent();
     conn.read_q.close();
     shared.forget(&conn);
     conn.event(Event::Ended { dropped: left });
@@ -52,20 +49,20 @@ async fn writer<P: Policy>(conn: &ConnInner<P>, shared: &Shared<P>, mut w: FdWri
         r = write_pump::run(conn, &shared.up, &mut w) => Some(r),
         _ = conn.until(|s| s.abort) => None,
     };
+    let aborted = outcome.is_none();
     match outcome {
         Some(Ok(())) => conn.event(Event::Flushed),
         Some(Err(e)) => conn.fail(e),
-        None => {
-            // The pump is dropped, with its grant (returned) and its batch (counted here).
-            let dropped = conn.write_q.clear() + conn.in_flight.swap(0, Ordering::AcqRel);
-            conn.event(Event::WriterStopped { dropped });
-            conn.drained.notify_waiters();
-            // The peer learns that nothing more comes, if the stream takes the FIN within one
-            // stall bound (a TLS close to a peer that reads nothing may never complete).
-            let fin = tokio::io::AsyncWriteExt::shutdown(&mut w);
-            let _ = tokio::time::timeout(write_pump::STALL, fin).await;
-            return;
-        }
+        // The pump is dropped, with its grant (returned) and its batch (counted here).
+        None => conn.event(Event::WriterStopped {
+            dropped: conn.take_unsent(),
+        }),
     }
     conn.drained.notify_waiters();
+    if aborted {
+        // The peer learns that nothing more comes, if the stream takes the FIN within one
+        // stall bound (a TLS close to a peer that reads nothing may never complete).
+        let fin = tokio::io::AsyncWriteExt::shutdown(&mut w);
+        let _ = tokio::time::timeout(write_pump::STALL, fin).await;
+    }
 }
