@@ -8,12 +8,10 @@
 mod sim;
 
 use std::num::NonZeroU64;
-use std::time::Instant;
 
 use fairio_policy::tuning::burst;
-use fairio_policy::{EqualShare, Policy, Weight, Weighted};
 use proptest::prelude::*;
-use sim::{Conn, SEC, Scenario, Sink, Trace, jain, run, water_fill};
+use sim::{Conn, SEC, Scenario, Sink, Trace, jain, simulate, water_fill};
 
 /// Simulated time before measuring: the start, where the round and the share credits settle.
 const WARM_UP: u64 = SEC;
@@ -24,19 +22,6 @@ const MEASURE: u64 = 4 * SEC;
 /// The smallest consumer buffer, in bytes: below this, a buffer sized in time of a very slow
 /// rate would hold a few bytes, which no socket does.
 const MIN_BUFFER: u64 = 64;
-
-/// Runs a scenario on EqualShare (weights ignored) or Weighted.
-fn simulate(s: &Scenario, weighted: bool) -> Trace {
-    let t0 = Instant::now();
-    let limit = NonZeroU64::new(s.limit);
-    if weighted {
-        let mut arb = Weighted.arbiter(limit, t0);
-        run(&mut arb, |w| Weight::new(w).unwrap(), t0, s)
-    } else {
-        let mut arb = EqualShare.arbiter(limit, t0);
-        run(&mut arb, |_| (), t0, s)
-    }
-}
 
 /// 64 KiB/s to 64 MiB/s, with the ends and the middle of the range drawn often.
 fn limit() -> impl Strategy<Value = u64> {

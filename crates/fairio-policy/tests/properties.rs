@@ -4,27 +4,12 @@
 mod sim;
 
 use std::num::NonZeroU64;
-use std::time::Instant;
 
 use fairio_policy::tuning::burst;
-use fairio_policy::{EqualShare, Policy, Weight, Weighted};
 use proptest::prelude::*;
-use sim::{Conn, MS, SEC, Scenario, Trace, run, water_fill};
+use sim::{Conn, MS, SEC, Scenario, Trace, simulate, water_fill};
 
 const WINDOW: u64 = 250 * MS;
-
-/// Runs a scenario on EqualShare (weights ignored) or Weighted.
-fn simulate(s: &Scenario, weighted: bool) -> Trace {
-    let t0 = Instant::now();
-    let limit = NonZeroU64::new(s.limit);
-    if weighted {
-        let mut arb = Weighted.arbiter(limit, t0);
-        run(&mut arb, |w| Weight::new(w).unwrap(), t0, s)
-    } else {
-        let mut arb = EqualShare.arbiter(limit, t0);
-        run(&mut arb, |_| (), t0, s)
-    }
-}
 
 fn limit() -> impl Strategy<Value = u64> {
     prop_oneof![Just(1u64 << 20), (64u64 << 10)..(16u64 << 20)]

@@ -333,24 +333,8 @@ impl ByteQueue {
     /// # Cancel safety
     /// Cancel-safe: it takes and queues nothing.
     pub async fn wait_below(&self, n: usize) -> bool {
-        let mut place = Place {
-            queue: self,
-            side: Side::Shrink,
-            ticket: None,
-        };
-        poll_fn(|cx| {
-            let mut st = self.lock();
-            if st.closed || st.size < n {
-                let next = st.shrink.leave(&mut place.ticket);
-                let open = !st.closed;
-                drop(st);
-                if let Some(w) = next {
-                    w.wake();
-                }
-                return Poll::Ready(open);
-            }
-            st.shrink.wait(&mut place.ticket, cx.waker());
-            Poll::Pending
+        self.wait_in_line(Side::Shrink, |st, _| {
+            (st.closed || st.size < n).then_some(!st.closed)
         })
         .await
     }
@@ -361,23 +345,37 @@ impl ByteQueue {
     /// # Cancel safety
     /// Cancel-safe: it takes nothing.
     pub async fn readable(&self) -> bool {
+        self.wait_in_line(Side::Pop, |st, ticket| {
+            let ready = st.poppers.may_proceed(ticket) && (!st.items.is_empty() || st.closed);
+            ready.then_some(!st.items.is_empty())
+        })
+        .await
+    }
+
+    /// Waits in `side`'s line until `ready` (given the state and this waiter's ticket) gives
+    /// an answer, then leaves the line, waking the next in it. Cancel-safe: a dropped wait
+    /// leaves the line too.
+    async fn wait_in_line<R>(
+        &self,
+        side: Side,
+        mut ready: impl FnMut(&State, Option<Ticket>) -> Option<R>,
+    ) -> R {
         let mut place = Place {
             queue: self,
-            side: Side::Pop,
+            side,
             ticket: None,
         };
         poll_fn(|cx| {
             let mut st = self.lock();
-            if st.poppers.may_proceed(place.ticket) && (!st.items.is_empty() || st.closed) {
-                let next = st.poppers.leave(&mut place.ticket);
-                let open = !st.items.is_empty();
+            if let Some(answer) = ready(&st, place.ticket) {
+                let next = st.line(side).leave(&mut place.ticket);
                 drop(st);
                 if let Some(w) = next {
                     w.wake();
                 }
-                return Poll::Ready(open);
+                return Poll::Ready(answer);
             }
-            st.poppers.wait(&mut place.ticket, cx.waker());
+            st.line(side).wait(&mut place.ticket, cx.waker());
             Poll::Pending
         })
         .await

@@ -5,7 +5,7 @@
 use std::num::NonZeroU64;
 use std::time::{Duration, Instant};
 
-use fairio_policy::{Arbiter, Decision, Key};
+use fairio_policy::{Arbiter, Decision, EqualShare, Key, Policy, Weight, Weighted};
 
 pub const MS: u64 = 1_000_000;
 pub const SEC: u64 = 1_000_000_000;
@@ -366,6 +366,19 @@ pub fn run<A: Arbiter>(
         }
     }
     trace
+}
+
+/// Runs a scenario on EqualShare (weights ignored) or Weighted.
+pub fn simulate(s: &Scenario, weighted: bool) -> Trace {
+    let t0 = Instant::now();
+    let limit = NonZeroU64::new(s.limit);
+    if weighted {
+        let mut arb = Weighted.arbiter(limit, t0);
+        run(&mut arb, |w| Weight::new(w).unwrap(), t0, s)
+    } else {
+        let mut arb = EqualShare.arbiter(limit, t0);
+        run(&mut arb, |_| (), t0, s)
+    }
 }
 
 /// Max-min fair shares by water-filling: each connection gets at most its demand, and the rest
