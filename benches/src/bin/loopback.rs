@@ -983,7 +983,9 @@ impl<P: Policy> Limits for Scheduler<P> {
     }
 
     fn close(&self) -> Pin<Box<dyn Future<Output = ()> + '_>> {
-        Box::pin(self.shutdown(Some(Duration::from_millis(10))))
+        Box::pin(async {
+            self.shutdown(Some(Duration::from_millis(10))).await;
+        })
     }
 }
 

@@ -2,13 +2,15 @@
 //! service fairly among its clients.
 
 mod demo;
+mod fdlimit;
+mod logging;
 mod metrics;
 mod proxy;
 mod rate;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 /// Fair bandwidth sharing over many connections.
 #[derive(Debug, Parser)]
@@ -16,6 +18,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log lines as human-readable text (coloured only on a terminal) or as JSON objects, one
+    /// per line, for log shippers.
+    #[arg(long, value_enum, default_value_t = logging::LogFormat::Text, global = true)]
+    log_format: logging::LogFormat,
 }
 
 #[derive(Debug, Subcommand)]
@@ -38,20 +44,58 @@ enum PolicyName {
     Window,
 }
 
+impl PolicyName {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Equal => "equal",
+            Self::Weighted => "weighted",
+            Self::Window => "window",
+        }
+    }
+}
+
+/// A flag refused before anything runs: clap prints it as a usage error and exits with code 2.
+#[derive(Debug)]
+struct Refusal {
+    kind: clap::error::ErrorKind,
+    message: String,
+}
+
+impl Refusal {
+    /// Two flags that contradict each other, or one that would do nothing beside the other.
+    fn conflict(message: impl Into<String>) -> Self {
+        Self {
+            kind: clap::error::ErrorKind::ArgumentConflict,
+            message: message.into(),
+        }
+    }
+
+    /// A value this machine cannot honour.
+    fn value(message: impl Into<String>) -> Self {
+        Self {
+            kind: clap::error::ErrorKind::ValueValidation,
+            message: message.into(),
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let (name, checked) = match &cli.command {
+        Command::Demo(a) => ("demo", a.check()),
+        Command::Proxy(a) => ("proxy", a.check()),
+    };
+    if let Err(r) = checked {
+        let mut cmd = Cli::command();
+        cmd.build();
+        // The subcommand's own usage line, not the top-level one.
+        match cmd.find_subcommand_mut(name) {
+            Some(sub) => sub.error(r.kind, r.message).exit(),
+            None => cmd.error(r.kind, r.message).exit(),
+        }
+    }
     let quiet = matches!(&cli.command, Command::Demo(a) if a.json);
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(if quiet {
-            "error"
-        } else {
-            "warn,fairio_cli=info"
-        })
-    });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    logging::init(cli.log_format, quiet);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -52,9 +52,55 @@ pub(crate) fn human(bytes: f64) -> String {
     }
 }
 
+/// A unit chosen once per run, so that figures do not switch units between frames.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Unit {
+    name: &'static str,
+    size: f64,
+}
+
+impl Unit {
+    /// The largest binary unit of which `typical` is at least one.
+    pub(crate) fn for_value(typical: f64) -> Self {
+        const UNITS: [(&str, f64); 4] = [
+            ("GiB", 1024.0 * 1024.0 * 1024.0),
+            ("MiB", 1024.0 * 1024.0),
+            ("KiB", 1024.0),
+            ("B", 1.0),
+        ];
+        let (name, size) = UNITS
+            .into_iter()
+            .find(|&(_, size)| typical >= size)
+            .unwrap_or(UNITS[3]);
+        Self { name, size }
+    }
+
+    /// `v` in this unit, two decimals (none for bytes).
+    pub(crate) fn format(self, v: f64) -> String {
+        if self.size == 1.0 {
+            format!("{v:.0} {}", self.name)
+        } else {
+            format!("{:.2} {}", v / self.size, self.name)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_unit_stays_put_across_values() {
+        let u = Unit::for_value(1024.0 * 1024.0);
+        assert_eq!(u.format(1023.56 * 1024.0), "1.00 MiB");
+        assert_eq!(u.format(2.0 * 1024.0 * 1024.0), "2.00 MiB");
+        assert_eq!(
+            Unit::for_value(16.0 * 1024.0).format(1024.0 * 1024.0),
+            "1024.00 KiB"
+        );
+        assert_eq!(Unit::for_value(10.0).format(3.0), "3 B");
+        assert_eq!(Unit::for_value(0.0).format(3.0), "3 B");
+    }
 
     #[test]
     fn accepts_the_documented_forms() {

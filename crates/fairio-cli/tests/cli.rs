@@ -1,103 +1,14 @@
 //! The real `fairio` binary: the demo's JSON summary, and the proxy in front of an upstream
 //! server run by the test. Everything on 127.0.0.1.
 
-use std::collections::hash_map::DefaultHasher;
-use std::hash::Hasher;
+mod common;
+
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::{Shutdown, TcpStream};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_fairio");
-
-fn random(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
-fn hash(b: &[u8]) -> u64 {
-    let mut h = DefaultHasher::new();
-    h.write(b);
-    h.finish()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Kills the child when dropped, so that a failing test leaves no process behind.
-struct Proxy(Child);
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_proxy(listen: u16, upstream: u16, extra: &[&str]) -> Proxy {
-    let child = Command::new(BIN)
-        .args([
-            "proxy",
-            "--listen",
-            &format!("127.0.0.1:{listen}"),
-            "--upstream",
-            &format!("127.0.0.1:{upstream}"),
-        ])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Wait (bounded) until it accepts; the guard kills it if it never does.
-    let proxy = Proxy(child);
-    for _ in 0..200 {
-        if TcpStream::connect(("127.0.0.1", listen)).is_ok() {
-            return proxy;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    panic!("proxy did not start");
-}
-
-/// An upstream that, per connection, sends `reply` and reads everything the client sends,
-/// reporting the hash of what it received.
-fn upstream(reply: Vec<u8>) -> (u16, std::sync::mpsc::Receiver<u64>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for sock in listener.incoming().take(8) {
-            let Ok(mut sock) = sock else { continue };
-            let reply = reply.clone();
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                let mut reader = sock.try_clone().unwrap();
-                let recv = std::thread::spawn(move || {
-                    let mut got = Vec::new();
-                    let _ = reader.read_to_end(&mut got);
-                    got
-                });
-                sock.write_all(&reply).unwrap();
-                sock.shutdown(Shutdown::Write).unwrap();
-                let got = recv.join().unwrap();
-                let _ = tx.send(hash(&got));
-            });
-        }
-    });
-    (port, rx)
-}
+use common::{BIN, free_port, hash, random, start_proxy, upstream};
 
 #[test]
 fn demo_json_summary_parses_and_has_the_fields() {
@@ -283,21 +194,5 @@ fn sigterm_shuts_down_gracefully_with_exit_0() {
     let (up, _hashes) = upstream(random(1024, 5));
     let port = free_port();
     let mut proxy = start_proxy(port, up, &[]);
-    let status = Command::new("kill")
-        .args(["-TERM", &proxy.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let started = Instant::now();
-    loop {
-        if let Some(status) = proxy.0.try_wait().unwrap() {
-            assert_eq!(status.code(), Some(0));
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "proxy did not exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert_eq!(common::terminate(&mut proxy).code(), Some(0));
 }

@@ -131,7 +131,18 @@ impl<P: Policy> ConnInner<P> {
     /// Records a fatal I/O error: the connection stops, queued writes are dropped (the error is
     /// reported to the reader), and queued reads stay readable.
     pub(crate) fn fail(&self, e: io::Error) {
-        tracing::warn!(conn = self.id(), error = %e, "connection failed");
+        // A peer that hangs up or resets is ordinary traffic, not something to warn about.
+        if matches!(
+            e.kind(),
+            io::ErrorKind::ConnectionReset
+                | io::ErrorKind::BrokenPipe
+                | io::ErrorKind::ConnectionAborted
+                | io::ErrorKind::UnexpectedEof
+        ) {
+            tracing::debug!(conn = self.id(), error = %e, "connection ended by the peer");
+        } else {
+            tracing::warn!(conn = self.id(), error = %e, "connection failed");
+        }
         self.info.set_close_reason(CloseReason::Io(e.kind()));
         {
             let mut slot = self.io_error.lock().unwrap_or_else(|e| e.into_inner());

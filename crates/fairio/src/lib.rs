@@ -82,6 +82,7 @@ mod grant;
 mod io;
 mod lifecycle;
 mod read_pump;
+mod report;
 mod scheduler;
 mod sync;
 mod task;
@@ -97,6 +98,7 @@ pub use fairio_policy::{EqualShare, Policy, Weight, Weighted, WindowQuota, ZeroW
 #[doc(inline)]
 pub use fairio_stats::{Stat, StatsConfig};
 pub use io::ConnectionIo;
+pub use report::ShutdownReport;
 pub use scheduler::Scheduler;
 
 /// The README's examples, compiled and run as doctests so that they stay true.

@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::num::NonZeroU64;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -21,7 +21,7 @@ use crate::conn::{ConnInner, HandleGuard};
 use crate::direction::{Direction, Way};
 use crate::grant::GrantSlot;
 use crate::lifecycle::Event;
-use crate::{Config, Connection, Error, task};
+use crate::{Config, Connection, Error, ShutdownReport, task};
 
 /// Shares a global upload and download limit fairly between connections.
 ///
@@ -92,7 +92,8 @@ pub(crate) struct Shared<P: Policy> {
 
 impl<P: Policy> Shared<P> {
     /// See [`Scheduler::shutdown`].
-    async fn shutdown(&self, timeout: Duration) {
+    async fn shutdown(&self, timeout: Duration) -> ShutdownReport {
+        let started = tokio::time::Instant::now();
         self.closed.store(true, Ordering::Release);
         tracing::info!(
             connections = self.conns.len(),
@@ -101,13 +102,23 @@ impl<P: Policy> Shared<P> {
         );
         let conns: Vec<Arc<ConnInner<P>>> =
             self.conns.iter().map(|e| Arc::clone(e.value())).collect();
+        let connections = conns.len();
+        let unsent = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(AtomicUsize::new(0));
         let closing = TaskTracker::new();
         for conn in conns {
+            let (unsent, failed) = (Arc::clone(&unsent), Arc::clone(&failed));
             closing.spawn_on(
                 async move {
-                    let _ = conn
+                    let outcome = conn
                         .close(Some(timeout), CloseReason::SchedulerShutdown, false)
                         .await;
+                    if let Err(e) = outcome {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                        if let Error::Timeout { unsent: n } = e {
+                            unsent.fetch_add(n as u64, Ordering::Relaxed);
+                        }
+                    }
                 },
                 &self.runtime,
             );
@@ -127,7 +138,14 @@ impl<P: Policy> Shared<P> {
         }
         self.tracker.close();
         self.tracker.wait().await;
-        tracing::info!("scheduler shut down");
+        let report = ShutdownReport {
+            connections,
+            unsent_bytes: unsent.load(Ordering::Relaxed),
+            failed: failed.load(Ordering::Relaxed),
+            elapsed: started.elapsed(),
+        };
+        tracing::info!(?report, "scheduler shut down");
+        report
     }
 
     /// Takes a connection out of the scheduler once its task has ended.
@@ -361,14 +379,15 @@ impl<P: Policy> Scheduler<P> {
     /// Shuts down: turns new registrations away, closes every connection concurrently (each
     /// flushes for at most `timeout`, or [`Config::shutdown_timeout`] when `None`), stops the
     /// statistics task and the dispatchers, and returns once every task has ended. It never
-    /// hangs: whatever is still pending when the timeout expires is dropped.
+    /// hangs: whatever is still pending when the timeout expires is dropped, and counted in the
+    /// returned [`ShutdownReport`]. A second call finds no connection and returns at once.
     ///
     /// # Cancel safety
     /// Registrations are refused from the first poll. If the future is dropped early, the
     /// connections already closing go on closing in the background.
-    pub async fn shutdown(&self, timeout: Option<Duration>) {
+    pub async fn shutdown(&self, timeout: Option<Duration>) -> ShutdownReport {
         let timeout = timeout.unwrap_or(self.shared.config.shutdown_timeout);
-        self.shared.shutdown(timeout).await;
+        self.shared.shutdown(timeout).await
     }
 }
 

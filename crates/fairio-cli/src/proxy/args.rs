@@ -1,0 +1,110 @@
+//! The flags of `fairio proxy`, and the pairs of them that are refused.
+
+use std::net::SocketAddr;
+
+use clap::Args;
+
+use crate::rate::{human, parse_rate};
+use crate::{PolicyName, Refusal};
+
+/// Flags of `fairio proxy`.
+#[derive(Debug, Args)]
+pub(crate) struct ProxyArgs {
+    /// Address to accept clients on, e.g. 127.0.0.1:8080.
+    #[arg(long, value_parser = parse_addr)]
+    pub(super) listen: SocketAddr,
+    /// The service to forward to, as IP:port, e.g. 127.0.0.1:80.
+    #[arg(long, value_parser = parse_addr)]
+    pub(super) upstream: SocketAddr,
+    /// Limit on bytes sent to the clients (the upstream's replies, i.e. the clients' download),
+    /// shared fairly among them, e.g. 8MiB.
+    #[arg(long, value_parser = parse_rate, allow_hyphen_values = true)]
+    pub(super) max_to_clients: Option<u64>,
+    /// Limit on bytes received from the clients (their uploads to the upstream), shared fairly
+    /// among them, e.g. 1MiB.
+    #[arg(long, value_parser = parse_rate, allow_hyphen_values = true)]
+    pub(super) max_from_clients: Option<u64>,
+    /// Sharing policy. `weighted` is refused until clients can be given weights: with every
+    /// weight 1 it would act as `equal`.
+    #[arg(long, value_enum, default_value_t = PolicyName::Equal)]
+    pub(super) policy: PolicyName,
+    /// Each client's own cap in both directions, beneath the global limits, e.g. 256KiB.
+    #[arg(long, value_parser = parse_rate, allow_hyphen_values = true)]
+    pub(super) per_client_cap: Option<u64>,
+    /// Most bytes read from a client at a time.
+    #[arg(long, default_value_t = 64 * 1024, allow_negative_numbers = true,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub(super) read_buffer_size: u32,
+    /// Print per-client and global figures every this many seconds.
+    #[arg(long, allow_negative_numbers = true, value_parser = positive_secs)]
+    pub(super) stats_interval: Option<f64>,
+    /// Serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9100.
+    #[arg(long, value_parser = parse_addr)]
+    pub(super) metrics: Option<SocketAddr>,
+}
+
+fn parse_addr(s: &str) -> Result<SocketAddr, String> {
+    s.parse().map_err(|_| {
+        format!("'{s}' is not an IP:port address; for example 127.0.0.1:8080 or [::1]:8080")
+    })
+}
+
+fn positive_secs(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
+        _ => Err(format!("'{s}' is not a positive number of seconds, e.g. 5")),
+    }
+}
+
+impl ProxyArgs {
+    /// Refuses flags that contradict each other or would do nothing.
+    pub(crate) fn check(&self) -> Result<(), Refusal> {
+        if self.policy == PolicyName::Weighted {
+            return Err(Refusal::conflict(
+                "--policy weighted has no weights to use: the proxy gives every client weight 1, \
+                 which is what --policy equal does; use --policy equal",
+            ));
+        }
+        if self.listen == self.upstream {
+            return Err(Refusal::conflict(format!(
+                "--listen and --upstream are both {}: the proxy would forward to itself",
+                self.listen
+            )));
+        }
+        if self.metrics == Some(self.listen) {
+            return Err(Refusal::conflict(format!(
+                "--metrics and --listen are both {}: one address cannot serve both",
+                self.listen
+            )));
+        }
+        if let (Some(cap), Some(to), Some(from)) = (
+            self.per_client_cap,
+            self.max_to_clients,
+            self.max_from_clients,
+        ) {
+            if cap >= to && cap >= from {
+                return Err(Refusal::conflict(format!(
+                    "--per-client-cap {}/s is not below --max-to-clients {}/s or \
+                     --max-from-clients {}/s, so it would never limit a client",
+                    human(cap as f64),
+                    human(to as f64),
+                    human(from as f64)
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The limits as one phrase for the ready line.
+    pub(super) fn limits(&self) -> String {
+        let rate =
+            |r: Option<u64>| r.map_or("unlimited".to_owned(), |r| format!("{}/s", human(r as f64)));
+        format!(
+            "to clients {}, from clients {}, per client {}, policy {}",
+            rate(self.max_to_clients),
+            rate(self.max_from_clients),
+            rate(self.per_client_cap),
+            self.policy.as_str()
+        )
+    }
+}

@@ -1,0 +1,119 @@
+//! `fairio proxy`: one upstream link shared fairly among many TCP clients.
+
+mod args;
+mod client;
+mod stats;
+
+use std::time::Duration;
+
+pub(crate) use args::ProxyArgs;
+use fairio::{Config, EqualShare, Policy, Scheduler, Weighted, WindowQuota};
+use tokio::net::TcpListener;
+
+use crate::PolicyName;
+use crate::metrics;
+use crate::rate::human;
+
+/// How long clients may flush at shutdown.
+const FLUSH_AT_SHUTDOWN: Duration = Duration::from_secs(5);
+
+pub(crate) async fn run(args: ProxyArgs) -> Result<(), String> {
+    match args.policy {
+        PolicyName::Equal => proxy(args, EqualShare).await,
+        PolicyName::Weighted => proxy(args, Weighted).await,
+        PolicyName::Window => proxy(args, WindowQuota).await,
+    }
+}
+
+async fn proxy<P: Policy>(args: ProxyArgs, policy: P) -> Result<(), String> {
+    let config = Config::new(args.read_buffer_size as usize)
+        .max_upload_speed(args.max_to_clients)
+        .max_download_speed(args.max_from_clients)
+        .read_queue_size(Some(256 * 1024))
+        .write_queue_size(Some(256 * 1024))
+        .shutdown_timeout(FLUSH_AT_SHUTDOWN);
+    let sched = Scheduler::with_policy(config, policy).map_err(|e| e.to_string())?;
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    if let Some(addr) = args.metrics {
+        let l = TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
+        tokio::spawn(metrics::serve(l, sched.clone()));
+    }
+    if let Some(secs) = args.stats_interval {
+        tokio::spawn(stats::print(sched.clone(), Duration::from_secs_f64(secs)));
+    }
+    tracing::info!(
+        "listening on {}, upstream {}, {}{}",
+        args.listen,
+        args.upstream,
+        args.limits(),
+        args.metrics
+            .map(|m| format!(", metrics at http://{m}/metrics"))
+            .unwrap_or_default()
+    );
+    let accept = async {
+        loop {
+            match listener.accept().await {
+                Ok((client, peer)) => {
+                    tokio::spawn(client::serve(
+                        sched.clone(),
+                        client,
+                        peer,
+                        args.upstream,
+                        args.per_client_cap,
+                    ));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    };
+    tokio::select! {
+        () = accept => {}
+        () = stop_signal() => {}
+    }
+    tracing::info!(
+        "stopping: {} clients connected, flushing them for up to {} s",
+        sched.connection_count(),
+        FLUSH_AT_SHUTDOWN.as_secs()
+    );
+    let report = sched.shutdown(Some(FLUSH_AT_SHUTDOWN)).await;
+    let g = sched.global_stat();
+    tracing::info!(
+        "stopped in {:.2} s: {} clients closed, {} bytes unsent; {} to clients and {} from \
+         clients in all",
+        report.elapsed.as_secs_f64(),
+        report.connections,
+        report.unsent_bytes,
+        human(g.total_sent as f64),
+        human(g.total_recv as f64)
+    );
+    Ok(())
+}
+
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
