@@ -40,8 +40,10 @@
 //! - a limit changed, lifted or imposed again applies to the next byte; no grant made under
 //!   the old one is spent;
 //! - every byte accepted for writing is delivered, or counted in exactly one error;
-//! - the policy reacts within one grant, not within seconds (see [`fairio_policy`]'s measured
-//!   comparison);
+//! - the policy reacts within one grant, not within seconds: in the same simulation, a small
+//!   message among 64 busy connections waits 0.01 ms at p99 under [`EqualShare`] and 980 ms
+//!   under Tezos's [`WindowQuota`], and the smallest Jain index over 250 ms windows is 0.999
+//!   against 0.25 (the `fairio-policy` crate's docs carry the whole table);
 //! - queued messages leave in vectored writes (up to 64 messages, 256 KiB, per system call),
 //!   and [`Connection::read_bytes`] hands received buffers over without a copy.
 //!
@@ -69,6 +71,101 @@
 //! takes it, and as received when it enters the read queue; the limits apply there.
 //!
 //! All time-dependent code runs on tokio's clock, so tests can use a paused clock.
+//!
+//! # Choosing a policy
+//!
+//! - [`EqualShare`] (the default): every connection that has bytes to move gets the same
+//!   share, and what one cannot use goes to the others. Pick it unless you have a reason not to.
+//! - [`Weighted`]: shares in proportion to a [`Weight`] given at registration
+//!   ([`Scheduler::register_with`]) and changeable later; a connection of weight 2 moves twice
+//!   as much as one of weight 1 when both are busy. For priorities: paying peers, control
+//!   traffic, a torrent you care about.
+//! - [`WindowQuota`]: Tezos's algorithm, kept to compare against. It bursts a second's budget
+//!   at the start of each window and lags by seconds; do not use it for new work.
+//!
+//! Under any policy, [`Connection::set_caps`] caps one connection beneath the global limits.
+//!
+//! # Slow peers and socket buffers
+//!
+//! fairio measures and shares bytes where they enter or leave the socket, not where the peer
+//! reads them. The kernel's socket buffers (often a few MiB on loopback and fast links) sit in
+//! between: a peer that reads at 20 KiB/s first absorbs a buffer's worth at full speed, then
+//! moves at its own pace. From then on its writes stop being taken, fairio withdraws its demand
+//! within one grant horizon (5 ms), and its unused share goes to the others: the limit is
+//! still used in full. So over short windows a slow peer's rate reads higher than its real
+//! pace, and a limit is exact over windows long compared with buffer size / rate. To keep the
+//! two close, shrink the send buffer (`SO_SNDBUF`, for example with `socket2`) before
+//! registering the stream. A peer that reads nothing at all holds only its write queue:
+//! [`Connection::close`] with a timeout drops and counts what it could not deliver.
+//!
+//! # Serving a TCP listener
+//!
+//! Register every accepted stream, give each its own task, and keep accepting when `accept`
+//! fails (out of descriptors, or a connection reset before it was accepted): back off and go
+//! on. Stop on a signal, then shut the scheduler down, which flushes every connection within a
+//! timeout and reports what it dropped.
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! use bytes::Bytes;
+//! use fairio::{Config, Scheduler};
+//! use tokio::io::AsyncReadExt;
+//! use tokio::net::{TcpListener, TcpStream};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let sched = Scheduler::new(Config::new(64 * 1024).max_upload_speed(Some(4 << 20)))?;
+//! let listener = TcpListener::bind("127.0.0.1:0").await?;
+//! let addr = listener.local_addr()?;
+//! // A client; a real server would stop on `tokio::signal::ctrl_c()` instead.
+//! let stop = tokio::spawn(async move {
+//!     let mut greeting = String::new();
+//!     let mut stream = TcpStream::connect(addr).await?;
+//!     stream.read_to_string(&mut greeting).await?;
+//!     Ok::<_, std::io::Error>(greeting)
+//! });
+//!
+//! let accept_loop = async {
+//!     loop {
+//!         let (stream, _peer) = match listener.accept().await {
+//!             Ok(accepted) => accepted,
+//!             Err(e) => {
+//!                 eprintln!("accept failed: {e}");
+//!                 tokio::time::sleep(Duration::from_millis(50)).await;
+//!                 continue;
+//!             }
+//!         };
+//!         let Ok(conn) = sched.register(stream) else {
+//!             break; // the scheduler is shutting down
+//!         };
+//!         tokio::spawn(async move {
+//!             conn.write(Bytes::from_static(b"hello\n")).await?;
+//!             conn.close(Some(Duration::from_secs(5))).await // flush, then close
+//!         });
+//!     }
+//! };
+//! tokio::select! {
+//!     () = accept_loop => {}
+//!     greeting = stop => assert_eq!(greeting??, "hello\n"),
+//! }
+//! let report = sched.shutdown(Some(Duration::from_secs(5))).await;
+//! println!("closed {} connections, {} bytes unsent", report.connections, report.unsent_bytes);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Beside async-speed-limit and governor
+//!
+//! [async-speed-limit](https://docs.rs/async-speed-limit) wraps streams in a shared token
+//! bucket: it caps the total, but whichever connection polls first gets the bytes, so shares
+//! are not fair, and it has no weights, per-connection caps or queues.
+//! [governor](https://docs.rs/governor) is a GCRA rate limiter for cells (requests, or bytes
+//! you count yourself); fairio's weighted policy is built on it and adds the sharing. fairio
+//! gives each connection its share whatever order they poll in, moves a slow peer's unused
+//! share to the others, and applies a changed limit to the next byte. `BENCHMARKS.md` in the
+//! repository measures all three side by side over loopback TCP: throughput and CPU without a
+//! limit, accuracy, and Jain's index per 250 ms window.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 
