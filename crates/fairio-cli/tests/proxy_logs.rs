@@ -17,7 +17,7 @@ fn log_of_one_session(extra: &[&str]) -> String {
     let reply = random(256 * 1024, 3);
     let (up, hashes) = upstream(reply.clone());
     let port = free_port();
-    let mut proxy = start_proxy_with(port, up, extra, Stdio::piped());
+    let mut proxy = start_proxy_with(port, up, extra, Stdio::null(), Stdio::piped());
     let mut client = TcpStream::connect(("127.0.0.1", port)).unwrap();
     client
         .set_read_timeout(Some(Duration::from_secs(20)))
@@ -113,7 +113,13 @@ fn json_log_format_writes_one_object_per_line() {
 fn a_client_reset_is_not_a_warning() {
     let (up, _hashes) = upstream(random(4 << 20, 9));
     let port = free_port();
-    let mut proxy = start_proxy_with(port, up, &["--max-to-clients", "1MiB"], Stdio::piped());
+    let mut proxy = start_proxy_with(
+        port,
+        up,
+        &["--max-to-clients", "1MiB"],
+        Stdio::null(),
+        Stdio::piped(),
+    );
     let client = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let mut buf = [0u8; 1024];
     (&client).read_exact(&mut buf).unwrap();
@@ -136,4 +142,54 @@ fn a_client_reset_is_not_a_warning() {
         .unwrap_or_else(|| panic!("no reset summarised:\n{log}"));
     assert!(left.contains("INFO"), "{left}");
     assert!(!log.contains("WARN"), "{log}");
+}
+
+/// The stats lines give the rate over the interval just ended: it reads the limit while a
+/// client downloads, and zero once every client has left (a moving average would lag).
+#[test]
+fn stats_lines_track_the_last_interval() {
+    let (up, _hashes) = upstream(random(1 << 20, 4));
+    let port = free_port();
+    let mut proxy = start_proxy_with(
+        port,
+        up,
+        &["--max-to-clients", "512KiB", "--stats-interval", "0.5"],
+        Stdio::piped(),
+        Stdio::null(),
+    );
+    let mut client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut got = Vec::new();
+    client.read_to_end(&mut got).unwrap();
+    assert_eq!(got.len(), 1 << 20);
+    drop(client);
+    // Two whole intervals with no client.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(terminate(&mut proxy).code(), Some(0));
+    let mut out = String::new();
+    proxy
+        .0
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let global: Vec<&str> = out.lines().filter(|l| l.starts_with("global:")).collect();
+    // 1 MiB at 512 KiB/s: about 2 s of transfer, so intervals at the limit.
+    let kib_per_sec = |line: &str| -> Option<f64> {
+        let rest = line.split("to clients ").nth(1)?;
+        let (value, unit) = rest.split_once(' ')?;
+        unit.starts_with("KiB/s").then(|| value.parse().ok())?
+    };
+    assert!(
+        global
+            .iter()
+            .filter_map(|l| kib_per_sec(l))
+            .any(|r| (460.0..=570.0).contains(&r)),
+        "no interval near 512 KiB/s:\n{out}"
+    );
+    let last = global.last().unwrap_or_else(|| panic!("{out}"));
+    assert!(last.contains("0 clients, to clients 0 B/s"), "{last}");
 }

@@ -48,11 +48,17 @@ impl Drop for Proxy {
 }
 
 pub fn start_proxy(listen: u16, upstream: u16, extra: &[&str]) -> Proxy {
-    start_proxy_with(listen, upstream, extra, Stdio::null())
+    start_proxy_with(listen, upstream, extra, Stdio::null(), Stdio::null())
 }
 
-/// Like [`start_proxy`], with stderr (the log) going to `stderr`.
-pub fn start_proxy_with(listen: u16, upstream: u16, extra: &[&str], stderr: Stdio) -> Proxy {
+/// Like [`start_proxy`], with stdout (the stats lines) and stderr (the log) going where asked.
+pub fn start_proxy_with(
+    listen: u16,
+    upstream: u16,
+    extra: &[&str],
+    stdout: Stdio,
+    stderr: Stdio,
+) -> Proxy {
     let child = Command::new(BIN)
         .args([
             "proxy",
@@ -62,7 +68,7 @@ pub fn start_proxy_with(listen: u16, upstream: u16, extra: &[&str], stderr: Stdi
             &format!("127.0.0.1:{upstream}"),
         ])
         .args(extra)
-        .stdout(Stdio::null())
+        .stdout(stdout)
         .stderr(stderr)
         .env_remove("RUST_LOG")
         .spawn()
