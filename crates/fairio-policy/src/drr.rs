@@ -94,6 +94,39 @@ impl<P> Flow<P> {
     }
 }
 
+/// What the members of a flow answer when the flow's turn comes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Peek {
+    /// This member takes the turn, with up to this many bytes.
+    Member(Key, u64),
+    /// Every member with bytes to move is held by its own cap until this time (ns).
+    Blocked(u64),
+    /// No member has bytes to move.
+    Empty,
+}
+
+/// Chooses, inside a flow whose turn it is, the member that takes the grant: the flow is a
+/// group of connections, and the member one of them.
+pub(crate) trait Inner {
+    /// Who takes a turn of up to `max` bytes of flow `flow` at `t`; changes nothing but
+    /// members' parking, so that a grant the global limit then refuses costs nothing.
+    fn peek(&mut self, flow: Key, max: u64, t: u64) -> Peek;
+    /// The grant `peek` proposed was made.
+    fn commit(&mut self, member: Key, bytes: u64);
+}
+
+/// A flow that is one connection: it takes every turn whole.
+#[derive(Debug)]
+pub(crate) struct Whole;
+
+impl Inner for Whole {
+    fn peek(&mut self, flow: Key, max: u64, _t: u64) -> Peek {
+        Peek::Member(flow, max)
+    }
+
+    fn commit(&mut self, _member: Key, _bytes: u64) {}
+}
+
 /// Deficit round robin over the backlogged connections, with shares in proportion to weight,
 /// under a global GCRA limit.
 ///
@@ -166,7 +199,18 @@ impl<P: FlowWeight> Drr<P> {
         }
     }
 
-    fn tick(&self, now: Instant) -> u64 {
+    /// The clock the arbiter's limiters read.
+    pub(crate) fn clock(&self) -> &ManualClock {
+        &self.clock
+    }
+
+    /// The latest time the arbiter was given.
+    pub(crate) fn now(&self) -> Instant {
+        self.epoch.instant(self.clock.nanos())
+    }
+
+    /// Sets the clock to `now`; the time in nanoseconds since the epoch.
+    pub(crate) fn tick(&self, now: Instant) -> u64 {
         let t = self.epoch.nanos(now);
         self.clock.set(t);
         self.clock.nanos()
@@ -319,6 +363,141 @@ impl<P: FlowWeight> Drr<P> {
         self.list(key, fresh);
     }
 
+    /// [`Arbiter::next`], with `inner` choosing which member of the flow whose turn it is
+    /// takes the grant (a connection of a group), and how much of it.
+    pub(crate) fn next_with<I: Inner>(&mut self, now: Instant, inner: &mut I) -> Decision {
+        let t = self.tick(now);
+        if self.held.due(t) {
+            self.observe_weights();
+        }
+        self.unpark_due(t);
+        // Each pass returns, parks a connection, drops an emptied one from the round, or sends one
+        // back from parking with nothing left of its turn: this ends within 2 × len + 1 passes.
+        for _ in 0..=2 * self.flows.len() {
+            let Some((entry, from_fresh)) = self.head() else {
+                let flows = &self.flows;
+                return match self.parking.next_due(|e| parked(flows, e)) {
+                    Some(until) => Decision::Wait {
+                        until: self.epoch.instant(until),
+                    },
+                    None => Decision::Idle,
+                };
+            };
+            let key = entry.key;
+            let Some(f) = self.flows.get(key) else {
+                self.pop_head(from_fresh);
+                continue;
+            };
+            if f.demand == 0 {
+                // Its turn came and it still has nothing to move: it leaves the round, and
+                // its deficit with it.
+                self.pop_head(from_fresh);
+                self.unlist(key, State::Idle);
+                continue;
+            }
+            let (w, topped) = (f.weight, f.topped);
+            let quantum = if topped { 0 } else { self.quantum(w) };
+            let grant_cap = self.grant_cap(w);
+            let share = self.share_among(w, self.active_weight);
+            let Some(f) = self.flows.get_mut(key) else {
+                continue;
+            };
+            // A turn's deficit never exceeds two quanta: a connection held back (by its cap, or
+            // by turns cut short) catches up by one turn at most.
+            if !topped {
+                f.deficit = (f.deficit + quantum).min(2 * quantum);
+            }
+            f.topped = true;
+            let cap_max = f.cap.as_ref().map_or(u64::MAX, Cap::grant_max);
+            let bytes = f.deficit.min(f.demand).min(grant_cap).min(cap_max);
+            if bytes == 0 {
+                // Only a connection back from parking with nothing left of its turn: next turn.
+                f.topped = false;
+                self.pop_head(from_fresh);
+                self.list(key, false);
+                continue;
+            }
+            // Which of the flow's members takes the turn, and how much of it.
+            let (grantee, bytes) = match inner.peek(key, bytes, t) {
+                Peek::Member(member, b) => (member, b.clamp(1, bytes)),
+                Peek::Blocked(until) => {
+                    // Every member with bytes to move is held by its own cap.
+                    self.pop_head(from_fresh);
+                    if let Some(ticket) = self.unlist(key, State::Parked) {
+                        self.parking.park(until, Entry { key, ticket });
+                    }
+                    continue;
+                }
+                Peek::Empty => {
+                    self.pop_head(from_fresh);
+                    if let Some(f) = self.flows.get_mut(key) {
+                        f.demand = 0;
+                    }
+                    self.unlist(key, State::Idle);
+                    continue;
+                }
+            };
+            let Some(f) = self.flows.get_mut(key) else {
+                continue;
+            };
+            if let Some(cap) = f.cap.as_mut() {
+                if let Err(until) = cap.admit(bytes) {
+                    self.pop_head(from_fresh);
+                    if let Some(ticket) = self.unlist(key, State::Parked) {
+                        self.parking.park(until, Entry { key, ticket });
+                    }
+                    continue;
+                }
+            }
+            if let Some(global) = self.global.as_mut() {
+                if let Err(until) = global.take(bytes) {
+                    // Wake as soon as either the budget or a parked connection's cap allows.
+                    let flows = &self.flows;
+                    let parked_due = self.parking.next_due(|e| parked(flows, e));
+                    let until = parked_due.map_or(until, |p| p.min(until));
+                    return Decision::Wait {
+                        until: self.epoch.instant(until),
+                    };
+                }
+            }
+            inner.commit(grantee, bytes);
+            let Some(f) = self.flows.get_mut(key) else {
+                continue;
+            };
+            if let Some(cap) = f.cap.as_mut() {
+                cap.spend(bytes);
+            }
+            f.refill(t, share, grant_cap);
+            f.charge(bytes, grant_cap);
+            f.deficit -= bytes;
+            f.demand -= bytes;
+            if f.demand == 0 {
+                // Emptied: to the back of the round, where it lingers until its next turn.
+                f.topped = false;
+                self.pop_head(from_fresh);
+                self.list(key, false);
+            } else if f.deficit < self.floor.min(f.demand) {
+                f.topped = false;
+                // A connection whose cap is below its share is paced by its cap, which parks it;
+                // sending it round again would cost it a round's worth of cap. Any other
+                // connection has used its turn: to the back of the old lane, keeping the rest.
+                let cap_bound = f.cap.as_ref().is_some_and(|c| c.rate() <= share);
+                if !cap_bound {
+                    self.pop_head(from_fresh);
+                    self.list(key, false);
+                }
+            }
+            return Decision::Grant {
+                key: grantee,
+                bytes,
+            };
+        }
+        // Unreachable by the bound above; asking again shortly is the safe answer.
+        Decision::Wait {
+            until: self.epoch.instant(t + GRANT_HORIZON_NANOS),
+        }
+    }
+
     /// The connection at the head of the lanes, fresh first.
     fn head(&mut self) -> Option<(Entry, bool)> {
         let flows = &self.flows;
@@ -461,109 +640,7 @@ impl<P: FlowWeight> Arbiter for Drr<P> {
     }
 
     fn next(&mut self, now: Instant) -> Decision {
-        let t = self.tick(now);
-        if self.held.due(t) {
-            self.observe_weights();
-        }
-        self.unpark_due(t);
-        // Each pass returns, parks a connection, drops an emptied one from the round, or sends one
-        // back from parking with nothing left of its turn: this ends within 2 × len + 1 passes.
-        for _ in 0..=2 * self.flows.len() {
-            let Some((entry, from_fresh)) = self.head() else {
-                let flows = &self.flows;
-                return match self.parking.next_due(|e| parked(flows, e)) {
-                    Some(until) => Decision::Wait {
-                        until: self.epoch.instant(until),
-                    },
-                    None => Decision::Idle,
-                };
-            };
-            let key = entry.key;
-            let Some(f) = self.flows.get(key) else {
-                self.pop_head(from_fresh);
-                continue;
-            };
-            if f.demand == 0 {
-                // Its turn came and it still has nothing to move: it leaves the round, and
-                // its deficit with it.
-                self.pop_head(from_fresh);
-                self.unlist(key, State::Idle);
-                continue;
-            }
-            let (w, topped) = (f.weight, f.topped);
-            let quantum = if topped { 0 } else { self.quantum(w) };
-            let grant_cap = self.grant_cap(w);
-            let share = self.share_among(w, self.active_weight);
-            let Some(f) = self.flows.get_mut(key) else {
-                continue;
-            };
-            // A turn's deficit never exceeds two quanta: a connection held back (by its cap, or
-            // by turns cut short) catches up by one turn at most.
-            if !topped {
-                f.deficit = (f.deficit + quantum).min(2 * quantum);
-            }
-            f.topped = true;
-            let cap_max = f.cap.as_ref().map_or(u64::MAX, Cap::grant_max);
-            let bytes = f.deficit.min(f.demand).min(grant_cap).min(cap_max);
-            if bytes == 0 {
-                // Only a connection back from parking with nothing left of its turn: next turn.
-                f.topped = false;
-                self.pop_head(from_fresh);
-                self.list(key, false);
-                continue;
-            }
-            if let Some(cap) = f.cap.as_mut() {
-                if let Err(until) = cap.admit(bytes) {
-                    self.pop_head(from_fresh);
-                    if let Some(ticket) = self.unlist(key, State::Parked) {
-                        self.parking.park(until, Entry { key, ticket });
-                    }
-                    continue;
-                }
-            }
-            if let Some(global) = self.global.as_mut() {
-                if let Err(until) = global.take(bytes) {
-                    // Wake as soon as either the budget or a parked connection's cap allows.
-                    let flows = &self.flows;
-                    let parked_due = self.parking.next_due(|e| parked(flows, e));
-                    let until = parked_due.map_or(until, |p| p.min(until));
-                    return Decision::Wait {
-                        until: self.epoch.instant(until),
-                    };
-                }
-            }
-            let Some(f) = self.flows.get_mut(key) else {
-                continue;
-            };
-            if let Some(cap) = f.cap.as_mut() {
-                cap.spend(bytes);
-            }
-            f.refill(t, share, grant_cap);
-            f.charge(bytes, grant_cap);
-            f.deficit -= bytes;
-            f.demand -= bytes;
-            if f.demand == 0 {
-                // Emptied: to the back of the round, where it lingers until its next turn.
-                f.topped = false;
-                self.pop_head(from_fresh);
-                self.list(key, false);
-            } else if f.deficit < self.floor.min(f.demand) {
-                f.topped = false;
-                // A connection whose cap is below its share is paced by its cap, which parks it;
-                // sending it round again would cost it a round's worth of cap. Any other
-                // connection has used its turn: to the back of the old lane, keeping the rest.
-                let cap_bound = f.cap.as_ref().is_some_and(|c| c.rate() <= share);
-                if !cap_bound {
-                    self.pop_head(from_fresh);
-                    self.list(key, false);
-                }
-            }
-            return Decision::Grant { key, bytes };
-        }
-        // Unreachable by the bound above; asking again shortly is the safe answer.
-        Decision::Wait {
-            until: self.epoch.instant(t + GRANT_HORIZON_NANOS),
-        }
+        self.next_with(now, &mut Whole)
     }
 
     fn unused(&mut self, _key: Key, bytes: u64) {

@@ -3,7 +3,7 @@
 use std::num::NonZeroU64;
 use std::time::Instant;
 
-use crate::Drr;
+use crate::Tree;
 use crate::policy::Policy;
 
 /// Work-conserving max-min fairness: every backlogged connection gets an equal share of the
@@ -37,9 +37,9 @@ pub struct EqualShare;
 
 impl Policy for EqualShare {
     type Params = ();
-    type Arbiter = Drr<()>;
+    type Arbiter = Tree<()>;
 
-    fn arbiter(&self, limit: Option<NonZeroU64>, now: Instant) -> Drr<()> {
-        Drr::new(limit, now)
+    fn arbiter(&self, limit: Option<NonZeroU64>, now: Instant) -> Tree<()> {
+        Tree::new(limit, now)
     }
 }

@@ -8,7 +8,16 @@
 //! |---|---|---|
 //! | [`EqualShare`] | `()` | max-min fair, equal shares |
 //! | [`Weighted`] | [`Weight`] | max-min fair, shares in proportion to weight |
-//! | [`WindowQuota`] | `()` | Tezos's 1 s window quota, for comparison |
+//! | [`WindowQuota`] | `()` | Tezos's 1 s window quota, for comparison (flat: no groups) |
+//!
+//! Connections can be put in groups ([`Arbiter::insert_group`]): per host, per peer, per
+//! tenant. [`EqualShare`] and [`Weighted`] are then max-min fair at both levels, and
+//! work-conserving at both ([`Tree`]): the limit is split among the groups that want to move
+//! (by group weight, each up to its cap), and each group's part among its connections (by
+//! their weights, each up to its cap); what a connection cannot use goes to the others of its
+//! group, and what a group cannot use to the other groups. A connection added without a group
+//! is a group of its own: the flat behaviour below is unchanged. Inside a group, a turn goes to
+//! the connection with the smallest virtual time (bytes granted over weight); see [`Tree`].
 //!
 //! ```
 //! use std::num::NonZeroU64;
@@ -134,8 +143,10 @@ mod equal;
 mod gcra;
 mod held;
 mod lanes;
+mod members;
 mod policy;
 mod slab;
+mod tree;
 pub mod tuning;
 mod weight;
 mod weighted;
@@ -145,6 +156,7 @@ pub use drr::{Drr, FlowWeight};
 pub use equal::EqualShare;
 pub use policy::{Arbiter, Decision, Policy};
 pub use slab::Key;
+pub use tree::Tree;
 pub use weight::{Weight, ZeroWeight};
 pub use weighted::Weighted;
 pub use window::{WindowArbiter, WindowQuota};

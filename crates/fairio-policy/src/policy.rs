@@ -93,6 +93,50 @@ pub trait Arbiter: Send + 'static {
     /// How many connections are registered.
     fn len(&self) -> usize;
 
+    /// Adds a group: connections added into it with [`insert_into`](Self::insert_into) share
+    /// one part of the limit, split among the groups by their `params` (a weight under
+    /// [`Weighted`](crate::Weighted)), each up to its own `cap`; within the group the part is
+    /// split among its connections by theirs. What a connection cannot use goes to the others
+    /// of its group first, and what a group cannot use to the other groups. A connection added
+    /// with [`insert`](Self::insert) is a group of its own.
+    ///
+    /// The default keeps the arbiter flat (as [`WindowQuota`](crate::WindowQuota) does): the
+    /// group is a name only, its parameters and cap are ignored, and its connections are shared
+    /// as if added with `insert`.
+    fn insert_group(&mut self, params: Self::Params, cap: Option<NonZeroU64>, now: Instant) -> Key {
+        let _ = (params, cap, now);
+        Key::FLAT_GROUP
+    }
+
+    /// Adds a connection into `group`, idle, with its own parameters and cap. An unknown group
+    /// adds it as a group of its own.
+    fn insert_into(
+        &mut self,
+        group: Key,
+        params: Self::Params,
+        cap: Option<NonZeroU64>,
+        now: Instant,
+    ) -> Key {
+        let _ = group;
+        self.insert(params, cap, now)
+    }
+
+    /// Removes a group once its last connection has been removed (at once if it has none).
+    /// Unknown keys are ignored.
+    fn remove_group(&mut self, group: Key) {
+        let _ = group;
+    }
+
+    /// Changes a group's parameters; effective from its next grant.
+    fn set_group_params(&mut self, group: Key, params: Self::Params) {
+        let _ = (group, params);
+    }
+
+    /// Changes a group's cap; effective from its next grant.
+    fn set_group_cap(&mut self, group: Key, cap: Option<NonZeroU64>, now: Instant) {
+        let _ = (group, cap, now);
+    }
+
     /// Whether no connection is registered.
     fn is_empty(&self) -> bool {
         self.len() == 0

@@ -8,6 +8,14 @@ pub struct Key {
     generation: u32,
 }
 
+impl Key {
+    /// The group key of an arbiter that keeps no groups: it names no connection.
+    pub const FLAT_GROUP: Self = Self {
+        index: u32::MAX,
+        generation: u32::MAX,
+    };
+}
+
 #[derive(Debug)]
 struct Slot<T> {
     generation: u32,
@@ -89,6 +97,50 @@ impl<T> Slab<T> {
     }
 }
 
+/// Values attached to the keys of another slab, found in O(1) by the key's index; a stale key
+/// finds nothing.
+#[derive(Debug)]
+pub(crate) struct SideTable<T> {
+    slots: Vec<Option<(Key, T)>>,
+}
+
+impl<T> SideTable<T> {
+    pub(crate) fn new() -> Self {
+        Self { slots: Vec::new() }
+    }
+
+    pub(crate) fn insert(&mut self, key: Key, value: T) {
+        let i = key.index as usize;
+        if self.slots.len() <= i {
+            self.slots.resize_with(i + 1, || None);
+        }
+        self.slots[i] = Some((key, value));
+    }
+
+    pub(crate) fn remove(&mut self, key: Key) -> Option<T> {
+        let slot = self.slots.get_mut(key.index as usize)?;
+        if slot.as_ref().is_some_and(|(k, _)| *k == key) {
+            slot.take().map(|(_, v)| v)
+        } else {
+            None
+        }
+    }
+
+    pub(crate) fn get(&self, key: Key) -> Option<&T> {
+        match self.slots.get(key.index as usize)? {
+            Some((k, v)) if *k == key => Some(v),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn get_mut(&mut self, key: Key) -> Option<&mut T> {
+        match self.slots.get_mut(key.index as usize)? {
+            Some((k, v)) if *k == key => Some(v),
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,5 +156,20 @@ mod tests {
         assert_eq!(s.remove(a), None);
         assert_eq!(s.get(b), Some(&"b"));
         assert_eq!(s.len(), 1);
+    }
+
+    #[test]
+    fn a_side_table_ignores_stale_keys() {
+        let mut s = Slab::new();
+        let mut side = SideTable::new();
+        let a = s.insert(());
+        side.insert(a, "a");
+        s.remove(a);
+        let b = s.insert(());
+        assert_eq!(side.get(b), None);
+        side.insert(b, "b");
+        assert_eq!((side.get(a), side.get(b)), (None, Some(&"b")));
+        assert_eq!(side.remove(a), None);
+        assert_eq!(side.remove(b), Some("b"));
     }
 }

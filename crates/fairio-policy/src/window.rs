@@ -28,6 +28,10 @@ const ALPHA: f64 = 0.2;
 ///
 /// Its known weaknesses (lag of seconds, bursts of a whole second's budget, shares of the
 /// measured flow rather than the limit) are measured in the [crate docs](crate).
+///
+/// It stays flat: Tezos has no groups. Groups made with [`Arbiter::insert_group`] are names
+/// only here; their weights and caps are ignored, and their connections share as if each were
+/// alone. Use [`EqualShare`](crate::EqualShare) or [`Weighted`](crate::Weighted) for groups.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct WindowQuota;
 

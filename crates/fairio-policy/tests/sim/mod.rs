@@ -2,6 +2,8 @@
 //! properties are checked against. The oracle is computed here, independently of the policy.
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
+pub mod checks;
+
 use std::num::NonZeroU64;
 use std::time::{Duration, Instant};
 
@@ -146,6 +148,14 @@ impl Live {
     }
 }
 
+/// Groups of connections: each group's weight and cap, and each connection's group (`None`:
+/// a group of its own).
+#[derive(Clone, Debug, Default)]
+pub struct Groups {
+    pub specs: Vec<(u32, Option<u64>)>,
+    pub of: Vec<Option<usize>>,
+}
+
 /// Runs `scenario` on `arb` (made with the scenario's limit at `t0`).
 pub fn run<A: Arbiter>(
     arb: &mut A,
@@ -153,6 +163,22 @@ pub fn run<A: Arbiter>(
     t0: Instant,
     s: &Scenario,
 ) -> Trace {
+    run_grouped(arb, params, t0, s, &Groups::default())
+}
+
+/// Runs `scenario` on `arb` with its connections in `groups`.
+pub fn run_grouped<A: Arbiter>(
+    arb: &mut A,
+    params: impl Fn(u32) -> A::Params,
+    t0: Instant,
+    s: &Scenario,
+    groups: &Groups,
+) -> Trace {
+    let group_keys: Vec<Key> = groups
+        .specs
+        .iter()
+        .map(|&(w, cap)| arb.insert_group(params(w), cap.and_then(NonZeroU64::new), t0))
+        .collect();
     let at = |t: u64| t0 + Duration::from_nanos(t);
     let n = s.conns.len();
     let mut trace = Trace {
@@ -212,7 +238,11 @@ pub fn run<A: Arbiter>(
                 && c.leave.is_none_or(|e| t < e)
                 && l.next_arrival != u64::MAX
             {
-                l.key = Some(arb.insert(params(c.weight), c.cap.and_then(NonZeroU64::new), at(t)));
+                let cap = c.cap.and_then(NonZeroU64::new);
+                l.key = Some(match groups.of.get(i).copied().flatten() {
+                    Some(g) => arb.insert_into(group_keys[g], params(c.weight), cap, at(t)),
+                    None => arb.insert(params(c.weight), cap, at(t)),
+                });
                 if c.rate.is_none() {
                     l.queued = INFINITE;
                     match c.sink {
@@ -379,6 +409,64 @@ pub fn simulate(s: &Scenario, weighted: bool) -> Trace {
         let mut arb = EqualShare.arbiter(limit, t0);
         run(&mut arb, |_| (), t0, s)
     }
+}
+
+/// Runs a scenario with groups on EqualShare (weights ignored) or Weighted.
+pub fn simulate_grouped(s: &Scenario, groups: &Groups, weighted: bool) -> Trace {
+    let t0 = Instant::now();
+    let limit = NonZeroU64::new(s.limit);
+    if weighted {
+        let mut arb = Weighted.arbiter(limit, t0);
+        run_grouped(&mut arb, |w| Weight::new(w).unwrap(), t0, s, groups)
+    } else {
+        let mut arb = EqualShare.arbiter(limit, t0);
+        run_grouped(&mut arb, |_| (), t0, s, groups)
+    }
+}
+
+/// Two-level max-min fair shares, computed independently of the policy: the limit is
+/// water-filled among the groups (a connection without a group is a group of its own) by
+/// group weight, each group wanting at most its cap and what its members want; then each
+/// group's part is water-filled among its members by their weights, each wanting at most its
+/// cap and its rate.
+pub fn tree_water_fill(limit: f64, s: &Scenario, groups: &Groups) -> Vec<f64> {
+    let want = |c: &Conn| {
+        c.rate
+            .map_or(f64::INFINITY, |r| r as f64)
+            .min(c.cap.map_or(f64::INFINITY, |k| k as f64))
+    };
+    let n = s.conns.len();
+    // Units: each group, then each connection without one.
+    let mut units: Vec<(f64, f64, Vec<usize>)> = groups
+        .specs
+        .iter()
+        .map(|&(w, cap)| (f64::from(w), cap.map_or(f64::INFINITY, |k| k as f64), Vec::new()))
+        .collect();
+    for i in 0..n {
+        match groups.of.get(i).copied().flatten() {
+            Some(g) => units[g].2.push(i),
+            None => units.push((f64::from(s.conns[i].weight), f64::INFINITY, vec![i])),
+        }
+    }
+    let demands: Vec<(f64, f64)> = units
+        .iter()
+        .map(|(w, cap, members)| {
+            let sum: f64 = members.iter().map(|&i| want(&s.conns[i])).sum();
+            (*w, sum.min(*cap))
+        })
+        .collect();
+    let parts = water_fill(limit, &demands);
+    let mut out = vec![0.0; n];
+    for ((_, _, members), part) in units.iter().zip(parts) {
+        let inner: Vec<(f64, f64)> = members
+            .iter()
+            .map(|&i| (f64::from(s.conns[i].weight), want(&s.conns[i])))
+            .collect();
+        for (&i, share) in members.iter().zip(water_fill(part, &inner)) {
+            out[i] = share;
+        }
+    }
+    out
 }
 
 /// Max-min fair shares by water-filling: each connection gets at most its demand, and the rest
