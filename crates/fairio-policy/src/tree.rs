@@ -231,22 +231,14 @@ impl<P: FlowWeight> Arbiter for Tree<P> {
         group
     }
 
-    fn insert_into(
-        &mut self,
-        group: Key,
-        params: P,
-        cap: Option<NonZeroU64>,
-        now: Instant,
-    ) -> Key {
+    fn insert_into(&mut self, group: Key, params: P, cap: Option<NonZeroU64>, now: Instant) -> Key {
         if !matches!(self.nodes.get(group), Some(Node::Group(g)) if !g.orphaned) {
             return self.insert(params, cap, now);
         }
         self.round.tick(now);
         let cap = cap_for(cap, self.round.clock());
         let weight = params.weight();
-        let key = self
-            .members
-            .insert(Member::new(group, params, weight, cap));
+        let key = self.members.insert(Member::new(group, params, weight, cap));
         if let Some(g) = self.group_mut(group) {
             g.count += 1;
         }

@@ -153,7 +153,10 @@ fn churn_tree() -> impl Strategy<Value = (Scenario, Groups)> {
             prop::option::weighted(0.8, 0usize..4),
         );
         (
-            prop::collection::vec((1u32..=8, prop::option::weighted(0.3, (l / 50).max(1)..=l)), 1..=4),
+            prop::collection::vec(
+                (1u32..=8, prop::option::weighted(0.3, (l / 50).max(1)..=l)),
+                1..=4,
+            ),
             prop::collection::vec(conn, 1..=16),
             prop::collection::vec((0..3 * SEC, (64u64 << 10)..(16u64 << 20)), 0..=3),
         )

@@ -3,7 +3,6 @@
 
 mod sim;
 
-
 use proptest::prelude::*;
 use sim::checks::check_rate;
 use sim::{Conn, MS, SEC, Scenario, Trace, simulate, water_fill};

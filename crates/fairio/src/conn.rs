@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Error;
 use crate::grant::GrantSlot;
+use crate::group::GroupInner;
 use crate::lifecycle::{Event, Status, WritePhase};
 
 /// Everything about one connection that outlives a single call.
@@ -38,6 +39,8 @@ pub(crate) struct ConnInner<P: Policy> {
     pub(crate) drained: tokio::sync::Notify,
     /// The handles' shared guard, while any handle exists.
     pub(crate) handles: OnceLock<Weak<HandleGuard<P>>>,
+    /// The group it was registered in: kept alive while the connection is.
+    pub(crate) group: Option<Arc<GroupInner<P>>>,
 }
 
 impl<P: Policy> ConnInner<P> {

@@ -158,6 +158,13 @@ impl<P: Policy> Connection<P> {
         self.inner().meter.stat()
     }
 
+    /// The group the connection was registered in, if any.
+    pub fn group(&self) -> Option<crate::Group<P>> {
+        self.inner().group.as_ref().map(|g| crate::Group {
+            inner: Arc::clone(g),
+        })
+    }
+
     /// The parameters the connection was registered with, or last set.
     pub fn params(&self) -> P::Params {
         self.inner()

@@ -90,6 +90,34 @@ impl<P: Policy> Direction<P> {
         key
     }
 
+    /// Registers a connection into a group made by [`register_group`](Self::register_group).
+    pub(crate) fn register_in(&self, group: Key, params: P::Params, slot: Arc<GrantSlot>) -> Key {
+        let mut st = self.lock();
+        let key = st.arbiter.insert_into(group, params, None, now());
+        st.slots.insert(key, slot);
+        key
+    }
+
+    pub(crate) fn register_group(&self, params: P::Params) -> Key {
+        self.lock().arbiter.insert_group(params, None, now())
+    }
+
+    /// Removes a group; the arbiter keeps it until its last member has gone.
+    pub(crate) fn deregister_group(&self, group: Key) {
+        self.lock().arbiter.remove_group(group);
+        self.wake.notify_one();
+    }
+
+    pub(crate) fn set_group_params(&self, group: Key, params: P::Params) {
+        self.lock().arbiter.set_group_params(group, params);
+        self.wake.notify_one();
+    }
+
+    pub(crate) fn set_group_cap(&self, group: Key, cap: Option<NonZeroU64>) {
+        self.lock().arbiter.set_group_cap(group, cap, now());
+        self.wake.notify_one();
+    }
+
     pub(crate) fn deregister(&self, key: Key) {
         {
             let mut st = self.lock();

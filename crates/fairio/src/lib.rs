@@ -176,6 +176,7 @@ mod connection;
 mod direction;
 mod error;
 mod grant;
+mod group;
 mod io;
 mod lifecycle;
 mod read_pump;
@@ -194,6 +195,7 @@ pub use fairio_fd::CloseReason;
 pub use fairio_policy::{EqualShare, Policy, Weight, Weighted, WindowQuota, ZeroWeight};
 #[doc(inline)]
 pub use fairio_stats::{Stat, StatsConfig};
+pub use group::Group;
 pub use io::ConnectionIo;
 pub use report::ShutdownReport;
 pub use scheduler::Scheduler;

@@ -20,6 +20,7 @@ use crate::config::{Checked, speed};
 use crate::conn::{ConnInner, HandleGuard};
 use crate::direction::{Direction, Way};
 use crate::grant::GrantSlot;
+use crate::group::{Group, GroupInner};
 use crate::lifecycle::Event;
 use crate::{Config, Connection, Error, ShutdownReport, task};
 
@@ -154,6 +155,9 @@ impl<P: Policy> Shared<P> {
         self.up.deregister(conn.up.0);
         self.down.deregister(conn.down.0);
         self.registry.retire(&conn.meter);
+        if let Some(g) = &conn.group {
+            g.retire(conn.id());
+        }
     }
 }
 
@@ -231,6 +235,56 @@ impl<P: Policy> Scheduler<P> {
         stream: S,
         params: P::Params,
     ) -> Result<Connection<P>, Error> {
+        self.register_into(stream, params, None)
+    }
+
+    /// A new group of connections with the default parameters of the policy; see [`Group`].
+    ///
+    /// # Errors
+    /// [`Error::SchedulerClosed`] after [`shutdown`](Self::shutdown).
+    pub fn group(&self) -> Result<Group<P>, Error> {
+        self.group_with(P::Params::default())
+    }
+
+    /// A new group of connections with the given parameters (a weight, say); see [`Group`].
+    ///
+    /// # Errors
+    /// [`Error::SchedulerClosed`] after [`shutdown`](Self::shutdown).
+    pub fn group_with(&self, params: P::Params) -> Result<Group<P>, Error> {
+        if self.shared.closed.load(Ordering::Acquire) || self.shared.cancel.is_cancelled() {
+            return Err(Error::SchedulerClosed);
+        }
+        Ok(Group {
+            inner: Arc::new(GroupInner::new(Arc::clone(&self.shared), params)),
+        })
+    }
+
+    /// Registers a stream into `group`, with its own parameters within the group.
+    ///
+    /// # Errors
+    /// [`Error::SchedulerClosed`] after [`shutdown`](Self::shutdown) (the stream is closed);
+    /// [`Error::InvalidConfig`] for a group of another scheduler (the stream is closed).
+    pub fn register_in<S: Stream>(
+        &self,
+        group: &Group<P>,
+        stream: S,
+        params: P::Params,
+    ) -> Result<Connection<P>, Error> {
+        if !group.inner.belongs_to(&self.shared) {
+            drop(stream);
+            return Err(Error::InvalidConfig(
+                "the group belongs to another scheduler".to_owned(),
+            ));
+        }
+        self.register_into(stream, params, Some(Arc::clone(&group.inner)))
+    }
+
+    fn register_into<S: Stream>(
+        &self,
+        stream: S,
+        params: P::Params,
+        group: Option<Arc<GroupInner<P>>>,
+    ) -> Result<Connection<P>, Error> {
         let sh = &self.shared;
         if sh.closed.load(Ordering::Acquire) || sh.cancel.is_cancelled() {
             drop(stream);
@@ -239,8 +293,18 @@ impl<P: Policy> Scheduler<P> {
         let fd = Fd::new(stream);
         let up_slot = Arc::new(GrantSlot::default());
         let down_slot = Arc::new(GrantSlot::default());
-        let up_key = sh.up.register(params.clone(), Arc::clone(&up_slot));
-        let down_key = sh.down.register(params.clone(), Arc::clone(&down_slot));
+        let (up_key, down_key) = match &group {
+            Some(g) => (
+                sh.up
+                    .register_in(g.up, params.clone(), Arc::clone(&up_slot)),
+                sh.down
+                    .register_in(g.down, params.clone(), Arc::clone(&down_slot)),
+            ),
+            None => (
+                sh.up.register(params.clone(), Arc::clone(&up_slot)),
+                sh.down.register(params.clone(), Arc::clone(&down_slot)),
+            ),
+        };
         let cancel = sh.cancel.child_token();
         let inner = Arc::new(ConnInner {
             info: Arc::clone(fd.info()),
@@ -256,7 +320,11 @@ impl<P: Policy> Scheduler<P> {
             cancel,
             drained: tokio::sync::Notify::new(),
             handles: OnceLock::new(),
+            group,
         });
+        if let Some(g) = &inner.group {
+            g.enlist(inner.id(), &inner.meter);
+        }
         let guard = Arc::new(HandleGuard {
             conn: Arc::clone(&inner),
         });
@@ -269,6 +337,9 @@ impl<P: Policy> Scheduler<P> {
             sh.up.deregister(inner.up.0);
             sh.down.deregister(inner.down.0);
             sh.registry.retire(&inner.meter);
+            if let Some(g) = &inner.group {
+                g.retire(inner.id());
+            }
             // The shutdown may hold it already, and waits for it to end: it ends now, having
             // never run.
             inner.read_q.close();

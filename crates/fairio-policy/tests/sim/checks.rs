@@ -80,4 +80,3 @@ pub fn check_rate(s: &Scenario, tr: &Trace) -> Result<(), TestCaseError> {
     }
     Ok(())
 }
-

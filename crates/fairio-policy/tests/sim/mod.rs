@@ -440,7 +440,13 @@ pub fn tree_water_fill(limit: f64, s: &Scenario, groups: &Groups) -> Vec<f64> {
     let mut units: Vec<(f64, f64, Vec<usize>)> = groups
         .specs
         .iter()
-        .map(|&(w, cap)| (f64::from(w), cap.map_or(f64::INFINITY, |k| k as f64), Vec::new()))
+        .map(|&(w, cap)| {
+            (
+                f64::from(w),
+                cap.map_or(f64::INFINITY, |k| k as f64),
+                Vec::new(),
+            )
+        })
         .collect();
     for i in 0..n {
         match groups.of.get(i).copied().flatten() {

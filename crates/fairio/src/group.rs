@@ -1,0 +1,210 @@
+//! [`Group`]: connections that share one part of the limits (a host, a peer, a tenant).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use fairio_policy::{Key, Policy};
+use fairio_stats::{Meter, Stat};
+
+use crate::Error;
+use crate::config::speed;
+use crate::scheduler::Shared;
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A group of connections that shares one part of the scheduler's limits: a client host, a
+/// peer with several connections, a torrent, a tenant.
+///
+/// Under [`EqualShare`](crate::EqualShare) and [`Weighted`](crate::Weighted), the global limit
+/// is split among the groups that have bytes to move (by the group's weight under `Weighted`,
+/// each up to the group's caps), and each group's part among its connections (by their own
+/// weights, each up to its own caps). What a connection cannot use goes to the others of its
+/// group first, and what a group cannot use to the other groups: both levels are max-min fair
+/// and work-conserving. A connection registered without a group is a group of its own.
+/// [`WindowQuota`](crate::WindowQuota) ignores groups.
+///
+/// A `Group` is a cheap handle: clones share one group. It is removed from the scheduler once
+/// every handle and every member is gone.
+///
+/// ```
+/// use fairio::{Config, Scheduler, Weight, Weighted};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), fairio::Error> {
+/// let sched = Scheduler::with_policy(Config::new(16 * 1024).max_upload_speed(Some(8 << 20)), Weighted)?;
+/// // One group per client host: a host with eight connections gets as much as one with one.
+/// let host_a = sched.group_with(Weight::new(1)?)?;
+/// let host_b = sched.group_with(Weight::new(1)?)?;
+/// host_b.set_caps(Some(1 << 20), None)?; // host B: at most 1 MiB/s up, whatever A leaves
+/// for _ in 0..8 {
+///     let (ours, _theirs) = tokio::io::duplex(1024);
+///     sched.register_in(&host_a, ours, Weight::new(1)?)?;
+/// }
+/// let (ours, _theirs) = tokio::io::duplex(1024);
+/// let conn = sched.register_in(&host_b, ours, Weight::new(1)?)?;
+/// assert_eq!(host_a.members().len(), 8);
+/// assert_eq!(conn.group().map(|g| g.id()), Some(host_b.id()));
+/// println!("{:?}", host_a.stat()); // the sum over its members, closed ones included
+/// sched.shutdown(None).await;
+/// # Ok(())
+/// # }
+/// ```
+pub struct Group<P: Policy> {
+    pub(crate) inner: Arc<GroupInner<P>>,
+}
+
+/// What a group's handles and members share.
+pub(crate) struct GroupInner<P: Policy> {
+    id: u64,
+    shared: Arc<Shared<P>>,
+    pub(crate) up: Key,
+    pub(crate) down: Key,
+    params: Mutex<P::Params>,
+    caps: Mutex<(Option<u64>, Option<u64>)>,
+    book: Mutex<Book>,
+}
+
+/// The members' meters, and the totals of the members that have left.
+#[derive(Debug, Default)]
+struct Book {
+    members: HashMap<u64, Arc<Meter>>,
+    left_sent: u64,
+    left_recv: u64,
+}
+
+impl<P: Policy> GroupInner<P> {
+    pub(crate) fn new(shared: Arc<Shared<P>>, params: P::Params) -> Self {
+        let up = shared.up.register_group(params.clone());
+        let down = shared.down.register_group(params.clone());
+        Self {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            shared,
+            up,
+            down,
+            params: Mutex::new(params),
+            caps: Mutex::new((None, None)),
+            book: Mutex::new(Book::default()),
+        }
+    }
+
+    pub(crate) fn belongs_to(&self, shared: &Arc<Shared<P>>) -> bool {
+        Arc::ptr_eq(&self.shared, shared)
+    }
+
+    fn book(&self) -> MutexGuard<'_, Book> {
+        // Every critical section is a single map or counter update.
+        self.book.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A member joined.
+    pub(crate) fn enlist(&self, id: u64, meter: &Arc<Meter>) {
+        self.book().members.insert(id, Arc::clone(meter));
+    }
+
+    /// A member left: its totals stay in the group's.
+    pub(crate) fn retire(&self, id: u64) {
+        let mut book = self.book();
+        if let Some(m) = book.members.remove(&id) {
+            book.left_sent += m.total_sent();
+            book.left_recv += m.total_recv();
+        }
+    }
+}
+
+impl<P: Policy> Drop for GroupInner<P> {
+    fn drop(&mut self) {
+        self.shared.up.deregister_group(self.up);
+        self.shared.down.deregister_group(self.down);
+    }
+}
+
+impl<P: Policy> Group<P> {
+    /// The group's unique id.
+    pub fn id(&self) -> u64 {
+        self.inner.id
+    }
+
+    /// The group's parameters (its weight, say).
+    pub fn params(&self) -> P::Params {
+        self.inner
+            .params
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Changes the group's parameters in both directions; effective from its next grant.
+    pub fn set_params(&self, params: P::Params) {
+        *self.inner.params.lock().unwrap_or_else(|e| e.into_inner()) = params.clone();
+        let sh = &self.inner.shared;
+        sh.up.set_group_params(self.inner.up, params.clone());
+        sh.down.set_group_params(self.inner.down, params);
+    }
+
+    /// Caps the group's upload and download rates, in bytes per second, summed over its
+    /// members, beneath the global limits (`None`: no cap). As a connection's cap, a group's cap
+    /// applies while its direction has a global limit.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for a zero cap.
+    pub fn set_caps(&self, upload: Option<u64>, download: Option<u64>) -> Result<(), Error> {
+        let up = speed("group upload cap", upload)?;
+        let down = speed("group download cap", download)?;
+        *self.inner.caps.lock().unwrap_or_else(|e| e.into_inner()) = (upload, download);
+        let sh = &self.inner.shared;
+        sh.up.set_group_cap(self.inner.up, up);
+        sh.down.set_group_cap(self.inner.down, down);
+        Ok(())
+    }
+
+    /// The group's caps (upload, download).
+    pub fn caps(&self) -> (Option<u64>, Option<u64>) {
+        *self.inner.caps.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The ids of the group's open connections.
+    pub fn members(&self) -> Vec<u64> {
+        let mut ids: Vec<u64> = self.inner.book().members.keys().copied().collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// The sum of the statistics of the group's connections, closed ones included; the rates
+    /// are those of the open ones.
+    pub fn stat(&self) -> Stat {
+        let book = self.inner.book();
+        let mut stat = Stat {
+            total_sent: book.left_sent,
+            total_recv: book.left_recv,
+            ..Stat::default()
+        };
+        for m in book.members.values() {
+            let s = m.stat();
+            stat.total_sent += s.total_sent;
+            stat.total_recv += s.total_recv;
+            stat.current_inflow += s.current_inflow;
+            stat.current_outflow += s.current_outflow;
+        }
+        stat
+    }
+}
+
+impl<P: Policy> Clone for Group<P> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<P: Policy> fmt::Debug for Group<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Group")
+            .field("id", &self.inner.id)
+            .field("members", &self.inner.book().members.len())
+            .field("caps", &self.caps())
+            .finish_non_exhaustive()
+    }
+}
