@@ -191,5 +191,8 @@ fn stats_lines_track_the_last_interval() {
         "no interval near 512 KiB/s:\n{out}"
     );
     let last = global.last().unwrap_or_else(|| panic!("{out}"));
-    assert!(last.contains("0 clients, to clients 0 B/s"), "{last}");
+    assert!(
+        last.contains("0 clients from 0 hosts, to clients 0 B/s"),
+        "{last}"
+    );
 }

@@ -28,6 +28,10 @@ pub(crate) struct ProxyArgs {
     /// weight 1 it would act as `equal`.
     #[arg(long, value_enum, default_value_t = PolicyName::Equal)]
     pub(super) policy: PolicyName,
+    /// What the limits are shared fairly between: client hosts (a host's connections share one
+    /// part, however many it opens) or single connections.
+    #[arg(long, value_enum, default_value_t = FairBy::Host)]
+    pub(super) fair_by: FairBy,
     /// Each client's own cap in both directions, beneath the global limits, e.g. 256KiB.
     #[arg(long, value_parser = parse_rate, allow_hyphen_values = true)]
     pub(super) per_client_cap: Option<u64>,
@@ -41,6 +45,15 @@ pub(crate) struct ProxyArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9100.
     #[arg(long, value_parser = parse_addr)]
     pub(super) metrics: Option<SocketAddr>,
+}
+
+/// The unit of fairness.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum FairBy {
+    /// One share per client address.
+    Host,
+    /// One share per connection.
+    Connection,
 }
 
 fn parse_addr(s: &str) -> Result<SocketAddr, String> {
@@ -100,11 +113,15 @@ impl ProxyArgs {
         let rate =
             |r: Option<u64>| r.map_or("unlimited".to_owned(), |r| format!("{}/s", human(r as f64)));
         format!(
-            "to clients {}, from clients {}, per client {}, policy {}",
+            "to clients {}, from clients {}, per client {}, policy {}, fair by {}",
             rate(self.max_to_clients),
             rate(self.max_from_clients),
             rate(self.per_client_cap),
-            self.policy.as_str()
+            self.policy.as_str(),
+            match self.fair_by {
+                FairBy::Host => "host",
+                FairBy::Connection => "connection",
+            }
         )
     }
 }

@@ -2,6 +2,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -10,6 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use super::hosts::Hosts;
 use crate::rate::human;
 
 /// How one direction of a client's session ended.
@@ -54,6 +56,7 @@ impl End {
 /// Serves one accepted client until both directions have ended.
 pub(super) async fn serve<P: Policy>(
     sched: Scheduler<P>,
+    hosts: Option<Arc<Hosts<P>>>,
     client: TcpStream,
     peer: SocketAddr,
     upstream: SocketAddr,
@@ -72,7 +75,14 @@ pub(super) async fn serve<P: Policy>(
             return;
         }
     };
-    let conn = match sched.register(client) {
+    let registered = match &hosts {
+        Some(hosts) => hosts
+            .register(&sched, client, peer.ip())
+            .map(|(conn, seat)| (conn, Some(seat))),
+        None => sched.register(client).map(|conn| (conn, None)),
+    };
+    // The seat keeps the host's group until this client has gone.
+    let (conn, _seat) = match registered {
         Ok(c) => c,
         Err(e) => {
             tracing::info!(%peer, error = %e, "client refused");

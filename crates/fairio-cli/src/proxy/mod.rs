@@ -2,10 +2,12 @@
 
 mod args;
 mod client;
+mod hosts;
 mod stats;
 
 use std::time::Duration;
 
+use args::FairBy;
 pub(crate) use args::ProxyArgs;
 use fairio::{Config, EqualShare, Policy, Scheduler, Weighted, WindowQuota};
 use tokio::net::TcpListener;
@@ -42,8 +44,10 @@ async fn proxy<P: Policy>(args: ProxyArgs, policy: P) -> Result<(), String> {
             .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
         tokio::spawn(metrics::serve(l, sched.clone()));
     }
+    let hosts = (args.fair_by == FairBy::Host).then(hosts::Hosts::new);
     if let Some(secs) = args.stats_interval {
-        tokio::spawn(stats::print(sched.clone(), Duration::from_secs_f64(secs)));
+        let every = Duration::from_secs_f64(secs);
+        tokio::spawn(stats::print(sched.clone(), hosts.clone(), every));
     }
     tracing::info!(
         "listening on {}, upstream {}, {}{}",
@@ -60,6 +64,7 @@ async fn proxy<P: Policy>(args: ProxyArgs, policy: P) -> Result<(), String> {
                 Ok((client, peer)) => {
                     tokio::spawn(client::serve(
                         sched.clone(),
+                        hosts.clone(),
                         client,
                         peer,
                         args.upstream,

@@ -2,11 +2,13 @@
 //! that they track what really flowed (the library's moving averages lag by seconds).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use fairio::{Policy, Scheduler};
 use tokio::time::Instant;
 
+use super::hosts::Hosts;
 use crate::rate::human;
 
 /// Totals at the previous tick: per client, and for the whole proxy.
@@ -22,7 +24,11 @@ fn per_sec(now: u64, before: u64, secs: f64) -> f64 {
 }
 
 /// Prints a line per client and a global line every `every`, until the task is aborted.
-pub(super) async fn print<P: Policy>(sched: Scheduler<P>, every: Duration) {
+pub(super) async fn print<P: Policy>(
+    sched: Scheduler<P>,
+    hosts: Option<Arc<Hosts<P>>>,
+    every: Duration,
+) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
@@ -51,8 +57,12 @@ pub(super) async fn print<P: Policy>(sched: Scheduler<P>, every: Duration) {
             clients.insert(c.id(), (s.total_sent, s.total_recv));
         });
         let g = sched.global_stat();
+        let from = hosts
+            .as_ref()
+            .map(|h| format!(" from {} hosts", h.len()))
+            .unwrap_or_default();
         println!(
-            "global: {} clients, to clients {}/s ({} total), from clients {}/s ({} total)",
+            "global: {} clients{from}, to clients {}/s ({} total), from clients {}/s ({} total)",
             clients.len(),
             human(per_sec(g.total_sent, prev.global.0, secs)),
             human(g.total_sent as f64),
