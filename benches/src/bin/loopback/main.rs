@@ -13,6 +13,8 @@
 //! side (clients and the limiter under test) on another, single-threaded, whose CPU time is read
 //! from `/proc/thread-self/schedstat`.
 
+mod groups;
+
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -1600,7 +1602,7 @@ fn main() {
     }
     let _ = FILTERS.set((only, ns));
     let which = positional.first().copied().unwrap_or("all");
-    let scenarios: [Scenario; 9] = [
+    let scenarios: [Scenario; 10] = [
         ("overhead", overhead),
         ("accuracy", accuracy),
         ("fairness", fairness),
@@ -1610,6 +1612,7 @@ fn main() {
         ("scale", scale),
         ("slow", slow),
         ("relimit", relimit),
+        ("groups", groups::groups),
     ];
     let mut ran = false;
     for (name, f) in scenarios {
@@ -1620,7 +1623,7 @@ fn main() {
     }
     if !ran {
         eprintln!(
-            "unknown scenario '{which}': one of overhead, accuracy, fairness, weighted, join, sparse, scale, slow, relimit, all"
+            "unknown scenario '{which}': one of overhead, accuracy, fairness, weighted, join, sparse, scale, slow, relimit, groups, all"
         );
         std::process::exit(2);
     }
