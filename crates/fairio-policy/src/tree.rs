@@ -268,3 +268,80 @@ impl<P: FlowWeight> Arbiter for Tree<P> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nz(n: u64) -> Option<NonZeroU64> {
+        NonZeroU64::new(n)
+    }
+
+    #[test]
+    fn a_group_removed_with_members_goes_with_the_last_of_them() {
+        let t0 = Instant::now();
+        let mut arb = Tree::<()>::new(nz(1 << 20), t0);
+        let g = arb.insert_group((), None, t0);
+        let (a, b) = (
+            arb.insert_into(g, (), None, t0),
+            arb.insert_into(g, (), None, t0),
+        );
+        assert_eq!((arb.len(), arb.round.len()), (2, 1));
+        arb.remove_group(g);
+        // Orphaned: it keeps its members, and takes no new one.
+        let c = arb.insert_into(g, (), None, t0);
+        assert_eq!((arb.len(), arb.round.len()), (3, 2));
+        arb.remove(a);
+        assert_eq!(arb.round.len(), 2);
+        arb.remove(b);
+        assert_eq!(arb.round.len(), 1, "the group left with its last member");
+        arb.remove(c);
+        assert_eq!((arb.len(), arb.round.len()), (0, 0));
+        // A group with no members goes at once; a second removal is ignored.
+        let g = arb.insert_group((), None, t0);
+        arb.remove_group(g);
+        arb.remove_group(g);
+        assert_eq!(arb.round.len(), 0);
+    }
+
+    #[test]
+    fn a_members_cap_holds_inside_its_group_and_its_part_goes_to_the_others() {
+        let t0 = Instant::now();
+        let limit = 1 << 20;
+        let mut arb = Tree::<()>::new(nz(limit), t0);
+        let g = arb.insert_group((), None, t0);
+        let capped = arb.insert_into(g, (), nz(64 * 1024), t0);
+        let free = arb.insert_into(g, (), None, t0);
+        let other = arb.insert((), None, t0);
+        for k in [capped, free, other] {
+            arb.set_demand(k, u64::MAX / 4, t0);
+        }
+        let mut got = [0u64; 3];
+        let mut now = t0;
+        let from = t0 + std::time::Duration::from_secs(1);
+        let to = t0 + std::time::Duration::from_secs(5);
+        while now < to {
+            match arb.next(now) {
+                Decision::Grant { key, bytes } if now >= from => {
+                    let i = [capped, free, other]
+                        .iter()
+                        .position(|&k| k == key)
+                        .unwrap();
+                    got[i] += bytes;
+                }
+                Decision::Grant { .. } => {}
+                Decision::Wait { until } => now = until,
+                Decision::Idle => panic!("three connections are backlogged"),
+            }
+        }
+        let rate = |b: u64| b as f64 / 4.0;
+        assert!((rate(got[0]) / 65536.0 - 1.0).abs() < 0.02, "{got:?}");
+        // The group keeps its half: the free member takes what its capped sibling leaves.
+        let half = limit as f64 / 2.0;
+        assert!(
+            ((rate(got[0]) + rate(got[1])) / half - 1.0).abs() < 0.02,
+            "{got:?}"
+        );
+        assert!((rate(got[2]) / half - 1.0).abs() < 0.02, "{got:?}");
+    }
+}

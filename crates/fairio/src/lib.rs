@@ -85,6 +85,12 @@
 //!
 //! Under any policy, [`Connection::set_caps`] caps one connection beneath the global limits.
 //!
+//! To be fair between hosts, peers or tenants rather than between connections, register
+//! connections into a [`Group`] ([`Scheduler::group`], [`Scheduler::register_in`]): under
+//! [`EqualShare`] and [`Weighted`] the limit is shared among the groups first (by group weight,
+//! each up to the group's caps), then within each group, and what one cannot use goes to the
+//! others at its level, then upward. [`WindowQuota`] ignores groups.
+//!
 //! # Slow peers and socket buffers
 //!
 //! fairio measures and shares bytes where they enter or leave the socket, not where the peer
