@@ -132,7 +132,10 @@ impl Fleet {
             return bad("expected_members must be at least 1".into());
         }
         if self.budget.is_empty() || self.budget.contains(char::is_whitespace) {
-            return bad(format!("'{}' is not a budget name: use letters, digits, '-' or '_'", self.budget));
+            return bad(format!(
+                "'{}' is not a budget name: use letters, digits, '-' or '_'",
+                self.budget
+            ));
         }
         if self.refresh < Duration::from_millis(10) {
             return bad(format!("refresh {:?} is below 10 ms", self.refresh));

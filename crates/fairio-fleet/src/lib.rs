@@ -34,10 +34,9 @@
 //!                                                  └───────────────────────────────┘
 //! ```
 //!
-//! - **Demand.** A member that used 95% of its limit or more over the last interval is held
-//!   back: it asks for the whole fleet limit. Otherwise it asks for what it moved and a tenth
-//!   more. Every demand counts as at least a floor (a thousandth of the limit, 1 KiB/s at
-//!   least), so that an idle member keeps a small lease and shows new demand by filling it.
+//! - **Demand.** A member that used 97% of its limit or more over the last interval is held
+//!   back: it asks for the whole fleet limit. Otherwise it asks for the peak of what it moved
+//!   in the last ten intervals, and 5% more. Every demand counts as at least a floor (0.5% of the limit, 1 KiB/s at least), so that an idle member keeps a small lease and shows new demand by filling it.
 //! - **Targets** are weighted max-min fair (water-filling: a member gets at most its demand, the
 //!   rest is split by weight); capacity left once every demand is met is split by weight as
 //!   headroom.
@@ -82,8 +81,8 @@
 //!   or its entry has lapsed and the others' leases reflect it.
 //! - **Under-use:** a member whose demand rises waits up to `R` to report it and up to `R` more
 //!   for the others to report that they have shrunk: `2 R` (plus a round trip). A dead member's
-//!   share is idle for up to `T + R`. Headroom: a light member holds a tenth more than it
-//!   moves. During a warm-up after Redis lost its data, leases do not grow for `T`.
+//!   share is idle for up to `T + R`. Headroom: a light member holds 5% more than its
+//!   peak over ten intervals, and an idle one 0.5% of `L`. During a warm-up after Redis lost its data, leases do not grow for `T`.
 //!
 //! # Beside a static split
 //!
@@ -96,6 +95,7 @@
 
 mod config;
 mod error;
+mod lane;
 mod member;
 mod script;
 pub mod share;

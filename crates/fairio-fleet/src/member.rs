@@ -8,6 +8,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::lane::{Lane, Way};
 use crate::script::{self, Keys};
 use crate::table::{Report, Terms};
 use crate::{Error, Fleet};
@@ -63,25 +64,6 @@ pub struct Member {
 
 static NEXT: AtomicU64 = AtomicU64::new(0);
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Way {
-    Up,
-    Down,
-}
-
-/// One direction the member shares.
-struct Lane {
-    way: Way,
-    keys: Keys,
-    capacity: u64,
-    /// When the lease in force lapses: the safe share applies after that.
-    until: Instant,
-    epoch: Option<u64>,
-    last_total: u64,
-    live: u32,
-    state: DirLease,
-}
-
 impl Fleet {
     /// Joins the budget with `sched`: its global limits follow this member's leases from now
     /// on (starting at the minimum until the first lease, within one round trip to Redis).
@@ -106,7 +88,6 @@ impl Fleet {
                     .map_or(0, |d| d.subsec_nanos())
             )
         });
-        let now = Instant::now();
         let stat = sched.global_stat();
         let mut lanes = Vec::new();
         for (way, capacity, total) in [
@@ -114,22 +95,9 @@ impl Fleet {
             (Way::Down, self.download, stat.total_recv),
         ] {
             let Some(capacity) = capacity else { continue };
-            let lane = Lane {
-                way,
-                keys: Keys::new(&self.budget, if way == Way::Up { "up" } else { "down" }),
-                capacity,
-                until: now + self.lease_ttl(),
-                epoch: None,
-                last_total: total,
-                live: 1,
-                state: DirLease {
-                    limit: 1,
-                    target: 0,
-                    live: 0,
-                    mode: Mode::Starting,
-                },
-            };
-            set_limit(sched, way, 1);
+            let mut lane = Lane::new(way, &self.budget, capacity, total, self.lease_ttl());
+            // The minimum until the first lease: this member is not counted yet.
+            lane.set(sched, 1);
             lanes.push(lane);
         }
         let (tx, rx) = watch::channel(snapshot(&lanes));
@@ -205,38 +173,59 @@ fn snapshot(lanes: &[Lane]) -> Lease {
     lease
 }
 
-fn set_limit<P: Policy>(sched: &Scheduler<P>, way: Way, limit: u64) {
-    match way {
-        Way::Up => sched.set_max_upload_speed(Some(limit)),
-        Way::Down => sched.set_max_download_speed(Some(limit)),
+/// Waits until the next round is due: the regular tick, or sooner when a lane in fallback
+/// reaches the lapse of its last lease (to take the safe share then), when a lane is growing
+/// toward its target (it asks again every quarter interval, as the others make room), or when a
+/// lane that was idle used 97% of its limit over the last quarter interval (it woke up: it
+/// reports at once rather than at the next tick).
+async fn next_round<P: Policy>(
+    tick: &mut tokio::time::Interval,
+    quarter: &mut tokio::time::Interval,
+    lanes: &mut [Lane],
+    sched: &Scheduler<P>,
+) {
+    loop {
+        let lapse = lanes
+            .iter()
+            .filter(|l| l.state.mode == Mode::Fallback && l.until > Instant::now())
+            .map(|l| l.until)
+            .min();
+        let lapsed = async {
+            match lapse {
+                Some(until) => tokio::time::sleep_until(until).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tick.tick() => return,
+            () = lapsed => return,
+            _ = quarter.tick() => {
+                let mut due = false;
+                for lane in lanes.iter_mut() {
+                    due |= lane.early(sched);
+                }
+                if due {
+                    tick.reset();
+                    return;
+                }
+            }
+        }
     }
 }
 
-fn limit_now<P: Policy>(sched: &Scheduler<P>, way: Way) -> Option<u64> {
-    match way {
-        Way::Up => sched.max_upload_speed(),
-        Way::Down => sched.max_download_speed(),
-    }
-}
-
-/// Applies a new limit: every shrink, and growth beyond half a per cent (a new limit starts a
-/// new generation of grants, which costs a little every time).
-fn apply<P: Policy>(sched: &Scheduler<P>, way: Way, limit: u64) {
-    let limit = limit.max(1);
-    let now = limit_now(sched, way).unwrap_or(u64::MAX);
-    if limit < now || limit as f64 > now as f64 * 1.005 {
-        set_limit(sched, way, limit);
-    }
-}
-
-/// The demand a member reports: the whole fleet limit when it used 95% of its limit or more
-/// (it is held back: it could use more), else what it moved and a tenth more, to grow into.
-fn demand(moved_per_sec: f64, holding: u64, capacity: u64) -> f64 {
-    if moved_per_sec >= 0.95 * holding as f64 {
-        capacity as f64
-    } else {
-        moved_per_sec * 1.1
-    }
+/// One report, within the timeout; `None` on any failure.
+async fn ask(
+    fleet: &Fleet,
+    conn: Option<&mut MultiplexedConnection>,
+    keys: &Keys,
+    report: &Report<'_>,
+    terms: &Terms,
+) -> Option<crate::table::Verdict> {
+    let conn = conn?;
+    tokio::time::timeout(fleet.timeout(), script::report(conn, keys, report, terms))
+        .await
+        .ok()
+        .and_then(Result::ok)
 }
 
 async fn drive<P: Policy>(
@@ -250,58 +239,63 @@ async fn drive<P: Policy>(
     let mut conn: Option<MultiplexedConnection> = None;
     let mut tick = tokio::time::interval(fleet.refresh);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last = Instant::now();
+    let mut quarter = tokio::time::interval(fleet.refresh / 4);
+    quarter.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let ttl_ms = u64::try_from(fleet.lease_ttl().as_millis()).unwrap_or(u64::MAX);
     loop {
-        tick.tick().await;
-        let now = Instant::now();
-        let secs = (now - last).as_secs_f64().max(1e-3);
-        last = now;
-        let stat = sched.global_stat();
+        next_round(&mut tick, &mut quarter, &mut lanes, &sched).await;
+        if conn.is_none() {
+            conn = tokio::time::timeout(fleet.timeout(), client.get_multiplexed_async_connection())
+                .await
+                .ok()
+                .and_then(Result::ok);
+        }
         for lane in &mut lanes {
-            let total = if lane.way == Way::Up {
-                stat.total_sent
-            } else {
-                stat.total_recv
-            };
-            let moved = total.saturating_sub(lane.last_total) as f64 / secs;
-            lane.last_total = total;
             if lane.state.mode == Mode::Leased && Instant::now() >= lane.until {
                 // The lease lapsed without a report (this process stalled for a TTL): its
                 // entry is gone and others may have its share. Back to the minimum, and ask.
-                apply(&sched, lane.way, 1);
+                lane.set(&sched, 1);
             }
-            let holding = limit_now(&sched, lane.way).unwrap_or(lane.capacity);
             let terms = Terms {
                 capacity: lane.capacity as f64,
-                ttl_ms: u64::try_from(fleet.lease_ttl().as_millis()).unwrap_or(u64::MAX),
-                floor: (lane.capacity as f64 / 1000.0).max(1024.0),
+                ttl_ms,
+                floor: lane.floor(),
             };
+            let holding = lane.limit();
             let report = Report {
                 member: &name,
                 weight: f64::from(fleet.weight),
-                demand: demand(moved, holding, lane.capacity),
+                demand: lane.demand(&sched, fleet.refresh),
                 holding: holding as f64,
                 last_epoch: lane.epoch,
                 expected: fleet.expected.unwrap_or(lane.live).max(1),
             };
             let sent = Instant::now();
-            let verdict = match conn.as_mut() {
-                Some(c) => {
-                    tokio::time::timeout(fleet.timeout(), script::report(c, &lane.keys, &report, &terms))
-                        .await
-                        .ok()
-                        .and_then(Result::ok)
+            let mut verdict = ask(&fleet, conn.as_mut(), &lane.keys, &report, &terms).await;
+            if let Some(v) = verdict {
+                let held = lane.apply(&sched, v.lease);
+                if held < holding {
+                    // Shrunk: say so at once, so that the room it frees goes to the others
+                    // now rather than at the next interval.
+                    let confirm = Report {
+                        holding: held as f64,
+                        ..report
+                    };
+                    if let Some(again) =
+                        ask(&fleet, conn.as_mut(), &lane.keys, &confirm, &terms).await
+                    {
+                        lane.apply(&sched, again.lease);
+                        verdict = Some(again);
+                    }
                 }
-                None => None,
-            };
+            }
             match verdict {
                 Some(v) => {
-                    apply(&sched, lane.way, v.lease);
                     lane.until = sent + fleet.lease_ttl();
                     lane.epoch = Some(v.epoch);
                     lane.live = v.live;
                     lane.state = DirLease {
-                        limit: v.lease.max(1),
+                        limit: lane.limit(),
                         target: v.target,
                         live: v.live,
                         mode: Mode::Leased,
@@ -310,19 +304,19 @@ async fn drive<P: Policy>(
                 None => {
                     conn = None;
                     let safe = fleet.safe_share_among(lane.capacity, lane.live);
-                    // A shrink is always safe; growing to the safe share waits until the last
-                    // lease has lapsed, by when every member has noticed (see the crate docs).
-                    let limit = if Instant::now() < lane.until {
-                        holding.min(safe)
-                    } else {
-                        safe
-                    };
-                    apply(&sched, lane.way, limit);
+                    // A shrink is always safe, and never held back by the 1% margin; growing
+                    // to the safe share waits until the last lease has lapsed, by when every
+                    // member has noticed (see the crate docs).
+                    if safe < lane.limit() {
+                        lane.set(&sched, safe);
+                    } else if Instant::now() >= lane.until {
+                        lane.apply(&sched, safe);
+                    }
                     if lane.state.mode != Mode::Fallback {
                         tracing::warn!(budget = %fleet.budget, "Redis did not answer: falling back to the safe share");
                     }
                     lane.state = DirLease {
-                        limit: limit.max(1),
+                        limit: lane.limit(),
                         mode: Mode::Fallback,
                         ..lane.state
                     };
@@ -335,24 +329,5 @@ async fn drive<P: Policy>(
             *l = new;
             changed
         });
-        if conn.is_none() {
-            conn = tokio::time::timeout(fleet.timeout(), client.get_multiplexed_async_connection())
-                .await
-                .ok()
-                .and_then(Result::ok);
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_member_held_at_its_limit_asks_for_everything() {
-        assert_eq!(demand(960.0, 1000, 10_000), 10_000.0);
-        assert_eq!(demand(500.0, 1000, 10_000), 550.0);
-        // A light member at its target with the tenth more it asked: not held back.
-        assert!(demand(1000.0, 1100, 10_000) < 10_000.0);
     }
 }

@@ -20,7 +20,10 @@ fn oracle(capacity: f64, wants: &[Want]) -> Vec<f64> {
             .map(|w| w.demand + (capacity - total_demand) * w.weight / wall)
             .collect();
     }
-    let (mut lo, mut hi) = (0.0f64, capacity / wants.iter().map(|w| w.weight).fold(f64::MAX, f64::min));
+    let (mut lo, mut hi) = (
+        0.0f64,
+        capacity / wants.iter().map(|w| w.weight).fold(f64::MAX, f64::min),
+    );
     for _ in 0..200 {
         let mid = (lo + hi) / 2.0;
         let s: f64 = wants.iter().map(|w| w.demand.min(mid * w.weight)).sum();
@@ -36,7 +39,10 @@ fn wants() -> impl Strategy<Value = Vec<Want>> {
     )
     .prop_map(|v| {
         v.into_iter()
-            .map(|(w, d)| Want { weight: f64::from(w), demand: d })
+            .map(|(w, d)| Want {
+                weight: f64::from(w),
+                demand: d,
+            })
             .collect()
     })
 }
@@ -115,7 +121,11 @@ async fn the_script_in_redis_agrees_with_the_rust_rule() {
     let client = redis::Client::open(redis.url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let keys = fairio_fleet::Keys::new("parity", "down");
-    let terms = Terms { capacity: 8.0 * 1048576.0, ttl_ms: 1500, floor: 8192.0 };
+    let terms = Terms {
+        capacity: 8.0 * 1048576.0,
+        ttl_ms: 1500,
+        floor: 8192.0,
+    };
     let mut table = Table::default();
     let mut epochs: Vec<Option<u64>> = vec![None; 4];
     let mut x = 12345u64;
@@ -149,8 +159,18 @@ async fn the_script_in_redis_agrees_with_the_rust_rule() {
             .await
             .unwrap();
         epochs[who] = Some(got.epoch);
-        assert_eq!((got.live, got.epoch), (want.live, want.epoch), "step {step}");
-        assert!(got.lease.abs_diff(want.lease) <= 1, "step {step}: {got:?} vs {want:?}");
-        assert!(got.target.abs_diff(want.target) <= 1, "step {step}: {got:?} vs {want:?}");
+        assert_eq!(
+            (got.live, got.epoch),
+            (want.live, want.epoch),
+            "step {step}"
+        );
+        assert!(
+            got.lease.abs_diff(want.lease) <= 1,
+            "step {step}: {got:?} vs {want:?}"
+        );
+        assert!(
+            got.target.abs_diff(want.target) <= 1,
+            "step {step}: {got:?} vs {want:?}"
+        );
     }
 }
