@@ -3,6 +3,7 @@
 use std::sync::atomic::AtomicU64;
 
 use fairio::{Policy, Scheduler};
+use fairio_fleet::Lease;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -11,6 +12,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Direction {
@@ -24,7 +26,7 @@ struct PerConn {
 }
 
 /// Renders the scheduler's figures now.
-pub(crate) fn render<P: Policy>(sched: &Scheduler<P>) -> String {
+pub(crate) fn render<P: Policy>(sched: &Scheduler<P>, lease: Option<&Lease>) -> String {
     let mut registry = Registry::default();
     let conns = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
     let bytes = Family::<Direction, Counter<u64, AtomicU64>>::default();
@@ -91,6 +93,42 @@ pub(crate) fn render<P: Policy>(sched: &Scheduler<P>) -> String {
             .get_or_create(&l("from_clients"))
             .set(i64::try_from(s.current_inflow).unwrap_or(i64::MAX));
     });
+    if let Some(lease) = lease {
+        let fleet_lease = Family::<Direction, Gauge<i64, std::sync::atomic::AtomicI64>>::default();
+        let fleet_members =
+            Family::<Direction, Gauge<i64, std::sync::atomic::AtomicI64>>::default();
+        let fleet_fallback =
+            Family::<Direction, Gauge<i64, std::sync::atomic::AtomicI64>>::default();
+        registry.register(
+            "fairio_fleet_lease_bytes_per_second",
+            "This proxy's lease of the fleet limit, in force now",
+            fleet_lease.clone(),
+        );
+        registry.register(
+            "fairio_fleet_members",
+            "Live members of the fleet budget, as Redis last counted them",
+            fleet_members.clone(),
+        );
+        registry.register(
+            "fairio_fleet_fallback",
+            "1 while Redis does not answer and the safe share applies",
+            fleet_fallback.clone(),
+        );
+        for (direction, d) in [
+            ("to_clients", lease.upload),
+            ("from_clients", lease.download),
+        ] {
+            let Some(d) = d else { continue };
+            let l = Direction { direction };
+            fleet_lease
+                .get_or_create(&l)
+                .set(i64::try_from(d.limit).unwrap_or(i64::MAX));
+            fleet_members.get_or_create(&l).set(i64::from(d.live));
+            fleet_fallback
+                .get_or_create(&l)
+                .set(i64::from(d.mode == fairio_fleet::Mode::Fallback));
+        }
+    }
     let mut out = String::new();
     // Writing into a String cannot fail.
     let _ = encode(&mut out, &registry);
@@ -98,9 +136,14 @@ pub(crate) fn render<P: Policy>(sched: &Scheduler<P>) -> String {
 }
 
 /// A minimal HTTP/1 responder: `GET /metrics` answers the figures, anything else 404.
-pub(crate) async fn serve<P: Policy>(listener: TcpListener, sched: Scheduler<P>) {
+pub(crate) async fn serve<P: Policy>(
+    listener: TcpListener,
+    sched: Scheduler<P>,
+    lease: Option<watch::Receiver<Lease>>,
+) {
     while let Ok((mut sock, _)) = listener.accept().await {
         let sched = sched.clone();
+        let lease = lease.as_ref().map(|l| *l.borrow());
         tokio::spawn(async move {
             let mut head = Vec::new();
             let mut buf = [0u8; 1024];
@@ -113,7 +156,7 @@ pub(crate) async fn serve<P: Policy>(listener: TcpListener, sched: Scheduler<P>)
             }
             let ok = head.starts_with(b"GET /metrics ") || head.starts_with(b"GET /metrics?");
             let (status, body) = if ok {
-                ("200 OK", render(&sched))
+                ("200 OK", render(&sched, lease.as_ref()))
             } else {
                 ("404 Not Found", "not found: try /metrics\n".to_string())
             };

@@ -189,3 +189,31 @@ fn demo_raises_a_low_soft_descriptor_limit() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["connections"].as_array().unwrap().len(), 300);
 }
+
+#[test]
+fn proxy_fleet_flags_need_a_fleet_and_a_limit() {
+    refused(
+        &[
+            "proxy",
+            "--listen",
+            "127.0.0.1:7",
+            "--upstream",
+            "127.0.0.1:8",
+            "--fleet",
+            "redis://127.0.0.1:1/0",
+        ],
+        &["--fleet", "--max-to-clients", "--max-from-clients"],
+    );
+    refused(
+        &[
+            "proxy",
+            "--listen",
+            "127.0.0.1:7",
+            "--upstream",
+            "127.0.0.1:8",
+            "--fleet-budget",
+            "x",
+        ],
+        &["--fleet-budget", "--fleet REDIS_URL"],
+    );
+}

@@ -100,6 +100,8 @@ mod member;
 mod script;
 pub mod share;
 pub mod table;
+#[cfg(feature = "test-util")]
+pub mod testing;
 
 pub use config::Fleet;
 pub use error::Error;

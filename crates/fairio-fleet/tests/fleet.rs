@@ -2,8 +2,6 @@
 //! limit through a real `redis-server`: one backlogged, one light (10% of the limit), one idle
 //! that wakes up; then one leaves; then Redis is killed and restarted.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -59,7 +57,7 @@ fn peer(sched: &Scheduler, rate: Option<u64>, go: Arc<AtomicBool>) {
     });
 }
 
-fn fleet(redis: &common::Redis, weight: u32) -> Fleet {
+fn fleet(redis: &fairio_fleet::testing::Redis, weight: u32) -> Fleet {
     Fleet::new(redis.url(), "test")
         .download(Some(LIMIT))
         .weight(weight)
@@ -113,7 +111,7 @@ fn near(got: f64, want: f64, what: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_members_share_fairly_and_absorb_one_that_leaves() {
     let _one_at_a_time = SERIAL.lock().await;
-    let redis = common::Redis::start();
+    let redis = fairio_fleet::testing::Redis::start();
     let on = Arc::new(AtomicBool::new(true));
     let wake = Arc::new(AtomicBool::new(false));
     let (busy, light, idle) = (scheduler(), scheduler(), scheduler());
@@ -172,7 +170,7 @@ async fn three_members_share_fairly_and_absorb_one_that_leaves() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_redis_members_hold_their_safe_share_and_recover_when_it_returns() {
     let _one_at_a_time = SERIAL.lock().await;
-    let mut redis = common::Redis::start();
+    let mut redis = fairio_fleet::testing::Redis::start();
     let on = Arc::new(AtomicBool::new(true));
     let scheds = [scheduler(), scheduler(), scheduler()];
     let mut members = Vec::new();

@@ -3,8 +3,6 @@
 //! sequences of reports, deaths and a lost table; then the Lua script in a real Redis against
 //! the Rust rule on the same inputs.
 
-mod common;
-
 use fairio_fleet::share::{Want, targets};
 use fairio_fleet::table::{Report, Table, Terms, decide};
 use proptest::prelude::*;
@@ -117,7 +115,7 @@ proptest! {
 /// same leases, targets, counts and epochs (to a byte of rounding).
 #[tokio::test]
 async fn the_script_in_redis_agrees_with_the_rust_rule() {
-    let redis = common::Redis::start();
+    let redis = fairio_fleet::testing::Redis::start();
     let client = redis::Client::open(redis.url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let keys = fairio_fleet::Keys::new("parity", "down");

@@ -45,6 +45,22 @@ pub(crate) struct ProxyArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9100.
     #[arg(long, value_parser = parse_addr)]
     pub(super) metrics: Option<SocketAddr>,
+    /// Share --max-to-clients and --max-from-clients with other proxies through this Redis,
+    /// e.g. redis://127.0.0.1:6379/0: the limits become fleet-wide, and each proxy gets a
+    /// max-min fair lease of them.
+    #[arg(long, value_name = "REDIS_URL")]
+    pub(super) fleet: Option<String>,
+    /// The fleet budget's name: proxies that share one use the same name [default:
+    /// fairio-proxy].
+    #[arg(long, value_name = "NAME")]
+    pub(super) fleet_budget: Option<String>,
+    /// This proxy's weight in the fleet [default: 1].
+    #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(super) fleet_weight: Option<u32>,
+    /// How many proxies the fleet is expected to have: without Redis each falls back to the
+    /// limit divided by this (default: the proxies it last saw).
+    #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(super) fleet_expected: Option<u32>,
 }
 
 /// The unit of fairness.
@@ -90,6 +106,23 @@ impl ProxyArgs {
                 self.listen
             )));
         }
+        if self.fleet.is_some() && self.max_to_clients.is_none() && self.max_from_clients.is_none()
+        {
+            return Err(Refusal::conflict(
+                "--fleet shares --max-to-clients and --max-from-clients with other proxies; set at \
+                 least one of them",
+            ));
+        }
+        if self.fleet.is_none() {
+            let given = self.fleet_budget.is_some()
+                || self.fleet_weight.is_some()
+                || self.fleet_expected.is_some();
+            if given {
+                return Err(Refusal::conflict(
+                    "--fleet-budget, --fleet-weight and --fleet-expected need --fleet REDIS_URL",
+                ));
+            }
+        }
         if let (Some(cap), Some(to), Some(from)) = (
             self.per_client_cap,
             self.max_to_clients,
@@ -108,12 +141,35 @@ impl ProxyArgs {
         Ok(())
     }
 
+    /// The fleet to join, if any.
+    pub(super) fn fleet(&self) -> Option<fairio_fleet::Fleet> {
+        let url = self.fleet.as_ref()?;
+        let mut fleet = fairio_fleet::Fleet::new(
+            url.clone(),
+            self.fleet_budget.as_deref().unwrap_or("fairio-proxy"),
+        )
+        .upload(self.max_to_clients)
+        .download(self.max_from_clients)
+        .weight(self.fleet_weight.unwrap_or(1));
+        if let Some(n) = self.fleet_expected {
+            fleet = fleet.expected_members(n);
+        }
+        Some(fleet)
+    }
+
     /// The limits as one phrase for the ready line.
     pub(super) fn limits(&self) -> String {
         let rate =
             |r: Option<u64>| r.map_or("unlimited".to_owned(), |r| format!("{}/s", human(r as f64)));
+        let fleet = self.fleet.as_ref().map_or(String::new(), |url| {
+            format!(
+                ", shared with the fleet '{}' at {url} (weight {})",
+                self.fleet_budget.as_deref().unwrap_or("fairio-proxy"),
+                self.fleet_weight.unwrap_or(1)
+            )
+        });
         format!(
-            "to clients {}, from clients {}, per client {}, policy {}, fair by {}",
+            "to clients {}, from clients {}, per client {}, policy {}, fair by {}{fleet}",
             rate(self.max_to_clients),
             rate(self.max_from_clients),
             rate(self.per_client_cap),

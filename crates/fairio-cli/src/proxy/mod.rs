@@ -38,11 +38,16 @@ async fn proxy<P: Policy>(args: ProxyArgs, policy: P) -> Result<(), String> {
     let listener = TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let member = match args.fleet() {
+        Some(fleet) => Some(fleet.join(&sched).map_err(|e| e.to_string())?),
+        None => None,
+    };
     if let Some(addr) = args.metrics {
         let l = TcpListener::bind(addr)
             .await
             .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
-        tokio::spawn(metrics::serve(l, sched.clone()));
+        let lease = member.as_ref().map(fairio_fleet::Member::subscribe);
+        tokio::spawn(metrics::serve(l, sched.clone(), lease));
     }
     let hosts = (args.fair_by == FairBy::Host).then(hosts::Hosts::new);
     if let Some(secs) = args.stats_interval {
@@ -87,6 +92,12 @@ async fn proxy<P: Policy>(args: ProxyArgs, policy: P) -> Result<(), String> {
         sched.connection_count(),
         FLUSH_AT_SHUTDOWN.as_secs()
     );
+    if let Some(m) = member {
+        // Its share goes to the other proxies now rather than one TTL later.
+        if let Err(e) = m.leave().await {
+            tracing::info!(error = %e, "could not leave the fleet; its entry lapses by itself");
+        }
+    }
     let report = sched.shutdown(Some(FLUSH_AT_SHUTDOWN)).await;
     let g = sched.global_stat();
     tracing::info!(

@@ -1,5 +1,5 @@
-//! A real `redis-server` on a free loopback port, in a temporary directory, stopped on drop.
-#![allow(dead_code, unreachable_pub)]
+//! A real `redis-server` for tests (feature `test-util`): on a free loopback port, in a
+//! temporary directory, with no persistence, stopped on drop.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -7,7 +7,10 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+/// A `redis-server` child process.
+#[derive(Debug)]
 pub struct Redis {
+    /// Its port on 127.0.0.1.
     pub port: u16,
     dir: PathBuf,
     child: Option<Child>,
@@ -15,6 +18,9 @@ pub struct Redis {
 
 impl Redis {
     /// Starts `redis-server` (Debian's package: `.ci/run` installs it) with no persistence.
+    ///
+    /// # Panics
+    /// When `redis-server` cannot be run, or does not answer within 5 s.
     pub fn start() -> Self {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -33,6 +39,7 @@ impl Redis {
         r
     }
 
+    /// Its URL, database 0.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
@@ -46,6 +53,9 @@ impl Redis {
     }
 
     /// Starts the server again on the same port, empty; waits (bounded) until it answers.
+    ///
+    /// # Panics
+    /// As [`start`](Self::start).
     pub fn restart(&mut self) {
         self.kill();
         let child = Command::new("redis-server")
