@@ -183,6 +183,7 @@ mod direction;
 mod error;
 mod grant;
 mod group;
+mod groups_by;
 mod io;
 mod lifecycle;
 mod read_pump;
@@ -202,6 +203,7 @@ pub use fairio_policy::{EqualShare, Policy, Weight, Weighted, WindowQuota, ZeroW
 #[doc(inline)]
 pub use fairio_stats::{Stat, StatsConfig};
 pub use group::Group;
+pub use groups_by::GroupsBy;
 pub use io::ConnectionIo;
 pub use report::ShutdownReport;
 pub use scheduler::Scheduler;

@@ -252,3 +252,35 @@ async fn a_group_of_another_scheduler_is_refused() {
     assert!(matches!(one.group(), Err(fairio::Error::SchedulerClosed)));
     two.shutdown(None).await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn groups_by_key_are_made_on_first_use_and_go_with_their_last_connection() {
+    let sched = Scheduler::new(config(MIB)).unwrap();
+    let by: fairio::GroupsBy<&str> = fairio::GroupsBy::new(&sched);
+    let mut conns = Vec::new();
+    for key in ["a", "a", "b"] {
+        let (ours, theirs) = tokio::io::duplex(1024);
+        conns.push((by.register(key, ours).unwrap(), theirs));
+    }
+    assert_eq!(by.len(), 2);
+    assert_eq!(
+        conns[0].0.group().unwrap().id(),
+        conns[1].0.group().unwrap().id()
+    );
+    assert_ne!(
+        conns[0].0.group().unwrap().id(),
+        conns[2].0.group().unwrap().id()
+    );
+    let (b, _) = conns.pop().unwrap();
+    b.close(None).await.unwrap();
+    drop(b);
+    // Bounded: the connection's task ends within a few turns.
+    for _ in 0..100 {
+        if by.len() == 1 {
+            break;
+        }
+        sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(by.len(), 1, "b's group went with its connection");
+    sched.shutdown(Some(Duration::from_millis(100))).await;
+}

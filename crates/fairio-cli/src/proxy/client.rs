@@ -1,17 +1,15 @@
 //! One client: connect the upstream, pump both ways, and log one summary line when it leaves.
 
 use std::io;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use bytes::Bytes;
-use fairio::{Error, Policy, Scheduler};
+use fairio::{Error, GroupsBy, Policy, Scheduler};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::hosts::Hosts;
 use crate::rate::human;
 
 /// How one direction of a client's session ended.
@@ -56,7 +54,7 @@ impl End {
 /// Serves one accepted client until both directions have ended.
 pub(super) async fn serve<P: Policy>(
     sched: Scheduler<P>,
-    hosts: Option<Arc<Hosts<P>>>,
+    hosts: Option<GroupsBy<IpAddr, P>>,
     client: TcpStream,
     peer: SocketAddr,
     upstream: SocketAddr,
@@ -76,13 +74,10 @@ pub(super) async fn serve<P: Policy>(
         }
     };
     let registered = match &hosts {
-        Some(hosts) => hosts
-            .register(&sched, client, peer.ip())
-            .map(|(conn, seat)| (conn, Some(seat))),
-        None => sched.register(client).map(|conn| (conn, None)),
+        Some(hosts) => hosts.register(peer.ip(), client),
+        None => sched.register(client),
     };
-    // The seat keeps the host's group until this client has gone.
-    let (conn, _seat) = match registered {
+    let conn = match registered {
         Ok(c) => c,
         Err(e) => {
             tracing::info!(%peer, error = %e, "client refused");

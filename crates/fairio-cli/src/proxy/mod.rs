@@ -2,7 +2,6 @@
 
 mod args;
 mod client;
-mod hosts;
 mod stats;
 
 use std::time::Duration;
@@ -49,7 +48,7 @@ async fn proxy<P: Policy>(args: ProxyArgs, policy: P) -> Result<(), String> {
         let lease = member.as_ref().map(fairio_fleet::Member::subscribe);
         tokio::spawn(metrics::serve(l, sched.clone(), lease));
     }
-    let hosts = (args.fair_by == FairBy::Host).then(hosts::Hosts::new);
+    let hosts = (args.fair_by == FairBy::Host).then(|| fairio::GroupsBy::new(&sched));
     if let Some(secs) = args.stats_interval {
         let every = Duration::from_secs_f64(secs);
         tokio::spawn(stats::print(sched.clone(), hosts.clone(), every));

@@ -2,13 +2,12 @@
 //! that they track what really flowed (the library's moving averages lag by seconds).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::net::IpAddr;
 use std::time::Duration;
 
-use fairio::{Policy, Scheduler};
+use fairio::{GroupsBy, Policy, Scheduler};
 use tokio::time::Instant;
 
-use super::hosts::Hosts;
 use crate::rate::human;
 
 /// Totals at the previous tick: per client, and for the whole proxy.
@@ -26,7 +25,7 @@ fn per_sec(now: u64, before: u64, secs: f64) -> f64 {
 /// Prints a line per client and a global line every `every`, until the task is aborted.
 pub(super) async fn print<P: Policy>(
     sched: Scheduler<P>,
-    hosts: Option<Arc<Hosts<P>>>,
+    hosts: Option<GroupsBy<IpAddr, P>>,
     every: Duration,
 ) {
     let mut tick = tokio::time::interval(every);
