@@ -17,7 +17,7 @@ pub(crate) fn parse_rate(s: &str) -> Result<u64, String> {
         .parse()
         .map_err(|_| format!("'{s}' is not a number; {HELP}"))?;
     let factor: f64 = match unit.trim() {
-        "" | "B" | "b/s" | "B/s" => 1.0,
+        "" | "B" | "B/s" => 1.0,
         "K" | "KB" | "kB" => 1e3,
         "M" | "MB" => 1e6,
         "G" | "GB" => 1e9,
@@ -114,7 +114,8 @@ mod tests {
 
     #[test]
     fn refuses_bad_input_with_an_example() {
-        for bad in ["0", "-5", "abc", "10XB", "", "0KiB"] {
+        // A lower-case b is bits by convention: "b/s" is refused rather than read as bytes.
+        for bad in ["0", "-5", "abc", "10XB", "", "0KiB", "100b/s"] {
             let e = parse_rate(bad).unwrap_err();
             assert!(e.contains("8MiB"), "{bad}: {e}");
         }

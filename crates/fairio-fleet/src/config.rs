@@ -90,7 +90,8 @@ impl Fleet {
         self
     }
 
-    /// This member's name in the budget (default: host name, process id and a counter).
+    /// This member's name in the budget (default: process id, a counter and the clock's
+    /// nanoseconds). Two members must never share one.
     #[must_use]
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());

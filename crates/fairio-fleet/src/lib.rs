@@ -69,6 +69,15 @@
 //! may still hold leases of the old table. A member that reports the epoch of an older table
 //! starts a warm-up of one TTL during which no lease grows beyond what its member holds.
 //!
+//! Entries lapse by Redis's clock (`TIME`), and members count their leases on their own
+//! monotonic clocks from when they sent their report. A step of the Redis host's wall clock
+//! forward by `Δ` makes entries lapse `Δ` early: up to `min(Δ, T)` of overshoot while members
+//! still use leases the table has dropped. Run Redis with a slewing clock (NTP, chrony).
+//!
+//! Leaving a fleet, or dropping a [`Member`], drops the scheduler's shared limits to 1 byte/s:
+//! the others may take the share at once, so a process that goes on moving bytes after it left
+//! would exceed the budget.
+//!
 //! # Worst cases
 //!
 //! With refresh interval `R`, TTL `T` (≥ 2.5 `R`), fleet limit `L`, `N` members and `E`

@@ -50,16 +50,28 @@ pub struct Lease {
 /// A process's membership of a fleet budget: a task that reports this process's demand every
 /// refresh interval and sets its scheduler's global limits from the leases it gets.
 ///
-/// Dropping it stops the task; its entry in Redis lapses one TTL later (call
-/// [`leave`](Self::leave) to give its share to the others at once). The scheduler keeps the
-/// last limits set.
-#[derive(Debug)]
+/// Leaving ([`leave`](Self::leave)) or dropping it gives this process's share away: the task
+/// stops, and the scheduler's limits in the shared directions drop to the minimum (1 byte/s),
+/// since the other members may take the share at once (`leave` removes the entry now; after a
+/// drop it lapses one TTL later). Leave once the traffic is done, after the scheduler's
+/// shutdown, say.
 pub struct Member {
     lease: watch::Receiver<Lease>,
     task: JoinHandle<()>,
     client: redis::Client,
     keys: Vec<Keys>,
     name: String,
+    /// Drops the scheduler's shared limits to the minimum.
+    yield_share: Box<dyn Fn() + Send + Sync>,
+}
+
+impl std::fmt::Debug for Member {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Member")
+            .field("name", &self.name)
+            .field("lease", &*self.lease.borrow())
+            .finish_non_exhaustive()
+    }
 }
 
 static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -78,6 +90,8 @@ impl Fleet {
     pub fn join<P: Policy>(self, sched: &Scheduler<P>) -> Result<Member, Error> {
         self.check()?;
         let client = redis::Client::open(self.url.as_str())?;
+        // Process id, a counter and the clock's nanoseconds: unique on one host, and across
+        // hosts (containers all run as pid 1) by the nanoseconds.
         let name = self.name.clone().unwrap_or_else(|| {
             format!(
                 "pid{}-{}-{}",
@@ -102,6 +116,21 @@ impl Fleet {
         }
         let (tx, rx) = watch::channel(snapshot(&lanes));
         let keys = lanes.iter().map(|l| l.keys.clone()).collect();
+        let yield_share = {
+            let (sched, up, down) = (
+                sched.clone(),
+                self.upload.is_some(),
+                self.download.is_some(),
+            );
+            Box::new(move || {
+                if up {
+                    sched.set_max_upload_speed(Some(1));
+                }
+                if down {
+                    sched.set_max_download_speed(Some(1));
+                }
+            })
+        };
         let task = tokio::spawn(drive(
             self,
             name.clone(),
@@ -116,6 +145,7 @@ impl Fleet {
             client,
             keys,
             name,
+            yield_share,
         })
     }
 }
@@ -136,9 +166,9 @@ impl Member {
         &self.name
     }
 
-    /// Leaves the budget: stops reporting and removes this member's entry, so that the others
-    /// get its share at their next refresh rather than one TTL later. The scheduler keeps the
-    /// last limits set.
+    /// Leaves the budget: stops reporting, drops the scheduler's shared limits to the minimum
+    /// (1 byte/s) and removes this member's entry, so that the others get its share at their
+    /// next refresh rather than one TTL later.
     ///
     /// # Errors
     /// The Redis error, if the entry could not be removed (it then lapses after its TTL).
@@ -148,6 +178,7 @@ impl Member {
     /// the entry lapses after its TTL.
     pub async fn leave(self) -> Result<(), redis::RedisError> {
         self.task.abort();
+        (self.yield_share)();
         let mut conn = self.client.get_multiplexed_async_connection().await?;
         for k in &self.keys {
             script::remove(&mut conn, k, &self.name).await?;
@@ -159,6 +190,7 @@ impl Member {
 impl Drop for Member {
     fn drop(&mut self) {
         self.task.abort();
+        (self.yield_share)();
     }
 }
 
@@ -173,8 +205,8 @@ fn snapshot(lanes: &[Lane]) -> Lease {
     lease
 }
 
-/// Waits until the next round is due: the regular tick, or sooner when a lane in fallback
-/// reaches the lapse of its last lease (to take the safe share then), when a lane is growing
+/// Waits until the next round is due: the regular tick, or sooner when a lane's last lease
+/// lapses, when a lane is growing
 /// toward its target (it asks again every quarter interval, as the others make room), or when a
 /// lane that was idle used 97% of its limit over the last quarter interval (it woke up: it
 /// reports at once rather than at the next tick).
@@ -185,9 +217,11 @@ async fn next_round<P: Policy>(
     sched: &Scheduler<P>,
 ) {
     loop {
+        // Wake when a lease lapses: in fallback, to take the safe share then; leased, to stop
+        // using a lease whose entry is gone even if rounds were late (a stalled runtime).
         let lapse = lanes
             .iter()
-            .filter(|l| l.state.mode == Mode::Fallback && l.until > Instant::now())
+            .filter(|l| l.state.mode != Mode::Starting && l.until > Instant::now())
             .map(|l| l.until)
             .min();
         let lapsed = async {

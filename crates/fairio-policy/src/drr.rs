@@ -498,6 +498,19 @@ impl<P: FlowWeight> Drr<P> {
         }
     }
 
+    /// Lets a flow held by a cap (its own, or all its members') try again at once: something
+    /// changed that may let it move (a member with new demand, a cap lifted).
+    pub(crate) fn wake(&mut self, key: Key, now: Instant) {
+        let t = self.tick(now);
+        if self
+            .flows
+            .get(key)
+            .is_some_and(|f| f.state == State::Parked)
+        {
+            self.unpark(key, t);
+        }
+    }
+
     /// The connection at the head of the lanes, fresh first.
     fn head(&mut self) -> Option<(Entry, bool)> {
         let flows = &self.flows;

@@ -171,6 +171,8 @@ impl<P: FlowWeight> Arbiter for Tree<P> {
             Some(Node::Group(g)) => {
                 m.cap = cap_for(cap, self.round.clock());
                 g.recap(key, m);
+                // The group may have been held only by this member's old cap.
+                self.round.wake(group, now);
             }
             None => {}
         }
@@ -195,8 +197,16 @@ impl<P: FlowWeight> Arbiter for Tree<P> {
                 bytes
             }
             Some(Node::Group(g)) => {
+                let was = m.demand;
                 g.set_demand(key, m, bytes);
-                g.demand()
+                let demand = g.demand();
+                self.round.set_demand(group, demand, now);
+                if was == 0 && bytes > 0 {
+                    // A group held because every member with bytes to move was held by its
+                    // own cap: this one may move now.
+                    self.round.wake(group, now);
+                }
+                return;
             }
             None => return,
         };
@@ -302,6 +312,46 @@ mod tests {
         arb.remove_group(g);
         arb.remove_group(g);
         assert_eq!(arb.round.len(), 0);
+    }
+
+    /// A group held by its only busy member's cap: a sibling with new bytes moves at once, and
+    /// does not wait for the cap.
+    #[test]
+    fn a_sibling_with_new_bytes_is_not_held_by_a_members_cap() {
+        let t0 = Instant::now();
+        let mut arb = Tree::<()>::new(nz(1 << 20), t0);
+        let g = arb.insert_group((), None, t0);
+        let capped = arb.insert_into(g, (), nz(1024), t0);
+        let reader = arb.insert_into(g, (), None, t0);
+        arb.set_demand(capped, u64::MAX / 4, t0);
+        // Drain the capped member's burst: the group ends up waiting for its cap.
+        let mut until = None;
+        for _ in 0..100 {
+            match arb.next(t0) {
+                Decision::Grant { key, .. } => assert_eq!(key, capped),
+                Decision::Wait { until: u } => {
+                    until = Some(u);
+                    break;
+                }
+                Decision::Idle => panic!("the capped member is backlogged"),
+            }
+        }
+        let until = until.expect("the cap holds the group");
+        assert!(
+            until > t0 + std::time::Duration::from_millis(100),
+            "{until:?}"
+        );
+        arb.set_demand(reader, 1000, t0);
+        assert_eq!(
+            arb.next(t0),
+            Decision::Grant {
+                key: reader,
+                bytes: 1000
+            }
+        );
+        // A cap lifted lets the capped member move at once too.
+        arb.set_cap(capped, None, t0);
+        assert!(matches!(arb.next(t0), Decision::Grant { key, .. } if key == capped));
     }
 
     #[test]

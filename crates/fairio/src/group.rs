@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use fairio_policy::{Key, Policy};
 use fairio_stats::{Meter, Stat};
@@ -58,7 +58,9 @@ pub struct Group<P: Policy> {
 /// What a group's handles and members share.
 pub(crate) struct GroupInner<P: Policy> {
     id: u64,
-    shared: Arc<Shared<P>>,
+    /// Weak: the scheduler holds its connections, which hold their group; a strong reference
+    /// back would be a cycle that outlives a runtime dropped with tasks still running.
+    shared: Weak<Shared<P>>,
     pub(crate) up: Key,
     pub(crate) down: Key,
     params: Mutex<P::Params>,
@@ -75,12 +77,12 @@ struct Book {
 }
 
 impl<P: Policy> GroupInner<P> {
-    pub(crate) fn new(shared: Arc<Shared<P>>, params: P::Params) -> Self {
+    pub(crate) fn new(shared: &Arc<Shared<P>>, params: P::Params) -> Self {
         let up = shared.up.register_group(params.clone());
         let down = shared.down.register_group(params.clone());
         Self {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            shared,
+            shared: Arc::downgrade(shared),
             up,
             down,
             params: Mutex::new(params),
@@ -90,7 +92,7 @@ impl<P: Policy> GroupInner<P> {
     }
 
     pub(crate) fn belongs_to(&self, shared: &Arc<Shared<P>>) -> bool {
-        Arc::ptr_eq(&self.shared, shared)
+        std::ptr::eq(self.shared.as_ptr(), Arc::as_ptr(shared))
     }
 
     fn book(&self) -> MutexGuard<'_, Book> {
@@ -115,8 +117,10 @@ impl<P: Policy> GroupInner<P> {
 
 impl<P: Policy> Drop for GroupInner<P> {
     fn drop(&mut self) {
-        self.shared.up.deregister_group(self.up);
-        self.shared.down.deregister_group(self.down);
+        if let Some(sh) = self.shared.upgrade() {
+            sh.up.deregister_group(self.up);
+            sh.down.deregister_group(self.down);
+        }
     }
 }
 
@@ -137,10 +141,14 @@ impl<P: Policy> Group<P> {
 
     /// Changes the group's parameters in both directions; effective from its next grant.
     pub fn set_params(&self, params: P::Params) {
-        *self.inner.params.lock().unwrap_or_else(|e| e.into_inner()) = params.clone();
-        let sh = &self.inner.shared;
-        sh.up.set_group_params(self.inner.up, params.clone());
-        sh.down.set_group_params(self.inner.down, params);
+        // Held while the arbiters change, so that concurrent calls leave the value read back
+        // and the arbiters agreeing.
+        let mut stored = self.inner.params.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(sh) = self.inner.shared.upgrade() {
+            sh.up.set_group_params(self.inner.up, params.clone());
+            sh.down.set_group_params(self.inner.down, params.clone());
+        }
+        *stored = params;
     }
 
     /// Caps the group's upload and download rates, in bytes per second, summed over its
@@ -152,10 +160,12 @@ impl<P: Policy> Group<P> {
     pub fn set_caps(&self, upload: Option<u64>, download: Option<u64>) -> Result<(), Error> {
         let up = speed("group upload cap", upload)?;
         let down = speed("group download cap", download)?;
-        *self.inner.caps.lock().unwrap_or_else(|e| e.into_inner()) = (upload, download);
-        let sh = &self.inner.shared;
-        sh.up.set_group_cap(self.inner.up, up);
-        sh.down.set_group_cap(self.inner.down, down);
+        let mut stored = self.inner.caps.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(sh) = self.inner.shared.upgrade() {
+            sh.up.set_group_cap(self.inner.up, up);
+            sh.down.set_group_cap(self.inner.down, down);
+        }
+        *stored = (upload, download);
         Ok(())
     }
 

@@ -255,7 +255,7 @@ impl<P: Policy> Scheduler<P> {
             return Err(Error::SchedulerClosed);
         }
         Ok(Group {
-            inner: Arc::new(GroupInner::new(Arc::clone(&self.shared), params)),
+            inner: Arc::new(GroupInner::new(&self.shared, params)),
         })
     }
 

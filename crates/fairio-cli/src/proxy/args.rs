@@ -123,18 +123,24 @@ impl ProxyArgs {
                 ));
             }
         }
-        if let (Some(cap), Some(to), Some(from)) = (
-            self.per_client_cap,
-            self.max_to_clients,
-            self.max_from_clients,
-        ) {
-            if cap >= to && cap >= from {
+        if let Some(cap) = self.per_client_cap {
+            // A cap applies only in a direction with a global limit, and does something only
+            // below that limit.
+            let limits: Vec<u64> = [self.max_to_clients, self.max_from_clients]
+                .into_iter()
+                .flatten()
+                .collect();
+            if limits.is_empty() {
+                return Err(Refusal::conflict(
+                    "--per-client-cap applies beneath --max-to-clients or --max-from-clients; \
+                     set one of them",
+                ));
+            }
+            if limits.iter().all(|&l| cap >= l) {
                 return Err(Refusal::conflict(format!(
-                    "--per-client-cap {}/s is not below --max-to-clients {}/s or \
-                     --max-from-clients {}/s, so it would never limit a client",
+                    "--per-client-cap {}/s is not below --max-to-clients or --max-from-clients, \
+                     so it would never limit a client",
                     human(cap as f64),
-                    human(to as f64),
-                    human(from as f64)
                 )));
             }
         }

@@ -91,13 +91,14 @@ async fn proxy<P: Policy>(args: ProxyArgs, policy: P) -> Result<(), String> {
         sched.connection_count(),
         FLUSH_AT_SHUTDOWN.as_secs()
     );
+    let report = sched.shutdown(Some(FLUSH_AT_SHUTDOWN)).await;
     if let Some(m) = member {
-        // Its share goes to the other proxies now rather than one TTL later.
+        // After the flush, which still needs its lease: its share goes to the other proxies
+        // now rather than one TTL later.
         if let Err(e) = m.leave().await {
             tracing::info!(error = %e, "could not leave the fleet; its entry lapses by itself");
         }
     }
-    let report = sched.shutdown(Some(FLUSH_AT_SHUTDOWN)).await;
     let g = sched.global_stat();
     tracing::info!(
         "stopped in {:.2} s: {} clients closed, {} bytes unsent; {} to clients and {} from \
