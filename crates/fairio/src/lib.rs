@@ -161,6 +161,43 @@
 //! # }
 //! ```
 //!
+//! # Moving from async-speed-limit or governor
+//!
+//! From async-speed-limit's shared limiter, where every stream is wrapped with
+//! `limiter.limit(stream)`: make one scheduler with the limit, and register each stream
+//! instead. What you read and write is the same `AsyncRead + AsyncWrite`:
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), fairio::Error> {
+//! # let (stream, _peer) = tokio::io::duplex(1024);
+//! // Before: let limiter = Limiter::new(1_048_576.0); let io = limiter.limit(stream);
+//! let sched = fairio::Scheduler::new(fairio::Config::new(64 * 1024).max_download_speed(Some(1 << 20)))?;
+//! let io = sched.register(stream)?.into_io();
+//! # drop(io);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! From a governor bucket per connection (a per-connection cap, and no global limit): keep the
+//! cap with [`Connection::set_caps`], and add the global limit the buckets could not give:
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), fairio::Error> {
+//! # let (stream, _peer) = tokio::io::duplex(1024);
+//! // Before: a RateLimiter::direct(Quota::per_second(256 KiB)) checked before every write.
+//! let sched = fairio::Scheduler::new(fairio::Config::new(64 * 1024).max_upload_speed(Some(8 << 20)))?;
+//! let conn = sched.register(stream)?;
+//! conn.set_caps(Some(256 * 1024), None)?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! For servers and clients, the integration crates do the registering: `fairio-axum` (a
+//! listener for `axum::serve` and hyper's server loop), `fairio-hyper` (a connector for
+//! hyper-util's client) and `fairio-libp2p` (a transport wrapper, by peer IP).
+//!
 //! # Beside async-speed-limit and governor
 //!
 //! [async-speed-limit](https://docs.rs/async-speed-limit) wraps streams in a shared token
