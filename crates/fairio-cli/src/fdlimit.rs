@@ -34,3 +34,25 @@ pub(crate) fn ensure(need: u64) -> Result<(), String> {
 pub(crate) fn ensure(_need: u64) -> Result<(), String> {
     Ok(())
 }
+
+/// Raises the soft open-file limit to the hard one, as a server that must not run out does;
+/// the soft limit in force after.
+#[cfg(unix)]
+pub(crate) fn raise_to_hard() -> usize {
+    use rlimit::Resource;
+    match Resource::NOFILE.get() {
+        Ok((soft, hard)) => {
+            if soft < hard && Resource::NOFILE.set(hard, hard).is_ok() {
+                return usize::try_from(hard).unwrap_or(usize::MAX);
+            }
+            usize::try_from(soft).unwrap_or(usize::MAX)
+        }
+        Err(_) => usize::MAX,
+    }
+}
+
+/// Other platforms: no limit known.
+#[cfg(not(unix))]
+pub(crate) fn raise_to_hard() -> usize {
+    usize::MAX
+}

@@ -1,6 +1,8 @@
 //! `/metrics` in Prometheus text format, encoded with `prometheus-client`.
 
-use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use fairio::{Policy, Scheduler};
 use fairio_fleet::Lease;
@@ -14,25 +16,28 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::proxy::Admission;
+
+/// How long a client may take to send its request head.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Direction {
     direction: &'static str,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct PerConn {
-    conn: String,
-    direction: &'static str,
-}
-
 /// Renders the scheduler's figures now.
-pub(crate) fn render<P: Policy>(sched: &Scheduler<P>, lease: Option<&Lease>) -> String {
+/// Renders the scheduler's figures now: series per direction only (none per client, whose
+/// number would grow without bound), the proxy's admission counters, and the fleet lease.
+pub(crate) fn render<P: Policy>(
+    sched: &Scheduler<P>,
+    lease: Option<&Lease>,
+    admission: Option<&Admission>,
+) -> String {
     let mut registry = Registry::default();
     let conns = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
     let bytes = Family::<Direction, Counter<u64, AtomicU64>>::default();
     let rate = Family::<Direction, Gauge<i64, std::sync::atomic::AtomicI64>>::default();
-    let conn_bytes = Family::<PerConn, Counter<u64, AtomicU64>>::default();
-    let conn_rate = Family::<PerConn, Gauge<i64, std::sync::atomic::AtomicI64>>::default();
     registry.register(
         "fairio_connections",
         "Open client connections",
@@ -47,16 +52,6 @@ pub(crate) fn render<P: Policy>(sched: &Scheduler<P>, lease: Option<&Lease>) -> 
         "fairio_rate_bytes_per_second",
         "Moving-average rate, all clients",
         rate.clone(),
-    );
-    registry.register(
-        "fairio_connection_bytes",
-        "Bytes moved per client",
-        conn_bytes.clone(),
-    );
-    registry.register(
-        "fairio_connection_rate_bytes_per_second",
-        "Moving-average rate per client",
-        conn_rate.clone(),
     );
 
     conns.set(i64::try_from(sched.connection_count()).unwrap_or(i64::MAX));
@@ -73,26 +68,44 @@ pub(crate) fn render<P: Policy>(sched: &Scheduler<P>, lease: Option<&Lease>) -> 
         .set(i64::try_from(g.current_outflow).unwrap_or(i64::MAX));
     rate.get_or_create(&from)
         .set(i64::try_from(g.current_inflow).unwrap_or(i64::MAX));
-    sched.iter_connection(|c| {
-        let s = c.stat();
-        let id = c.id().to_string();
-        let l = |direction| PerConn {
-            conn: id.clone(),
-            direction,
+    if let Some(a) = admission {
+        let counter = |name: &str, help: &str, value: u64| {
+            let c = Counter::<u64, AtomicU64>::default();
+            c.inc_by(value);
+            (name.to_owned(), help.to_owned(), c)
         };
-        conn_bytes
-            .get_or_create(&l("to_clients"))
-            .inc_by(s.total_sent);
-        conn_bytes
-            .get_or_create(&l("from_clients"))
-            .inc_by(s.total_recv);
-        conn_rate
-            .get_or_create(&l("to_clients"))
-            .set(i64::try_from(s.current_outflow).unwrap_or(i64::MAX));
-        conn_rate
-            .get_or_create(&l("from_clients"))
-            .set(i64::try_from(s.current_inflow).unwrap_or(i64::MAX));
-    });
+        for (name, help, c) in [
+            counter(
+                "fairio_clients_refused",
+                "Clients turned away by a connection limit",
+                a.refused.load(Ordering::Relaxed),
+            ),
+            counter(
+                "fairio_accept_errors",
+                "Failed accepts (out of descriptors, say)",
+                a.accept_errors.load(Ordering::Relaxed),
+            ),
+            counter(
+                "fairio_clients_idle_closed",
+                "Clients closed by the idle timeout",
+                a.idle_closed.load(Ordering::Relaxed),
+            ),
+            counter(
+                "fairio_pairs_half_close_closed",
+                "Pairs closed by the half-close timeout",
+                a.half_close_closed.load(Ordering::Relaxed),
+            ),
+        ] {
+            registry.register(name, help, c);
+        }
+        let open = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
+        open.set(i64::try_from(a.open()).unwrap_or(i64::MAX));
+        registry.register(
+            "fairio_clients_open",
+            "Clients admitted and not yet gone",
+            open,
+        );
+    }
     if let Some(lease) = lease {
         let fleet_lease = Family::<Direction, Gauge<i64, std::sync::atomic::AtomicI64>>::default();
         let fleet_members =
@@ -140,23 +153,38 @@ pub(crate) async fn serve<P: Policy>(
     listener: TcpListener,
     sched: Scheduler<P>,
     lease: Option<watch::Receiver<Lease>>,
+    admission: Option<Arc<Admission>>,
 ) {
     while let Ok((mut sock, _)) = listener.accept().await {
         let sched = sched.clone();
         let lease = lease.as_ref().map(|l| *l.borrow());
+        let admission = admission.clone();
         tokio::spawn(async move {
             let mut head = Vec::new();
             let mut buf = [0u8; 1024];
-            // Read the request head, bounded to 8 KiB.
-            while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 8192 {
-                match sock.read(&mut buf).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => head.extend_from_slice(&buf[..n]),
+            // Read the request head, bounded to 8 KiB and to 5 s: a client that sends it
+            // slowly (slowloris) is dropped rather than held forever.
+            let read_head = async {
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 8192 {
+                    match sock.read(&mut buf).await {
+                        Ok(0) | Err(_) => return false,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
                 }
+                true
+            };
+            if !matches!(
+                tokio::time::timeout(HEAD_TIMEOUT, read_head).await,
+                Ok(true)
+            ) {
+                return;
             }
             let ok = head.starts_with(b"GET /metrics ") || head.starts_with(b"GET /metrics?");
             let (status, body) = if ok {
-                ("200 OK", render(&sched, lease.as_ref()))
+                (
+                    "200 OK",
+                    render(&sched, lease.as_ref(), admission.as_deref()),
+                )
             } else {
                 ("404 Not Found", "not found: try /metrics\n".to_string())
             };

@@ -45,6 +45,23 @@ pub(crate) struct ProxyArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9100.
     #[arg(long, value_parser = parse_addr)]
     pub(super) metrics: Option<SocketAddr>,
+    /// Seconds to wait for the upstream to accept a connection.
+    #[arg(long, default_value_t = 5.0, allow_negative_numbers = true, value_parser = positive_secs)]
+    pub(super) connect_timeout: f64,
+    /// Seconds a pair may stay half-closed (one side ended, the other still open) before both
+    /// are closed, whatever the other side does (HAProxy's client-fin / server-fin).
+    #[arg(long, default_value_t = 30.0, allow_negative_numbers = true, value_parser = positive_secs)]
+    pub(super) half_close_timeout: f64,
+    /// Seconds a client may move no byte in either direction before it is closed.
+    #[arg(long, default_value_t = 600.0, allow_negative_numbers = true, value_parser = positive_secs)]
+    pub(super) idle_timeout: f64,
+    /// Most clients at once; more are refused [default: as many as the descriptor limit allows,
+    /// two descriptors per client].
+    #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(super) max_connections: Option<u32>,
+    /// Most clients at once from one address.
+    #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(super) max_connections_per_host: Option<u32>,
     /// Share --max-to-clients and --max-from-clients with other proxies through this Redis,
     /// e.g. redis://127.0.0.1:6379/0: the limits become fleet-wide, and each proxy gets a
     /// max-min fair lease of them.

@@ -2,14 +2,18 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use fairio::{Error, GroupsBy, Policy, Scheduler};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::guard::{Admission, Ticket};
 use crate::rate::human;
 
 /// How one direction of a client's session ended.
@@ -21,6 +25,10 @@ enum End {
     Reset,
     /// Anything else: worth a warning.
     Failed,
+    /// Closed by the proxy: the pair stayed half-closed for the half-close timeout.
+    TimedOut,
+    /// Closed by the proxy: nothing moved for the idle timeout.
+    Idle,
 }
 
 impl End {
@@ -47,21 +55,63 @@ impl End {
             Self::Closed => "closed",
             Self::Reset => "reset",
             Self::Failed => "failed",
+            Self::TimedOut => "half-close timeout",
+            Self::Idle => "idle timeout",
         }
     }
 }
 
-/// Serves one accepted client until both directions have ended.
+/// How every client's session is run.
+#[derive(Clone, Debug)]
+pub(super) struct Session {
+    pub(super) upstream: SocketAddr,
+    pub(super) cap: Option<u64>,
+    pub(super) connect_timeout: Duration,
+    pub(super) half_close_timeout: Duration,
+    pub(super) idle_timeout: Duration,
+    pub(super) admission: Arc<Admission>,
+}
+
+/// When the pair last moved a byte, in milliseconds since it started.
+#[derive(Debug)]
+struct Activity {
+    started: Instant,
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    fn touch(&self) {
+        let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.fetch_max(ms, Ordering::Relaxed);
+    }
+
+    /// Completes once nothing has moved for `idle`.
+    async fn idle_for(&self, idle: Duration) {
+        loop {
+            let last = self.started + Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+            if Instant::now() >= last + idle {
+                return;
+            }
+            tokio::time::sleep_until(last + idle).await;
+        }
+    }
+}
+
+/// Serves one accepted client until both directions have ended, the pair has stayed
+/// half-closed for the half-close timeout, or nothing has moved for the idle timeout. `_ticket`
+/// holds the client's place under the connection limits until then.
 pub(super) async fn serve<P: Policy>(
     sched: Scheduler<P>,
     hosts: Option<GroupsBy<IpAddr, P>>,
     client: TcpStream,
     peer: SocketAddr,
-    upstream: SocketAddr,
-    cap: Option<u64>,
+    session: Session,
+    _ticket: Ticket,
 ) {
     let started = Instant::now();
-    let up = match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(upstream)).await
+    let upstream = session.upstream;
+    let cap = session.cap;
+    let up = match tokio::time::timeout(session.connect_timeout, TcpStream::connect(upstream)).await
     {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
@@ -91,13 +141,20 @@ pub(super) async fn serve<P: Policy>(
     }
     tracing::debug!(%peer, conn = conn.id(), "client connected");
     let (mut ur, mut uw) = up.into_split();
+    let activity = Activity {
+        started,
+        last_ms: AtomicU64::new(0),
+    };
+    // Signalled by the first direction to end: the half-close timeout starts then.
+    let one_side_done = Notify::new();
     let from_client = {
-        let conn = conn.clone();
+        let (conn, activity, done) = (conn.clone(), &activity, &one_side_done);
         async move {
             let mut buf = vec![0u8; 64 * 1024];
             let end = loop {
                 match conn.read(&mut buf).await {
                     Ok(n) => {
+                        activity.touch();
                         if let Err(e) = uw.write_all(&buf[..n]).await {
                             break End::of_io(&e);
                         }
@@ -106,11 +163,13 @@ pub(super) async fn serve<P: Policy>(
                 }
             };
             let _ = uw.shutdown().await;
+            done.notify_one();
             end
         }
     };
     let to_client = {
-        let conn = conn.clone();
+        let (conn, activity, done) = (conn.clone(), &activity, &one_side_done);
+        let half_close = session.half_close_timeout;
         async move {
             let mut buf = vec![0u8; 64 * 1024];
             let mut end = loop {
@@ -118,14 +177,16 @@ pub(super) async fn serve<P: Policy>(
                     Ok(0) => break End::Closed,
                     Err(e) => break End::of_io(&e),
                     Ok(n) => {
+                        activity.touch();
                         if let Err(e) = conn.write(Bytes::copy_from_slice(&buf[..n])).await {
                             break End::of(&e);
                         }
                     }
                 }
             };
+            done.notify_one();
             let mut unsent = 0;
-            match conn.shutdown_write(Some(Duration::from_secs(60))).await {
+            match conn.shutdown_write(Some(half_close)).await {
                 Ok(()) => {}
                 Err(Error::Timeout { unsent: n }) => unsent = n,
                 Err(e) => end = end.max_with(End::of(&e)),
@@ -133,8 +194,29 @@ pub(super) async fn serve<P: Policy>(
             (end, unsent)
         }
     };
-    let (from, (to, mut unsent)) = tokio::join!(from_client, to_client);
-    if let Err(Error::Timeout { unsent: n }) = conn.close(Some(Duration::from_secs(5))).await {
+    let half_closed_too_long = async {
+        one_side_done.notified().await;
+        tokio::time::sleep(session.half_close_timeout).await;
+    };
+    // Whichever comes first: both sides done, a half-close held too long, or silence. The
+    // directions that have not ended are dropped, and with them the upstream's halves.
+    let (from, to, mut unsent) = tokio::select! {
+        (from, (to, unsent)) = async { tokio::join!(from_client, to_client) } => (from, to, unsent),
+        () = half_closed_too_long => {
+            session.admission.half_close_closed.fetch_add(1, Ordering::Relaxed);
+            (End::TimedOut, End::TimedOut, 0)
+        }
+        () = activity.idle_for(session.idle_timeout) => {
+            session.admission.idle_closed.fetch_add(1, Ordering::Relaxed);
+            (End::Idle, End::Idle, 0)
+        }
+    };
+    let flush = if from == End::Idle || from == End::TimedOut {
+        Duration::from_millis(100)
+    } else {
+        Duration::from_secs(5)
+    };
+    if let Err(Error::Timeout { unsent: n }) = conn.close(Some(flush)).await {
         unsent += n;
     }
     let s = conn.stat();
@@ -166,7 +248,7 @@ impl End {
     fn max_with(self, other: Self) -> Self {
         let rank = |e: Self| match e {
             Self::Closed => 0,
-            Self::Reset => 1,
+            Self::Reset | Self::TimedOut | Self::Idle => 1,
             Self::Failed => 2,
         };
         if rank(other) > rank(self) {

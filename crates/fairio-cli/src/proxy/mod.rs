@@ -2,6 +2,7 @@
 
 mod args;
 mod client;
+mod guard;
 mod stats;
 
 use std::time::Duration;
@@ -9,6 +10,7 @@ use std::time::Duration;
 use args::FairBy;
 pub(crate) use args::ProxyArgs;
 use fairio::{Config, EqualShare, Policy, Scheduler, Weighted, WindowQuota};
+pub(crate) use guard::Admission;
 use tokio::net::TcpListener;
 
 use crate::PolicyName;
@@ -41,43 +43,77 @@ async fn proxy<P: Policy>(args: ProxyArgs, policy: P) -> Result<(), String> {
         Some(fleet) => Some(fleet.join(&sched).map_err(|e| e.to_string())?),
         None => None,
     };
+    let hosts = (args.fair_by == FairBy::Host).then(|| fairio::GroupsBy::new(&sched));
+    // Two descriptors per client (client and upstream), and a margin for the rest (the
+    // listeners, the runtime, the standard streams): a quarter of the limit, at most 64.
+    let fds = crate::fdlimit::raise_to_hard();
+    let by_descriptors = fds.saturating_sub((fds / 4).min(64)) / 2;
+    let max_total = args
+        .max_connections
+        .map_or(by_descriptors, |m| m as usize)
+        .min(by_descriptors)
+        .max(1);
+    let admission = Admission::new(max_total, args.max_connections_per_host.map(|m| m as usize));
+    let session = client::Session {
+        upstream: args.upstream,
+        cap: args.per_client_cap,
+        connect_timeout: Duration::from_secs_f64(args.connect_timeout),
+        half_close_timeout: Duration::from_secs_f64(args.half_close_timeout),
+        idle_timeout: Duration::from_secs_f64(args.idle_timeout),
+        admission: std::sync::Arc::clone(&admission),
+    };
     if let Some(addr) = args.metrics {
         let l = TcpListener::bind(addr)
             .await
             .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
         let lease = member.as_ref().map(fairio_fleet::Member::subscribe);
-        tokio::spawn(metrics::serve(l, sched.clone(), lease));
+        let admission = Some(std::sync::Arc::clone(&admission));
+        tokio::spawn(metrics::serve(l, sched.clone(), lease, admission));
     }
-    let hosts = (args.fair_by == FairBy::Host).then(|| fairio::GroupsBy::new(&sched));
     if let Some(secs) = args.stats_interval {
         let every = Duration::from_secs_f64(secs);
         tokio::spawn(stats::print(sched.clone(), hosts.clone(), every));
     }
     tracing::info!(
-        "listening on {}, upstream {}, {}{}",
+        "listening on {}, upstream {}, {}, at most {} clients{}",
         args.listen,
         args.upstream,
         args.limits(),
+        admission.max_total(),
         args.metrics
             .map(|m| format!(", metrics at http://{m}/metrics"))
             .unwrap_or_default()
     );
     let accept = async {
+        let mut failures = guard::Throttled::new("accept failed");
+        let mut refusals = guard::Throttled::new("client refused: connection limit reached");
+        let mut pause = Duration::from_millis(10);
         loop {
             match listener.accept().await {
                 Ok((client, peer)) => {
+                    pause = Duration::from_millis(10);
+                    let Some(ticket) = admission.admit(peer.ip()) else {
+                        refusals.hit(&peer);
+                        drop(client);
+                        continue;
+                    };
                     tokio::spawn(client::serve(
                         sched.clone(),
                         hosts.clone(),
                         client,
                         peer,
-                        args.upstream,
-                        args.per_client_cap,
+                        session.clone(),
+                        ticket,
                     ));
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    // Out of descriptors, say: back off (up to 1 s), and log once a second.
+                    admission
+                        .accept_errors
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    failures.hit(&e);
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(1));
                 }
             }
         }

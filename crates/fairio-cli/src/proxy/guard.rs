@@ -1,0 +1,145 @@
+//! Admission: connection limits (total and per client host), and accept errors logged once a
+//! second with a count rather than once each.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// What the proxy admits, and what it counted turning away.
+#[derive(Debug)]
+pub(crate) struct Admission {
+    max_total: usize,
+    max_per_host: Option<usize>,
+    open: Mutex<Open>,
+    /// Clients turned away by a connection limit.
+    pub(crate) refused: AtomicU64,
+    /// Failed accepts (out of descriptors, say).
+    pub(crate) accept_errors: AtomicU64,
+    /// Clients closed by the idle timeout.
+    pub(crate) idle_closed: AtomicU64,
+    /// Pairs closed by the half-close timeout.
+    pub(crate) half_close_closed: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct Open {
+    total: usize,
+    per_host: HashMap<IpAddr, usize>,
+}
+
+/// A client's place: given back when dropped, however its session ends.
+#[derive(Debug)]
+pub(crate) struct Ticket {
+    admission: Arc<Admission>,
+    host: IpAddr,
+}
+
+impl Admission {
+    pub(crate) fn new(max_total: usize, max_per_host: Option<usize>) -> Arc<Self> {
+        Arc::new(Self {
+            max_total,
+            max_per_host,
+            open: Mutex::new(Open::default()),
+            refused: AtomicU64::new(0),
+            accept_errors: AtomicU64::new(0),
+            idle_closed: AtomicU64::new(0),
+            half_close_closed: AtomicU64::new(0),
+        })
+    }
+
+    /// The total limit in force.
+    pub(crate) fn max_total(&self) -> usize {
+        self.max_total
+    }
+
+    /// A ticket for a client from `host`, or `None` (and counted) when a limit is reached.
+    pub(crate) fn admit(self: &Arc<Self>, host: IpAddr) -> Option<Ticket> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let of_host = open.per_host.get(&host).copied().unwrap_or(0);
+        if open.total >= self.max_total || self.max_per_host.is_some_and(|m| of_host >= m) {
+            drop(open);
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        open.total += 1;
+        *open.per_host.entry(host).or_default() += 1;
+        Some(Ticket {
+            admission: Arc::clone(self),
+            host,
+        })
+    }
+
+    /// Clients admitted and not yet gone.
+    pub(crate) fn open(&self) -> usize {
+        self.open.lock().unwrap_or_else(|e| e.into_inner()).total
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let mut open = self
+            .admission
+            .open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        open.total = open.total.saturating_sub(1);
+        if let Some(n) = open.per_host.get_mut(&self.host) {
+            *n -= 1;
+            if *n == 0 {
+                open.per_host.remove(&self.host);
+            }
+        }
+    }
+}
+
+/// Logs an event at most once a second, with how many happened since the last line.
+#[derive(Debug)]
+pub(crate) struct Throttled {
+    what: &'static str,
+    last: Option<Instant>,
+    since: u64,
+}
+
+impl Throttled {
+    pub(crate) fn new(what: &'static str) -> Self {
+        Self {
+            what,
+            last: None,
+            since: 0,
+        }
+    }
+
+    /// Counts one event, and logs the count if a second has passed since the last line.
+    pub(crate) fn hit(&mut self, detail: &dyn std::fmt::Display) {
+        self.since += 1;
+        let now = Instant::now();
+        if self.last.is_none_or(|t| now - t >= Duration::from_secs(1)) {
+            tracing::warn!(count = self.since, "{}: {detail}", self.what);
+            self.last = Some(now);
+            self.since = 0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_hold_and_tickets_give_their_place_back() {
+        let a = Admission::new(3, Some(2));
+        let (h1, h2): (IpAddr, IpAddr) = ([127, 0, 0, 2].into(), [127, 0, 0, 3].into());
+        let t1 = a.admit(h1).unwrap();
+        let _t2 = a.admit(h1).unwrap();
+        assert!(a.admit(h1).is_none(), "per host");
+        let _t3 = a.admit(h2).unwrap();
+        assert!(a.admit(h2).is_none(), "total");
+        assert_eq!((a.open(), a.refused.load(Ordering::Relaxed)), (3, 2));
+        drop(t1);
+        assert!(a.admit(h1).is_some());
+    }
+}
