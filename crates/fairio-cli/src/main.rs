@@ -1,6 +1,7 @@
 //! The `fairio` command: `fairio demo` shows fair sharing live; `fairio proxy` shapes a TCP
 //! service fairly among its clients.
 
+mod admin;
 mod demo;
 mod fdlimit;
 mod logging;

@@ -1,8 +1,7 @@
-//! `/metrics` in Prometheus text format, encoded with `prometheus-client`.
+//! `/metrics` in Prometheus text format, encoded with `prometheus-client` (served by the admin
+//! API).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use fairio::{Policy, Scheduler};
 use fairio_fleet::Lease;
@@ -12,14 +11,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 use crate::proxy::Admission;
-
-/// How long a client may take to send its request head.
-const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Direction {
@@ -146,54 +139,4 @@ pub(crate) fn render<P: Policy>(
     // Writing into a String cannot fail.
     let _ = encode(&mut out, &registry);
     out
-}
-
-/// A minimal HTTP/1 responder: `GET /metrics` answers the figures, anything else 404.
-pub(crate) async fn serve<P: Policy>(
-    listener: TcpListener,
-    sched: Scheduler<P>,
-    lease: Option<watch::Receiver<Lease>>,
-    admission: Option<Arc<Admission>>,
-) {
-    while let Ok((mut sock, _)) = listener.accept().await {
-        let sched = sched.clone();
-        let lease = lease.as_ref().map(|l| *l.borrow());
-        let admission = admission.clone();
-        tokio::spawn(async move {
-            let mut head = Vec::new();
-            let mut buf = [0u8; 1024];
-            // Read the request head, bounded to 8 KiB and to 5 s: a client that sends it
-            // slowly (slowloris) is dropped rather than held forever.
-            let read_head = async {
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 8192 {
-                    match sock.read(&mut buf).await {
-                        Ok(0) | Err(_) => return false,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-                true
-            };
-            if !matches!(
-                tokio::time::timeout(HEAD_TIMEOUT, read_head).await,
-                Ok(true)
-            ) {
-                return;
-            }
-            let ok = head.starts_with(b"GET /metrics ") || head.starts_with(b"GET /metrics?");
-            let (status, body) = if ok {
-                (
-                    "200 OK",
-                    render(&sched, lease.as_ref(), admission.as_deref()),
-                )
-            } else {
-                ("404 Not Found", "not found: try /metrics\n".to_string())
-            };
-            let resp = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = sock.write_all(resp.as_bytes()).await;
-            let _ = sock.shutdown().await;
-        });
-    }
 }

@@ -112,7 +112,7 @@ fn proxy_refuses_forwarding_to_itself_and_a_shared_metrics_address() {
             "--metrics",
             "127.0.0.1:7",
         ],
-        &["--metrics", "--listen"],
+        &["--admin", "--listen"],
     );
 }
 

@@ -42,9 +42,15 @@ pub(crate) struct ProxyArgs {
     /// Print per-client and global figures every this many seconds.
     #[arg(long, allow_negative_numbers = true, value_parser = positive_secs)]
     pub(super) stats_interval: Option<f64>,
-    /// Serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9100.
-    #[arg(long, value_parser = parse_addr)]
-    pub(super) metrics: Option<SocketAddr>,
+    /// Serve the admin API at http://ADDR: GET /metrics (Prometheus text), GET /clients
+    /// (JSON), PUT /limits (JSON), e.g. 127.0.0.1:9100. Loopback only, unless --admin-token
+    /// is set.
+    #[arg(long, alias = "metrics", value_parser = parse_addr)]
+    pub(super) admin: Option<SocketAddr>,
+    /// A token the admin API asks every request for (`Authorization: Bearer TOKEN`); needed to
+    /// serve it on an address other than loopback.
+    #[arg(long, value_name = "TOKEN")]
+    pub(super) admin_token: Option<String>,
     /// Seconds to wait for the upstream to accept a connection.
     #[arg(long, default_value_t = 5.0, allow_negative_numbers = true, value_parser = positive_secs)]
     pub(super) connect_timeout: f64,
@@ -117,11 +123,24 @@ impl ProxyArgs {
                 self.listen
             )));
         }
-        if self.metrics == Some(self.listen) {
+        if self.admin == Some(self.listen) {
             return Err(Refusal::conflict(format!(
-                "--metrics and --listen are both {}: one address cannot serve both",
+                "--admin and --listen are both {}: one address cannot serve both",
                 self.listen
             )));
+        }
+        if let Some(addr) = self.admin {
+            if crate::admin::needs_token(addr) && self.admin_token.is_none() {
+                return Err(Refusal::conflict(format!(
+                    "--admin {addr} is not a loopback address: the admin API has no other \
+                     protection, so set --admin-token too"
+                )));
+            }
+        }
+        if self.admin_token.as_deref().is_some_and(|t| t.len() < 16) {
+            return Err(Refusal::value(
+                "--admin-token must be at least 16 characters",
+            ));
         }
         if self.fleet.is_some() && self.max_to_clients.is_none() && self.max_from_clients.is_none()
         {

@@ -98,7 +98,7 @@ impl Activity {
 }
 
 /// Serves one accepted client until both directions have ended, the pair has stayed
-/// half-closed for the half-close timeout, or nothing has moved for the idle timeout. `_ticket`
+/// half-closed for the half-close timeout, or nothing has moved for the idle timeout. `ticket`
 /// holds the client's place under the connection limits until then.
 pub(super) async fn serve<P: Policy>(
     sched: Scheduler<P>,
@@ -106,7 +106,7 @@ pub(super) async fn serve<P: Policy>(
     client: TcpStream,
     peer: SocketAddr,
     session: Session,
-    _ticket: Ticket,
+    mut ticket: Ticket,
 ) {
     let started = Instant::now();
     let upstream = session.upstream;
@@ -139,6 +139,7 @@ pub(super) async fn serve<P: Policy>(
             tracing::warn!(%peer, error = %e, "bad per-client cap");
         }
     }
+    ticket.attach(conn.id(), peer);
     tracing::debug!(%peer, conn = conn.id(), "client connected");
     let (mut ur, mut uw) = up.into_split();
     let activity = Activity {

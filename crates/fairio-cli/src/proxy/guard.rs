@@ -2,7 +2,7 @@
 //! second with a count rather than once each.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -29,6 +29,8 @@ pub(crate) struct Admission {
 struct Open {
     total: usize,
     per_host: HashMap<IpAddr, usize>,
+    /// The registered clients: connection id → address and arrival, for `GET /clients`.
+    clients: HashMap<u64, (SocketAddr, std::time::Instant)>,
 }
 
 /// A client's place: given back when dropped, however its session ends.
@@ -36,6 +38,20 @@ struct Open {
 pub(crate) struct Ticket {
     admission: Arc<Admission>,
     host: IpAddr,
+    conn: Option<u64>,
+}
+
+impl Ticket {
+    /// Names the client's connection once registered, for `GET /clients`.
+    pub(crate) fn attach(&mut self, conn: u64, peer: SocketAddr) {
+        self.conn = Some(conn);
+        let mut open = self
+            .admission
+            .open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        open.clients.insert(conn, (peer, std::time::Instant::now()));
+    }
 }
 
 impl Admission {
@@ -70,7 +86,17 @@ impl Admission {
         Some(Ticket {
             admission: Arc::clone(self),
             host,
+            conn: None,
         })
+    }
+
+    /// The registered clients: connection id → address and arrival.
+    pub(crate) fn clients(&self) -> HashMap<u64, (SocketAddr, std::time::Instant)> {
+        self.open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clients
+            .clone()
     }
 
     /// Clients admitted and not yet gone.

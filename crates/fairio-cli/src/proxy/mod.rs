@@ -14,7 +14,6 @@ pub(crate) use guard::Admission;
 use tokio::net::TcpListener;
 
 use crate::PolicyName;
-use crate::metrics;
 use crate::rate::human;
 
 /// How long clients may flush at shutdown.
@@ -62,13 +61,17 @@ async fn proxy<P: Policy>(args: ProxyArgs, policy: P) -> Result<(), String> {
         idle_timeout: Duration::from_secs_f64(args.idle_timeout),
         admission: std::sync::Arc::clone(&admission),
     };
-    if let Some(addr) = args.metrics {
+    if let Some(addr) = args.admin {
         let l = TcpListener::bind(addr)
             .await
-            .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
-        let lease = member.as_ref().map(fairio_fleet::Member::subscribe);
-        let admission = Some(std::sync::Arc::clone(&admission));
-        tokio::spawn(metrics::serve(l, sched.clone(), lease, admission));
+            .map_err(|e| format!("cannot serve the admin API on {addr}: {e}"))?;
+        let admin = crate::admin::Admin {
+            sched: sched.clone(),
+            admission: std::sync::Arc::clone(&admission),
+            lease: member.as_ref().map(fairio_fleet::Member::subscribe),
+            token: args.admin_token.clone(),
+        };
+        tokio::spawn(crate::admin::serve(l, std::sync::Arc::new(admin)));
     }
     if let Some(secs) = args.stats_interval {
         let every = Duration::from_secs_f64(secs);
@@ -80,8 +83,8 @@ async fn proxy<P: Policy>(args: ProxyArgs, policy: P) -> Result<(), String> {
         args.upstream,
         args.limits(),
         admission.max_total(),
-        args.metrics
-            .map(|m| format!(", metrics at http://{m}/metrics"))
+        args.admin
+            .map(|m| format!(", admin API at http://{m}/ (metrics, clients, limits)"))
             .unwrap_or_default()
     );
     let accept = async {

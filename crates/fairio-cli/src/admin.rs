@@ -1,0 +1,212 @@
+//! The proxy's admin API over HTTP/1, served with hyper: `GET /metrics` (Prometheus text),
+//! `GET /clients` (JSON), `PUT /limits` (JSON). One request per connection, a 5 s limit on the
+//! request head and 30 s on the whole exchange, so that a slow client holds nothing for long.
+//! It has no authentication of its own: it binds to loopback unless a token is set, and then
+//! asks every request for `Authorization: Bearer TOKEN`, compared in constant time.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use fairio::{Policy, Scheduler};
+use fairio_fleet::Lease;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::metrics;
+use crate::proxy::Admission;
+use crate::rate::parse_rate;
+
+/// How long a client may take to send its request head.
+pub(crate) const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a whole exchange may take.
+const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What the admin API reads and changes.
+pub(crate) struct Admin<P: Policy> {
+    pub(crate) sched: Scheduler<P>,
+    pub(crate) admission: Arc<Admission>,
+    pub(crate) lease: Option<watch::Receiver<Lease>>,
+    pub(crate) token: Option<String>,
+}
+
+/// One client in `GET /clients`.
+#[derive(Debug, Serialize)]
+struct ClientView {
+    id: u64,
+    peer: Option<String>,
+    group: Option<u64>,
+    age_secs: Option<f64>,
+    to_client_bytes: u64,
+    from_client_bytes: u64,
+    to_client_rate: u64,
+    from_client_rate: u64,
+}
+
+/// The body of `PUT /limits`: rates as on the command line ("8MiB"), or null for none.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Limits {
+    to_clients: Option<String>,
+    from_clients: Option<String>,
+}
+
+/// Compares without an early exit, so that the time taken says nothing of where a guess went
+/// wrong.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn reply(status: StatusCode, kind: &str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    if let Ok(v) = kind.parse() {
+        r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+    }
+    r
+}
+
+fn text(status: StatusCode, body: impl Into<String>) -> Response<Full<Bytes>> {
+    reply(status, "text/plain; charset=utf-8", body.into())
+}
+
+async fn handle<P: Policy>(
+    req: Request<Incoming>,
+    admin: Arc<Admin<P>>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    if let Some(token) = &admin.token {
+        let given = req
+            .headers()
+            .get(hyper::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !same(given.as_bytes(), token.as_bytes()) {
+            return Ok(text(
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong bearer token\n",
+            ));
+        }
+    }
+    let response = match (req.method(), req.uri().path()) {
+        (&Method::GET, "/metrics") => {
+            let lease = admin.lease.as_ref().map(|l| *l.borrow());
+            reply(
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                metrics::render(&admin.sched, lease.as_ref(), Some(&admin.admission)),
+            )
+        }
+        (&Method::GET, "/clients") => {
+            let peers = admin.admission.clients();
+            let mut clients = Vec::new();
+            admin.sched.iter_connection(|c| {
+                let s = c.stat();
+                let info = peers.get(&c.id());
+                clients.push(ClientView {
+                    id: c.id(),
+                    peer: info.map(|i| i.0.to_string()),
+                    group: c.group().map(|g| g.id()),
+                    age_secs: info.map(|i| i.1.elapsed().as_secs_f64()),
+                    to_client_bytes: s.total_sent,
+                    from_client_bytes: s.total_recv,
+                    to_client_rate: s.current_outflow,
+                    from_client_rate: s.current_inflow,
+                });
+            });
+            clients.sort_by_key(|c| c.id);
+            let body = serde_json::to_string_pretty(&clients).unwrap_or_default();
+            reply(StatusCode::OK, "application/json", body)
+        }
+        (&Method::PUT, "/limits") => put_limits(req, &admin).await,
+        (_, "/metrics" | "/clients" | "/limits") => text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "GET /metrics, GET /clients, PUT /limits\n",
+        ),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "not found: try /metrics, /clients or /limits\n",
+        ),
+    };
+    Ok(response)
+}
+
+async fn put_limits<P: Policy>(req: Request<Incoming>, admin: &Admin<P>) -> Response<Full<Bytes>> {
+    if admin.lease.is_some() {
+        return text(
+            StatusCode::CONFLICT,
+            "the limits come from the fleet (--fleet): change them there\n",
+        );
+    }
+    let body = match Limited::new(req.into_body(), 4096).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("cannot read the body: {e}\n"),
+            );
+        }
+    };
+    let limits: Limits = match serde_json::from_slice(&body) {
+        Ok(l) => l,
+        Err(e) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "{e}; expected {{\"to_clients\": \"8MiB\" or null, \"from_clients\": \"1MiB\" or null}}\n"
+                ),
+            );
+        }
+    };
+    let parse = |v: &Option<String>| v.as_deref().map(parse_rate).transpose();
+    match (parse(&limits.to_clients), parse(&limits.from_clients)) {
+        (Ok(to), Ok(from)) => {
+            admin.sched.set_max_upload_speed(to);
+            admin.sched.set_max_download_speed(from);
+            tracing::info!(?to, ?from, "limits changed through the admin API");
+            text(StatusCode::OK, "limits changed\n")
+        }
+        (Err(e), _) | (_, Err(e)) => text(StatusCode::BAD_REQUEST, format!("{e}\n")),
+    }
+}
+
+/// Serves the admin API on `listener` until the task is aborted.
+pub(crate) async fn serve<P: Policy>(listener: TcpListener, admin: Arc<Admin<P>>) {
+    while let Ok((sock, _)) = listener.accept().await {
+        let admin = Arc::clone(&admin);
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| handle(req, Arc::clone(&admin)));
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEAD_TIMEOUT)
+                .keep_alive(false)
+                .serve_connection(TokioIo::new(sock), service);
+            let _ = tokio::time::timeout(EXCHANGE_TIMEOUT, conn).await;
+        });
+    }
+}
+
+/// Whether `addr` may serve the admin API without a token: loopback only.
+pub(crate) fn needs_token(addr: SocketAddr) -> bool {
+    !addr.ip().is_loopback()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(same(b"secret", b"secret"));
+        assert!(!same(b"secret", b"secreT"));
+        assert!(!same(b"secret", b"secret2"));
+        assert!(!same(b"", b"x"));
+    }
+}

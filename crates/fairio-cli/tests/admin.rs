@@ -1,0 +1,226 @@
+//! The proxy's admin API with real clients: `/clients` lists them, `PUT /limits` changes the
+//! rate at once, a token guards it when set, `/metrics` has no per-client series, and a client
+//! that sends its request head slowly is dropped while the others are served.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{free_port, start_proxy};
+
+/// An upstream that floods every connection.
+fn flooding_upstream() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for sock in listener.incoming() {
+            let Ok(mut sock) = sock else { continue };
+            std::thread::spawn(move || {
+                let chunk = vec![3u8; 64 * 1024];
+                while sock.write_all(&chunk).is_ok() {}
+            });
+        }
+    });
+    port
+}
+
+/// One HTTP/1 exchange with the admin API: (status, body).
+fn http(port: u16, request: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let status = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out
+        .split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, b)| b.to_owned());
+    (status, body)
+}
+
+fn get(port: u16, path: &str, extra: &str) -> (u16, String) {
+    http(
+        port,
+        &format!("GET {path} HTTP/1.1\r\nHost: x\r\n{extra}\r\n"),
+    )
+}
+
+/// A client that counts what it downloads.
+fn client(port: u16) -> Arc<AtomicU64> {
+    let count = Arc::new(AtomicU64::new(0));
+    let c = Arc::clone(&count);
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 64 * 1024];
+        while let Ok(n) = s.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            c.fetch_add(n as u64, Ordering::Relaxed);
+        }
+    });
+    count
+}
+
+fn rate(count: &AtomicU64, secs: f64) -> f64 {
+    let before = count.load(Ordering::Relaxed);
+    let start = Instant::now();
+    std::thread::sleep(Duration::from_secs_f64(secs));
+    (count.load(Ordering::Relaxed) - before) as f64 / start.elapsed().as_secs_f64()
+}
+
+#[test]
+fn clients_are_listed_and_limits_change_live() {
+    let up = flooding_upstream();
+    let (port, admin) = (free_port(), free_port());
+    let _proxy = start_proxy(
+        port,
+        up,
+        &[
+            "--max-to-clients",
+            "4MiB",
+            "--admin",
+            &format!("127.0.0.1:{admin}"),
+        ],
+    );
+    let count = client(port);
+    std::thread::sleep(Duration::from_millis(500));
+    let (status, body) = get(admin, "/clients", "");
+    assert_eq!(status, 200, "{body}");
+    let clients: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let listed = clients
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["to_client_bytes"].as_u64().unwrap_or(0) > 0)
+        .unwrap_or_else(|| panic!("{body}"));
+    assert!(
+        listed["peer"].as_str().unwrap().starts_with("127.0.0.1:"),
+        "{listed}"
+    );
+    assert!(
+        listed["group"].as_u64().is_some(),
+        "grouped by host: {listed}"
+    );
+
+    let before = rate(&count, 1.0);
+    let (status, body) = http(
+        admin,
+        "PUT /limits HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 40\r\n\r\n{\"to_clients\": \"1MiB\", \"from_clients\": null}",
+    );
+    let _ = body;
+    assert_eq!(
+        status, 400,
+        "a wrong Content-Length is refused, not half-read"
+    );
+    let put = "{\"to_clients\": \"1MiB\", \"from_clients\": null}";
+    let (status, body) = http(
+        admin,
+        &format!(
+            "PUT /limits HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{put}",
+            put.len()
+        ),
+    );
+    assert_eq!(status, 200, "{body}");
+    // In force within a second: the next second moves 1 MiB/s.
+    std::thread::sleep(Duration::from_millis(200));
+    let after = rate(&count, 1.0);
+    println!("before {before:.0} B/s, after PUT /limits {after:.0} B/s");
+    assert!((before / 4194304.0 - 1.0).abs() <= 0.05, "{before}");
+    assert!((after / 1048576.0 - 1.0).abs() <= 0.05, "{after}");
+    let (status, body) = http(
+        admin,
+        "PUT /limits HTTP/1.1\r\nHost: x\r\nContent-Length: 22\r\n\r\n{\"to_clients\": \"fast\"}",
+    );
+    assert_eq!(status, 400);
+    assert!(
+        body.contains("8MiB"),
+        "the error suggests a valid value: {body}"
+    );
+    // No series per client: the number of series does not grow with clients.
+    let (_, metrics) = get(admin, "/metrics", "");
+    assert!(metrics.contains("fairio_clients_open 1"), "{metrics}");
+    assert!(!metrics.contains("conn="), "{metrics}");
+}
+
+#[test]
+fn a_token_guards_the_admin_api_when_set() {
+    let up = flooding_upstream();
+    let (port, admin) = (free_port(), free_port());
+    let token = "0123456789abcdef0123";
+    let _proxy = start_proxy(
+        port,
+        up,
+        &[
+            "--admin",
+            &format!("127.0.0.1:{admin}"),
+            "--admin-token",
+            token,
+        ],
+    );
+    assert_eq!(get(admin, "/metrics", "").0, 401);
+    assert_eq!(
+        get(
+            admin,
+            "/metrics",
+            "Authorization: Bearer 0123456789abcdef0124\r\n"
+        )
+        .0,
+        401
+    );
+    assert_eq!(
+        get(
+            admin,
+            "/metrics",
+            &format!("Authorization: Bearer {token}\r\n")
+        )
+        .0,
+        200
+    );
+}
+
+#[test]
+fn a_slow_request_head_is_dropped_and_others_are_served() {
+    let up = flooding_upstream();
+    let (port, admin) = (free_port(), free_port());
+    let _proxy = start_proxy(port, up, &["--admin", &format!("127.0.0.1:{admin}")]);
+    let mut slow = TcpStream::connect(("127.0.0.1", admin)).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let since = Instant::now();
+    slow.write_all(b"GET /metr").unwrap();
+    // Meanwhile the others are served.
+    assert_eq!(get(admin, "/metrics", "").0, 200);
+    // A byte every second: still never a whole head.
+    let mut dropped = false;
+    for _ in 0..20 {
+        std::thread::sleep(Duration::from_secs(1));
+        if slow.write_all(b"i").is_err() {
+            dropped = true;
+            break;
+        }
+        let _ = slow.set_nonblocking(true);
+        let mut buf = [0u8; 256];
+        let closed = matches!(slow.read(&mut buf), Ok(_));
+        let _ = slow.set_nonblocking(false);
+        if closed {
+            dropped = true;
+            break;
+        }
+    }
+    assert!(dropped, "a slow client held the admin API for 20 s");
+    assert!(
+        since.elapsed() >= Duration::from_secs(5),
+        "dropped after {:?}",
+        since.elapsed()
+    );
+    assert_eq!(get(admin, "/metrics", "").0, 200);
+}
