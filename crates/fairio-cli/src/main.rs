@@ -31,7 +31,7 @@ enum Command {
     /// one scheduler, and a live table shows each client's rate.
     Demo(demo::DemoArgs),
     /// A TCP proxy that shares one upstream link fairly among its clients.
-    Proxy(proxy::ProxyArgs),
+    Proxy(Box<proxy::ProxyArgs>),
 }
 
 /// Which sharing policy to use.
@@ -110,7 +110,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Demo(args) => demo::run(args).await,
-            Command::Proxy(args) => proxy::run(args).await,
+            Command::Proxy(args) => proxy::run(*args).await,
         }
     });
     match result {

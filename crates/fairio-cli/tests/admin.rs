@@ -209,7 +209,7 @@ fn a_slow_request_head_is_dropped_and_others_are_served() {
         }
         let _ = slow.set_nonblocking(true);
         let mut buf = [0u8; 256];
-        let closed = matches!(slow.read(&mut buf), Ok(_));
+        let closed = slow.read(&mut buf).is_ok();
         let _ = slow.set_nonblocking(false);
         if closed {
             dropped = true;
