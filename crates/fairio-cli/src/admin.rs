@@ -177,11 +177,29 @@ async fn put_limits<P: Policy>(req: Request<Incoming>, admin: &Admin<P>) -> Resp
     }
 }
 
-/// Serves the admin API on `listener` until the task is aborted.
+/// At most this many admin connections at once: they come out of the descriptors' margin.
+const MAX_EXCHANGES: usize = 8;
+
+/// Serves the admin API on `listener` until the task is aborted. Accept errors (out of
+/// descriptors) are retried after a pause; beyond [`MAX_EXCHANGES`] connections, the next
+/// waits for one to end.
 pub(crate) async fn serve<P: Policy>(listener: TcpListener, admin: Arc<Admin<P>>) {
-    while let Ok((sock, _)) = listener.accept().await {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_EXCHANGES));
+    loop {
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+            return;
+        };
+        let sock = match listener.accept().await {
+            Ok((sock, _)) => sock,
+            Err(e) => {
+                tracing::debug!(error = %e, "admin accept failed; retrying");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
         let admin = Arc::clone(&admin);
         tokio::spawn(async move {
+            let _slot = slot;
             let service = hyper::service::service_fn(move |req| handle(req, Arc::clone(&admin)));
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())

@@ -238,3 +238,39 @@ fn a_low_descriptor_limit_is_survived() {
     let failures = log.lines().filter(|l| l.contains("accept failed")).count();
     assert!(failures <= 20, "{failures} accept-failure lines:\n{log}");
 }
+
+/// A client that half-closes after its request and then downloads for longer than the
+/// half-close timeout gets every byte: the timeout counts silence, not time.
+#[test]
+fn a_half_closed_pair_that_still_moves_bytes_is_not_cut_off() {
+    let reply = common::random(3 << 20, 11);
+    let (up, hashes) = common::upstream(reply.clone());
+    let port = free_port();
+    let _proxy = start_proxy(
+        port,
+        up,
+        &["--half-close-timeout", "1", "--max-to-clients", "1MiB"],
+    );
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    std::io::Write::write_all(&mut c, b"GET /big").unwrap();
+    c.shutdown(Shutdown::Write).unwrap();
+    let started = Instant::now();
+    let mut got = Vec::new();
+    c.read_to_end(&mut got).unwrap();
+    assert_eq!(
+        got.len(),
+        reply.len(),
+        "cut off after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(common::hash(&got), common::hash(&reply));
+    // 3 MiB at 1 MiB/s: well past the 1 s half-close timeout.
+    assert!(started.elapsed() >= Duration::from_secs(2));
+    // The upstream got the request whole (start_proxy's probe is a connection too).
+    let want = common::hash(b"GET /big");
+    let seen: Vec<u64> = (0..2)
+        .filter_map(|_| hashes.recv_timeout(Duration::from_secs(10)).ok())
+        .collect();
+    assert!(seen.contains(&want), "{seen:?}");
+}

@@ -3,6 +3,7 @@
 //! demand, and sets the scheduler's limit.
 
 use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fairio::{Policy, Scheduler};
@@ -45,10 +46,20 @@ pub(crate) struct Lane {
     asked: f64,
     /// Its byte total and the time at the last quarter-interval check.
     quarter: (u64, Instant),
+    /// Set once the member has left: no limit is set after that. Taken while a limit is set,
+    /// so that a driver in the middle of a round cannot undo the leaving.
+    left: Arc<Mutex<bool>>,
 }
 
 impl Lane {
-    pub(crate) fn new(way: Way, budget: &str, capacity: u64, total: u64, ttl: Duration) -> Self {
+    pub(crate) fn new(
+        way: Way,
+        budget: &str,
+        capacity: u64,
+        total: u64,
+        ttl: Duration,
+        left: Arc<Mutex<bool>>,
+    ) -> Self {
         let now = Instant::now();
         Self {
             way,
@@ -70,6 +81,7 @@ impl Lane {
             recent: VecDeque::with_capacity(RECENT),
             asked: 0.0,
             quarter: (total, now),
+            left,
         }
     }
 
@@ -95,6 +107,11 @@ impl Lane {
 
     /// Sets the scheduler's limit, keeping the time average of the limits in force.
     pub(crate) fn set<P: Policy>(&mut self, sched: &Scheduler<P>, limit: u64) {
+        let left = Arc::clone(&self.left);
+        let left = left.lock().unwrap_or_else(|e| e.into_inner());
+        if *left {
+            return;
+        }
         let limit = limit.max(1);
         let now = Instant::now();
         self.area += self.limit as f64 * (now - self.since).as_secs_f64();

@@ -1,6 +1,7 @@
 //! [`Member`]: one process's part in a fleet budget, driving its scheduler's global limits.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use fairio::{Policy, Scheduler};
 use redis::aio::MultiplexedConnection;
@@ -103,13 +104,21 @@ impl Fleet {
             )
         });
         let stat = sched.global_stat();
+        let left = Arc::new(Mutex::new(false));
         let mut lanes = Vec::new();
         for (way, capacity, total) in [
             (Way::Up, self.upload, stat.total_sent),
             (Way::Down, self.download, stat.total_recv),
         ] {
             let Some(capacity) = capacity else { continue };
-            let mut lane = Lane::new(way, &self.budget, capacity, total, self.lease_ttl());
+            let mut lane = Lane::new(
+                way,
+                &self.budget,
+                capacity,
+                total,
+                self.lease_ttl(),
+                Arc::clone(&left),
+            );
             // The minimum until the first lease: this member is not counted yet.
             lane.set(sched, 1);
             lanes.push(lane);

@@ -9,7 +9,7 @@ use fairio::{EqualShare, Policy, Scheduler};
 use http::Uri;
 use hyper_util::client::legacy::connect::HttpConnector;
 
-use crate::FairStream;
+use crate::{FairInfo, FairStream};
 
 /// A connector for hyper-util's client whose connections all go through one scheduler: plain
 /// TCP (`http://`) by hyper-util's [`HttpConnector`], then registered.
@@ -56,8 +56,14 @@ impl<P: Policy> tower_service::Service<Uri> for FairConnector<P> {
         let sched = self.sched.clone();
         Box::pin(async move {
             let tcp = connecting.await?.into_inner();
+            let (remote_addr, local_addr) = (tcp.peer_addr().ok(), tcp.local_addr().ok());
             let conn = sched.register(tcp)?;
-            Ok(FairStream::new(conn.into_io()))
+            let info = FairInfo {
+                remote_addr,
+                local_addr,
+                connection: conn.id(),
+            };
+            Ok(FairStream::new(conn.into_io(), info))
         })
     }
 }

@@ -29,4 +29,4 @@ mod connector;
 mod stream;
 
 pub use connector::FairConnector;
-pub use stream::FairStream;
+pub use stream::{FairInfo, FairStream};

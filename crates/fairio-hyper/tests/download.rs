@@ -50,7 +50,13 @@ async fn a_clients_pool_shares_one_download_limit_fairly() {
         let (c, w) = (Arc::clone(&count), Arc::clone(&wrong));
         let uri = format!("http://{addr}/").parse().unwrap();
         let task = tokio::spawn(async move {
-            let mut body = client.get(uri).await.unwrap().into_body();
+            let response = client.get(uri).await.unwrap();
+            let info = response
+                .extensions()
+                .get::<fairio_hyper::FairInfo>()
+                .copied();
+            assert!(info.is_some_and(|i| i.remote_addr.is_some()), "{info:?}");
+            let mut body = response.into_body();
             let mut offset = 0u64;
             while let Some(frame) = body.frame().await {
                 let Ok(data) = frame.unwrap().into_data() else {

@@ -77,7 +77,14 @@ where
             Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
             Poll::Pending => return Poll::Pending,
         };
-        let conn = match self.remote {
+        // The socket's own peer address: the same key whether the connection was dialled (by
+        // IP or by name) or accepted, and one for an IPv4 host seen as IPv4-mapped IPv6.
+        let remote = stream
+            .peer_addr()
+            .ok()
+            .map(|a| a.ip().to_canonical())
+            .or(self.remote);
+        let conn = match remote {
             Some(ip) => self.by_ip.register(ip, stream),
             None => self.sched.register(stream),
         };

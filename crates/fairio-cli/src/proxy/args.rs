@@ -52,14 +52,15 @@ pub(crate) struct ProxyArgs {
     #[arg(long, value_name = "TOKEN")]
     pub(super) admin_token: Option<String>,
     /// Seconds to wait for the upstream to accept a connection.
-    #[arg(long, default_value_t = 5.0, allow_negative_numbers = true, value_parser = positive_secs)]
+    #[arg(long, default_value_t = 5.0, allow_negative_numbers = true, value_parser = timeout_secs)]
     pub(super) connect_timeout: f64,
-    /// Seconds a pair may stay half-closed (one side ended, the other still open) before both
-    /// are closed, whatever the other side does (HAProxy's client-fin / server-fin).
-    #[arg(long, default_value_t = 30.0, allow_negative_numbers = true, value_parser = positive_secs)]
+    /// Seconds a half-closed pair (one side ended, the other still open) may move no byte
+    /// before both are closed, whatever the other side does (HAProxy's client-fin and
+    /// server-fin).
+    #[arg(long, default_value_t = 30.0, allow_negative_numbers = true, value_parser = timeout_secs)]
     pub(super) half_close_timeout: f64,
     /// Seconds a client may move no byte in either direction before it is closed.
-    #[arg(long, default_value_t = 600.0, allow_negative_numbers = true, value_parser = positive_secs)]
+    #[arg(long, default_value_t = 600.0, allow_negative_numbers = true, value_parser = timeout_secs)]
     pub(super) idle_timeout: f64,
     /// Most clients at once; more are refused [default: as many as the descriptor limit allows,
     /// two descriptors per client].
@@ -99,6 +100,16 @@ fn parse_addr(s: &str) -> Result<SocketAddr, String> {
     s.parse().map_err(|_| {
         format!("'{s}' is not an IP:port address; for example 127.0.0.1:8080 or [::1]:8080")
     })
+}
+
+/// A timeout in seconds: positive, and at most a year (beyond, clocks overflow).
+fn timeout_secs(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v <= 31_536_000.0 => Ok(v),
+        _ => Err(format!(
+            "'{s}' is not a timeout: a positive number of seconds up to a year (31536000), e.g. 30"
+        )),
+    }
 }
 
 fn positive_secs(s: &str) -> Result<f64, String> {

@@ -85,16 +85,31 @@ impl Activity {
         self.last_ms.fetch_max(ms, Ordering::Relaxed);
     }
 
-    /// Completes once nothing has moved for `idle`.
-    async fn idle_for(&self, idle: Duration) {
+    /// Completes once nothing has moved for `idle`: no byte read from either socket, and no
+    /// byte written to the client (`moved`, the connection's totals, counts the bytes the
+    /// scheduler lets out of a full write queue, slowly, under a small share or cap).
+    async fn idle_for(&self, idle: Duration, moved: impl Fn() -> u64) {
+        let mut seen = moved();
         loop {
+            let now_moved = moved();
+            if now_moved != seen {
+                seen = now_moved;
+                self.touch();
+            }
             let last = self.started + Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
-            if Instant::now() >= last + idle {
+            let deadline = last.checked_add(idle).unwrap_or_else(far_future);
+            if Instant::now() >= deadline {
                 return;
             }
-            tokio::time::sleep_until(last + idle).await;
+            // Wake at the deadline, or within a second to look at the totals again.
+            tokio::time::sleep_until(deadline.min(Instant::now() + Duration::from_secs(1))).await;
         }
     }
+}
+
+/// A time no timeout reaches.
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(86_400 * 365 * 30)
 }
 
 /// Serves one accepted client until both directions have ended, the pair has stayed
@@ -185,19 +200,27 @@ pub(super) async fn serve<P: Policy>(
                     }
                 }
             };
-            done.notify_one();
             let mut unsent = 0;
             match conn.shutdown_write(Some(half_close)).await {
                 Ok(()) => {}
                 Err(Error::Timeout { unsent: n }) => unsent = n,
                 Err(e) => end = end.max_with(End::of(&e)),
             }
+            // Ended once what it queued has gone out (or been dropped).
+            done.notify_one();
             (end, unsent)
         }
     };
+    let totals = || {
+        let s = conn.stat();
+        s.total_sent + s.total_recv
+    };
+    // Once one side has ended, the other may go on moving bytes (a client that half-closes
+    // after its request, then downloads): the pair is closed only when it has moved nothing
+    // for the half-close timeout, as HAProxy's client-fin and server-fin are.
     let half_closed_too_long = async {
         one_side_done.notified().await;
-        tokio::time::sleep(session.half_close_timeout).await;
+        activity.idle_for(session.half_close_timeout, totals).await;
     };
     // Whichever comes first: both sides done, a half-close held too long, or silence. The
     // directions that have not ended are dropped, and with them the upstream's halves.
@@ -207,7 +230,7 @@ pub(super) async fn serve<P: Policy>(
             session.admission.half_close_closed.fetch_add(1, Ordering::Relaxed);
             (End::TimedOut, End::TimedOut, 0)
         }
-        () = activity.idle_for(session.idle_timeout) => {
+        () = activity.idle_for(session.idle_timeout, totals) => {
             session.admission.idle_closed.fetch_add(1, Ordering::Relaxed);
             (End::Idle, End::Idle, 0)
         }
