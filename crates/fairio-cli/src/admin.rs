@@ -1,5 +1,5 @@
 //! The proxy's admin API over HTTP/1, served with hyper: `GET /metrics` (Prometheus text),
-//! `GET /clients` (JSON), `PUT /limits` (JSON). One request per connection, a 5 s limit on the
+//! `GET /clients` (JSON), `PUT /limits` (JSON), `POST /reload` (re-reads the config file). One request per connection, a 5 s limit on the
 //! request head and 30 s on the whole exchange, so that a slow client holds nothing for long.
 //! It has no authentication of its own: it binds to loopback unless a token is set, and then
 //! asks every request for `Authorization: Bearer TOKEN`, compared in constant time.
@@ -35,6 +35,10 @@ pub(crate) struct Admin<P: Policy> {
     pub(crate) admission: Arc<Admission>,
     pub(crate) lease: Option<watch::Receiver<Lease>>,
     pub(crate) token: Option<String>,
+    /// Asks the proxy to re-read its config file, as SIGHUP does.
+    pub(crate) reload: Arc<tokio::sync::Notify>,
+    /// The proxy's groups by (class, client address), for series per host when asked for.
+    pub(crate) per_host: Option<fairio::GroupsBy<(Arc<str>, std::net::IpAddr), P>>,
 }
 
 /// One client in `GET /clients`.
@@ -42,6 +46,7 @@ pub(crate) struct Admin<P: Policy> {
 struct ClientView {
     id: u64,
     peer: Option<String>,
+    class: Option<String>,
     group: Option<u64>,
     age_secs: Option<f64>,
     to_client_bytes: u64,
@@ -98,10 +103,14 @@ async fn handle<P: Policy>(
     let response = match (req.method(), req.uri().path()) {
         (&Method::GET, "/metrics") => {
             let lease = admin.lease.as_ref().map(|l| *l.borrow());
+            let mut body = metrics::render(&admin.sched, lease.as_ref(), Some(&admin.admission));
+            if let Some(hosts) = &admin.per_host {
+                body = metrics::with_hosts(body, hosts);
+            }
             reply(
                 StatusCode::OK,
                 "text/plain; version=0.0.4; charset=utf-8",
-                metrics::render(&admin.sched, lease.as_ref(), Some(&admin.admission)),
+                body,
             )
         }
         (&Method::GET, "/clients") => {
@@ -112,9 +121,10 @@ async fn handle<P: Policy>(
                 let info = peers.get(&c.id());
                 clients.push(ClientView {
                     id: c.id(),
-                    peer: info.map(|i| i.0.to_string()),
+                    peer: info.map(|i| i.peer.clone()),
+                    class: info.map(|i| i.class.to_string()),
                     group: c.group().map(|g| g.id()),
-                    age_secs: info.map(|i| i.1.elapsed().as_secs_f64()),
+                    age_secs: info.map(|i| i.since.elapsed().as_secs_f64()),
                     to_client_bytes: s.total_sent,
                     from_client_bytes: s.total_recv,
                     to_client_rate: s.current_outflow,
@@ -126,13 +136,20 @@ async fn handle<P: Policy>(
             reply(StatusCode::OK, "application/json", body)
         }
         (&Method::PUT, "/limits") => put_limits(req, &admin).await,
-        (_, "/metrics" | "/clients" | "/limits") => text(
+        (&Method::POST, "/reload") => {
+            admin.reload.notify_one();
+            text(
+                StatusCode::ACCEPTED,
+                "reloading; the log says how it went\n",
+            )
+        }
+        (_, "/metrics" | "/clients" | "/limits" | "/reload") => text(
             StatusCode::METHOD_NOT_ALLOWED,
-            "GET /metrics, GET /clients, PUT /limits\n",
+            "GET /metrics, GET /clients, PUT /limits, POST /reload\n",
         ),
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found: try /metrics, /clients or /limits\n",
+            "not found: try /metrics, /clients, /limits or /reload\n",
         ),
     };
     Ok(response)

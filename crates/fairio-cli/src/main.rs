@@ -59,7 +59,7 @@ impl PolicyName {
 #[derive(Debug)]
 struct Refusal {
     kind: clap::error::ErrorKind,
-    message: String,
+    pub(crate) message: String,
 }
 
 impl Refusal {

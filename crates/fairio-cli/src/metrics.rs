@@ -15,6 +15,17 @@ use prometheus_client::registry::Registry;
 use crate::proxy::Admission;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Class {
+    class: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClassDirection {
+    class: String,
+    direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Direction {
     direction: &'static str,
 }
@@ -98,6 +109,50 @@ pub(crate) fn render<P: Policy>(
             "Clients admitted and not yet gone",
             open,
         );
+        let per_class = Family::<Class, Gauge<i64, std::sync::atomic::AtomicI64>>::default();
+        for (class, n) in a.per_class() {
+            per_class
+                .get_or_create(&Class {
+                    class: class.to_string(),
+                })
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        registry.register(
+            "fairio_class_clients_open",
+            "Clients admitted and not yet gone, per class",
+            per_class,
+        );
+        // Bytes per class: those of the clients that left, and those of the open ones.
+        let mut bytes: std::collections::HashMap<String, (u64, u64)> = a
+            .left_bytes()
+            .into_iter()
+            .map(|(c, b)| (c.to_string(), b))
+            .collect();
+        let clients = a.clients();
+        sched.iter_connection(|c| {
+            if let Some(info) = clients.get(&c.id()) {
+                let s = c.stat();
+                let e = bytes.entry(info.class.to_string()).or_default();
+                e.0 += s.total_sent;
+                e.1 += s.total_recv;
+            }
+        });
+        let class_bytes = Family::<ClassDirection, Counter<u64, AtomicU64>>::default();
+        for (class, (sent, recv)) in bytes {
+            for (direction, v) in [("to_clients", sent), ("from_clients", recv)] {
+                class_bytes
+                    .get_or_create(&ClassDirection {
+                        class: class.clone(),
+                        direction,
+                    })
+                    .inc_by(v);
+            }
+        }
+        registry.register(
+            "fairio_class_bytes",
+            "Bytes moved per class of clients, closed ones included",
+            class_bytes,
+        );
     }
     if let Some(lease) = lease {
         let fleet_lease = Family::<Direction, Gauge<i64, std::sync::atomic::AtomicI64>>::default();
@@ -139,4 +194,41 @@ pub(crate) fn render<P: Policy>(
     // Writing into a String cannot fail.
     let _ = encode(&mut out, &registry);
     out
+}
+
+/// Adds series per client address (`fairio_host_bytes{host, class, direction}`) to a
+/// rendering, before its end marker.
+pub(crate) fn with_hosts<P: Policy>(
+    rendered: String,
+    hosts: &fairio::GroupsBy<(std::sync::Arc<str>, std::net::IpAddr), P>,
+) -> String {
+    #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+    struct Host {
+        host: String,
+        class: String,
+        direction: &'static str,
+    }
+    let mut registry = Registry::default();
+    let family = Family::<Host, Counter<u64, AtomicU64>>::default();
+    hosts.for_each(|(class, ip), g| {
+        let s = g.stat();
+        for (direction, v) in [("to_clients", s.total_sent), ("from_clients", s.total_recv)] {
+            family
+                .get_or_create(&Host {
+                    host: ip.to_string(),
+                    class: class.to_string(),
+                    direction,
+                })
+                .inc_by(v);
+        }
+    });
+    registry.register(
+        "fairio_host_bytes",
+        "Bytes moved per client address (groups alive now)",
+        family,
+    );
+    let mut extra = String::new();
+    let _ = encode(&mut extra, &registry);
+    let head = rendered.trim_end().trim_end_matches("# EOF").to_owned();
+    head + &extra
 }

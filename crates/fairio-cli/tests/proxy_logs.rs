@@ -53,7 +53,7 @@ fn ready_client_and_stopping_lines_without_colour() {
         .find(|l| l.contains("listening on 127.0.0.1:"))
         .unwrap_or_else(|| panic!("{log}"));
     assert!(
-        ready.contains("upstream 127.0.0.1:") && ready.contains("to clients 8.00 MiB/s"),
+        ready.contains(" → 127.0.0.1:") && ready.contains("to clients 8.00 MiB/s"),
         "{ready}"
     );
     // start_proxy's probe is a client too; ours is the one that sent "hello".
@@ -192,7 +192,7 @@ fn stats_lines_track_the_last_interval() {
     );
     let last = global.last().unwrap_or_else(|| panic!("{out}"));
     assert!(
-        last.contains("0 clients from 0 hosts, to clients 0 B/s"),
+        last.contains("0 clients in 0 host groups, to clients 0 B/s"),
         "{last}"
     );
 }

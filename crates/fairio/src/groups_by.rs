@@ -66,17 +66,42 @@ impl<K: Eq + Hash + Clone, P: Policy> GroupsBy<K, P> {
     /// # Errors
     /// [`Error::SchedulerClosed`] after the scheduler's shutdown.
     pub fn group(&self, key: K) -> Result<Group<P>, Error> {
+        self.group_init(key, |_| {})
+    }
+
+    /// The group of `key`, made if it has none and then set up by `init` (its parameters and
+    /// caps, say) before any connection joins it.
+    ///
+    /// # Errors
+    /// [`Error::SchedulerClosed`] after the scheduler's shutdown.
+    pub fn group_init(&self, key: K, init: impl FnOnce(&Group<P>)) -> Result<Group<P>, Error> {
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(inner) = map.groups.get(&key).and_then(Weak::upgrade) {
             return Ok(Group { inner });
         }
         let group = self.sched.group()?;
+        init(&group);
         map.groups.insert(key, Arc::downgrade(&group.inner));
         if map.groups.len() >= 2 * map.swept.max(16) {
             map.groups.retain(|_, g| g.strong_count() > 0);
             map.swept = map.groups.len();
         }
         Ok(group)
+    }
+
+    /// Calls `f` on every live group and its key (a snapshot: groups made meanwhile may be
+    /// missed).
+    pub fn for_each(&self, mut f: impl FnMut(&K, &Group<P>)) {
+        let live: Vec<(K, Group<P>)> = {
+            let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+            map.groups
+                .iter()
+                .filter_map(|(k, w)| w.upgrade().map(|inner| (k.clone(), Group { inner })))
+                .collect()
+        };
+        for (k, g) in &live {
+            f(k, g);
+        }
     }
 
     /// Registers `stream` in the group of `key` with the policy's default parameters.

@@ -234,7 +234,7 @@ pub use config::Config;
 pub use connection::Connection;
 pub use error::Error;
 #[doc(inline)]
-pub use fairio_fd::CloseReason;
+pub use fairio_fd::{CloseReason, Stream};
 #[doc(inline)]
 pub use fairio_policy::{EqualShare, Policy, Weight, Weighted, WindowQuota, ZeroWeight};
 #[doc(inline)]

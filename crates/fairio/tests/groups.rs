@@ -284,3 +284,24 @@ async fn groups_by_key_are_made_on_first_use_and_go_with_their_last_connection()
     assert_eq!(by.len(), 1, "b's group went with its connection");
     sched.shutdown(Some(Duration::from_millis(100))).await;
 }
+
+/// A cap imposed on a group whose members are already moving holds their sum.
+#[tokio::test(start_paused = true)]
+async fn a_cap_imposed_at_run_time_holds_the_groups_sum() {
+    let limit = 8 * MIB;
+    let sched = Scheduler::new(config(limit)).unwrap();
+    let (g, other) = (sched.group().unwrap(), sched.group().unwrap());
+    let mut counts: Vec<_> = (0..2).map(|_| member(&sched, &g, ()).1).collect();
+    counts.push(member(&sched, &other, ()).1);
+    let _ = measure(&counts, 1.0, 1.0).await;
+    g.set_caps(None, Some(MIB)).unwrap();
+    let rates = measure(&counts, 0.5, 2.0).await;
+    let capped = rates[0] + rates[1];
+    println!("after the cap: {rates:?}");
+    assert!((capped / MIB as f64 - 1.0).abs() <= 0.02, "{rates:?}");
+    assert!(
+        ((capped + rates[2]) / limit as f64 - 1.0).abs() <= 0.02,
+        "{rates:?}"
+    );
+    sched.shutdown(Some(Duration::from_millis(100))).await;
+}

@@ -4,18 +4,27 @@ use std::net::SocketAddr;
 
 use clap::Args;
 
-use crate::rate::{human, parse_rate};
+use super::settings::Settings;
+use crate::rate::parse_rate;
 use crate::{PolicyName, Refusal};
 
 /// Flags of `fairio proxy`.
 #[derive(Debug, Args)]
 pub(crate) struct ProxyArgs {
-    /// Address to accept clients on, e.g. 127.0.0.1:8080.
+    /// A TOML config file: listeners, limits, classes of clients, timeouts (see
+    /// proxy.example.toml). Flags override it; SIGHUP reloads it.
+    #[arg(long, value_name = "FILE")]
+    pub(super) config: Option<String>,
+    /// Check the config file and flags, print what would run, and exit.
+    #[arg(long)]
+    pub(super) check_config: bool,
+    /// Address to accept clients on, e.g. 127.0.0.1:8080 (replaces the file's listeners).
     #[arg(long, value_parser = parse_addr)]
-    pub(super) listen: SocketAddr,
-    /// The service to forward to, as IP:port, e.g. 127.0.0.1:80.
-    #[arg(long, value_parser = parse_addr)]
-    pub(super) upstream: SocketAddr,
+    pub(super) listen: Option<SocketAddr>,
+    /// The service to forward to, as host:port, e.g. 127.0.0.1:80 or backend.local:80 (a name
+    /// is resolved at each connection, its addresses tried in turn).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub(super) upstream: Option<String>,
     /// Limit on bytes sent to the clients (the upstream's replies, i.e. the clients' download),
     /// shared fairly among them, e.g. 8MiB.
     #[arg(long, value_parser = parse_rate, allow_hyphen_values = true)]
@@ -24,14 +33,13 @@ pub(crate) struct ProxyArgs {
     /// among them, e.g. 1MiB.
     #[arg(long, value_parser = parse_rate, allow_hyphen_values = true)]
     pub(super) max_from_clients: Option<u64>,
-    /// Sharing policy. `weighted` is refused until clients can be given weights: with every
-    /// weight 1 it would act as `equal`.
-    #[arg(long, value_enum, default_value_t = PolicyName::Equal)]
-    pub(super) policy: PolicyName,
+    /// Sharing policy [default: equal]. `weighted` needs classes with weights (config file).
+    #[arg(long, value_enum)]
+    pub(super) policy: Option<PolicyName>,
     /// What the limits are shared fairly between: client hosts (a host's connections share one
-    /// part, however many it opens) or single connections.
-    #[arg(long, value_enum, default_value_t = FairBy::Host)]
-    pub(super) fair_by: FairBy,
+    /// part, however many it opens) or single connections [default: host].
+    #[arg(long, value_enum)]
+    pub(super) fair_by: Option<FairBy>,
     /// Each client's own cap in both directions, beneath the global limits, e.g. 256KiB.
     #[arg(long, value_parser = parse_rate, allow_hyphen_values = true)]
     pub(super) per_client_cap: Option<u64>,
@@ -47,21 +55,26 @@ pub(crate) struct ProxyArgs {
     /// is set.
     #[arg(long, alias = "metrics", value_parser = parse_addr)]
     pub(super) admin: Option<SocketAddr>,
+    /// Series per client address in /metrics (off by default: their number grows with the
+    /// clients).
+    #[arg(long)]
+    pub(super) metrics_per_host: bool,
     /// A token the admin API asks every request for (`Authorization: Bearer TOKEN`); needed to
     /// serve it on an address other than loopback.
     #[arg(long, value_name = "TOKEN")]
     pub(super) admin_token: Option<String>,
-    /// Seconds to wait for the upstream to accept a connection.
-    #[arg(long, default_value_t = 5.0, allow_negative_numbers = true, value_parser = timeout_secs)]
-    pub(super) connect_timeout: f64,
+    /// Seconds to wait for the upstream to accept a connection [default: 5].
+    #[arg(long, allow_negative_numbers = true, value_parser = timeout_secs)]
+    pub(super) connect_timeout: Option<f64>,
     /// Seconds a half-closed pair (one side ended, the other still open) may move no byte
     /// before both are closed, whatever the other side does (HAProxy's client-fin and
-    /// server-fin).
-    #[arg(long, default_value_t = 30.0, allow_negative_numbers = true, value_parser = timeout_secs)]
-    pub(super) half_close_timeout: f64,
-    /// Seconds a client may move no byte in either direction before it is closed.
-    #[arg(long, default_value_t = 600.0, allow_negative_numbers = true, value_parser = timeout_secs)]
-    pub(super) idle_timeout: f64,
+    /// server-fin) [default: 30].
+    #[arg(long, allow_negative_numbers = true, value_parser = timeout_secs)]
+    pub(super) half_close_timeout: Option<f64>,
+    /// Seconds a client may move no byte in either direction before it is closed [default:
+    /// 600].
+    #[arg(long, allow_negative_numbers = true, value_parser = timeout_secs)]
+    pub(super) idle_timeout: Option<f64>,
     /// Most clients at once; more are refused [default: as many as the descriptor limit allows,
     /// two descriptors per client].
     #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..))]
@@ -120,117 +133,25 @@ fn positive_secs(s: &str) -> Result<f64, String> {
 }
 
 impl ProxyArgs {
-    /// Refuses flags that contradict each other or would do nothing.
+    /// Refuses a config file or flags that are wrong, contradict each other or would do
+    /// nothing (see [`Settings::load`]).
     pub(crate) fn check(&self) -> Result<(), Refusal> {
-        if self.policy == PolicyName::Weighted {
-            return Err(Refusal::conflict(
-                "--policy weighted has no weights to use: the proxy gives every client weight 1, \
-                 which is what --policy equal does; use --policy equal",
-            ));
-        }
-        if self.listen == self.upstream {
-            return Err(Refusal::conflict(format!(
-                "--listen and --upstream are both {}: the proxy would forward to itself",
-                self.listen
-            )));
-        }
-        if self.admin == Some(self.listen) {
-            return Err(Refusal::conflict(format!(
-                "--admin and --listen are both {}: one address cannot serve both",
-                self.listen
-            )));
-        }
-        if let Some(addr) = self.admin {
-            if crate::admin::needs_token(addr) && self.admin_token.is_none() {
-                return Err(Refusal::conflict(format!(
-                    "--admin {addr} is not a loopback address: the admin API has no other \
-                     protection, so set --admin-token too"
-                )));
-            }
-        }
-        if self.admin_token.as_deref().is_some_and(|t| t.len() < 16) {
-            return Err(Refusal::value(
-                "--admin-token must be at least 16 characters",
-            ));
-        }
-        if self.fleet.is_some() && self.max_to_clients.is_none() && self.max_from_clients.is_none()
-        {
-            return Err(Refusal::conflict(
-                "--fleet shares --max-to-clients and --max-from-clients with other proxies; set at \
-                 least one of them",
-            ));
-        }
-        if self.fleet.is_none() {
-            let given = self.fleet_budget.is_some()
-                || self.fleet_weight.is_some()
-                || self.fleet_expected.is_some();
-            if given {
-                return Err(Refusal::conflict(
-                    "--fleet-budget, --fleet-weight and --fleet-expected need --fleet REDIS_URL",
-                ));
-            }
-        }
-        if let Some(cap) = self.per_client_cap {
-            // A cap applies only in a direction with a global limit, and does something only
-            // below that limit.
-            let limits: Vec<u64> = [self.max_to_clients, self.max_from_clients]
-                .into_iter()
-                .flatten()
-                .collect();
-            if limits.is_empty() {
-                return Err(Refusal::conflict(
-                    "--per-client-cap applies beneath --max-to-clients or --max-from-clients; \
-                     set one of them",
-                ));
-            }
-            if limits.iter().all(|&l| cap >= l) {
-                return Err(Refusal::conflict(format!(
-                    "--per-client-cap {}/s is not below --max-to-clients or --max-from-clients, \
-                     so it would never limit a client",
-                    human(cap as f64),
-                )));
-            }
-        }
-        Ok(())
+        Settings::load(self).map(drop)
     }
 
-    /// The fleet to join, if any.
-    pub(super) fn fleet(&self) -> Option<fairio_fleet::Fleet> {
+    /// The fleet to join, if any, with the limits the settings give.
+    pub(super) fn fleet(&self, s: &Settings) -> Option<fairio_fleet::Fleet> {
         let url = self.fleet.as_ref()?;
         let mut fleet = fairio_fleet::Fleet::new(
             url.clone(),
             self.fleet_budget.as_deref().unwrap_or("fairio-proxy"),
         )
-        .upload(self.max_to_clients)
-        .download(self.max_from_clients)
+        .upload(s.max_to_clients)
+        .download(s.max_from_clients)
         .weight(self.fleet_weight.unwrap_or(1));
         if let Some(n) = self.fleet_expected {
             fleet = fleet.expected_members(n);
         }
         Some(fleet)
-    }
-
-    /// The limits as one phrase for the ready line.
-    pub(super) fn limits(&self) -> String {
-        let rate =
-            |r: Option<u64>| r.map_or("unlimited".to_owned(), |r| format!("{}/s", human(r as f64)));
-        let fleet = self.fleet.as_ref().map_or(String::new(), |url| {
-            format!(
-                ", shared with the fleet '{}' at {url} (weight {})",
-                self.fleet_budget.as_deref().unwrap_or("fairio-proxy"),
-                self.fleet_weight.unwrap_or(1)
-            )
-        });
-        format!(
-            "to clients {}, from clients {}, per client {}, policy {}, fair by {}{fleet}",
-            rate(self.max_to_clients),
-            rate(self.max_from_clients),
-            rate(self.per_client_cap),
-            self.policy.as_str(),
-            match self.fair_by {
-                FairBy::Host => "host",
-                FairBy::Connection => "connection",
-            }
-        )
     }
 }

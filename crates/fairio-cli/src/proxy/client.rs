@@ -1,7 +1,7 @@
 //! One client: connect the upstream, pump both ways, and log one summary line when it leaves.
 
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -13,7 +13,10 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::FromWeight;
+use super::class::Class;
 use super::guard::{Admission, Ticket};
+use super::settings::Settings;
 use crate::rate::human;
 
 /// How one direction of a client's session ended.
@@ -61,15 +64,82 @@ impl End {
     }
 }
 
-/// How every client's session is run.
+/// How one client's session is run: the settings in force when it arrived.
 #[derive(Clone, Debug)]
-pub(super) struct Session {
-    pub(super) upstream: SocketAddr,
-    pub(super) cap: Option<u64>,
-    pub(super) connect_timeout: Duration,
-    pub(super) half_close_timeout: Duration,
-    pub(super) idle_timeout: Duration,
+pub(super) struct Session<P: Policy> {
+    pub(super) sched: Scheduler<P>,
+    /// The groups by (class, host), when fair by host.
+    pub(super) hosts: Option<GroupsBy<(Arc<str>, IpAddr), P>>,
+    pub(super) upstream: String,
+    pub(super) settings: Arc<Settings>,
     pub(super) admission: Arc<Admission>,
+}
+
+/// Who a client is: its address, if it has one (a Unix client has none), for its class and
+/// group; and a name for the logs.
+#[derive(Clone, Debug)]
+pub(super) struct Peer {
+    pub(super) ip: Option<IpAddr>,
+    pub(super) name: String,
+}
+
+/// Connects the upstream, a name resolved now and each address tried in turn, each within
+/// `timeout`.
+async fn connect(upstream: &str, timeout: Duration) -> io::Result<TcpStream> {
+    let addrs = tokio::time::timeout(timeout, tokio::net::lookup_host(upstream))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "resolving timed out"))??;
+    let mut last = io::Error::new(io::ErrorKind::NotFound, "the name has no address");
+    for addr in addrs {
+        match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => {
+                let _ = s.set_nodelay(true);
+                return Ok(s);
+            }
+            Ok(Err(e)) => last = e,
+            Err(_) => last = io::Error::new(io::ErrorKind::TimedOut, format!("{addr}: timed out")),
+        }
+    }
+    Err(last)
+}
+
+/// Registers a client: in its (class, host) group when fair by host, else alone; with its
+/// class's weight and caps, and the per-client cap.
+fn register<P: Policy, S: fairio::Stream>(
+    s: &Session<P>,
+    client: S,
+    peer: &Peer,
+    class: &Class,
+) -> Result<fairio::Connection<P>, Error>
+where
+    P::Params: FromWeight,
+{
+    let weight = P::Params::from_weight(class.weight);
+    let conn = match (&s.hosts, peer.ip) {
+        (Some(hosts), Some(ip)) => {
+            let key = (Arc::from(class.name.as_str()), ip);
+            let group = hosts.group_init(key, |g| {
+                g.set_params(weight.clone());
+                let _ = g.set_caps(class.caps.0, class.caps.1);
+            })?;
+            s.sched.register_in(&group, client, P::Params::default())?
+        }
+        _ => {
+            let conn = s.sched.register_with(client, weight)?;
+            conn.set_caps(class.caps.0, class.caps.1)?;
+            conn
+        }
+    };
+    if let Some(cap) = s.settings.per_client_cap {
+        let min = |c: Option<u64>| Some(c.map_or(cap, |c| c.min(cap)));
+        let (up, down) = if s.hosts.is_some() && peer.ip.is_some() {
+            (Some(cap), Some(cap))
+        } else {
+            (min(class.caps.0), min(class.caps.1))
+        };
+        conn.set_caps(up, down)?;
+    }
+    Ok(conn)
 }
 
 /// When the pair last moved a byte, in milliseconds since it started.
@@ -115,47 +185,35 @@ fn far_future() -> Instant {
 /// Serves one accepted client until both directions have ended, the pair has stayed
 /// half-closed for the half-close timeout, or nothing has moved for the idle timeout. `ticket`
 /// holds the client's place under the connection limits until then.
-pub(super) async fn serve<P: Policy>(
-    sched: Scheduler<P>,
-    hosts: Option<GroupsBy<IpAddr, P>>,
-    client: TcpStream,
-    peer: SocketAddr,
-    session: Session,
+pub(super) async fn serve<P: Policy, S: fairio::Stream>(
+    session: Session<P>,
+    client: S,
+    peer: Peer,
+    class: Class,
     mut ticket: Ticket,
-) {
+) where
+    P::Params: FromWeight,
+{
     let started = Instant::now();
-    let upstream = session.upstream;
-    let cap = session.cap;
-    let up = match tokio::time::timeout(session.connect_timeout, TcpStream::connect(upstream)).await
-    {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            tracing::warn!(%peer, %upstream, error = %e, "upstream unreachable; closing the client");
-            return;
-        }
-        Err(_) => {
-            tracing::warn!(%peer, %upstream, "upstream connect timed out; closing the client");
+    let upstream = &session.upstream;
+    let settings = Arc::clone(&session.settings);
+    let name = &peer.name;
+    let up = match connect(upstream, settings.connect_timeout).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(peer = %name, %upstream, error = %e, "upstream unreachable; closing the client");
             return;
         }
     };
-    let registered = match &hosts {
-        Some(hosts) => hosts.register(peer.ip(), client),
-        None => sched.register(client),
-    };
-    let conn = match registered {
+    let conn = match register(&session, client, &peer, &class) {
         Ok(c) => c,
         Err(e) => {
-            tracing::info!(%peer, error = %e, "client refused");
+            tracing::info!(peer = %name, error = %e, "client refused");
             return;
         }
     };
-    if cap.is_some() {
-        if let Err(e) = conn.set_caps(cap, cap) {
-            tracing::warn!(%peer, error = %e, "bad per-client cap");
-        }
-    }
-    ticket.attach(conn.id(), peer);
-    tracing::debug!(%peer, conn = conn.id(), "client connected");
+    ticket.attach(conn.id(), name.clone());
+    tracing::debug!(peer = %name, class = %class.name, conn = conn.id(), "client connected");
     let (mut ur, mut uw) = up.into_split();
     let activity = Activity {
         started,
@@ -185,7 +243,7 @@ pub(super) async fn serve<P: Policy>(
     };
     let to_client = {
         let (conn, activity, done) = (conn.clone(), &activity, &one_side_done);
-        let half_close = session.half_close_timeout;
+        let half_close = settings.half_close_timeout;
         async move {
             let mut buf = vec![0u8; 64 * 1024];
             let mut end = loop {
@@ -220,7 +278,7 @@ pub(super) async fn serve<P: Policy>(
     // for the half-close timeout, as HAProxy's client-fin and server-fin are.
     let half_closed_too_long = async {
         one_side_done.notified().await;
-        activity.idle_for(session.half_close_timeout, totals).await;
+        activity.idle_for(settings.half_close_timeout, totals).await;
     };
     // Whichever comes first: both sides done, a half-close held too long, or silence. The
     // directions that have not ended are dropped, and with them the upstream's halves.
@@ -230,7 +288,7 @@ pub(super) async fn serve<P: Policy>(
             session.admission.half_close_closed.fetch_add(1, Ordering::Relaxed);
             (End::TimedOut, End::TimedOut, 0)
         }
-        () = activity.idle_for(session.idle_timeout, totals) => {
+        () = activity.idle_for(settings.idle_timeout, totals) => {
             session.admission.idle_closed.fetch_add(1, Ordering::Relaxed);
             (End::Idle, End::Idle, 0)
         }
@@ -244,11 +302,13 @@ pub(super) async fn serve<P: Policy>(
         unsent += n;
     }
     let s = conn.stat();
+    ticket.left(s.total_sent, s.total_recv);
     let secs = started.elapsed().as_secs_f64();
     macro_rules! left {
         ($level:ident) => {
             tracing::$level!(
-                %peer,
+                peer = %name,
+                class = %class.name,
                 conn = conn.id(),
                 secs = format!("{secs:.1}"),
                 to_client = %human(s.total_sent as f64),

@@ -2,7 +2,7 @@
 //! second with a count rather than once each.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -29,28 +29,60 @@ pub(crate) struct Admission {
 struct Open {
     total: usize,
     per_host: HashMap<IpAddr, usize>,
+    per_class: HashMap<Arc<str>, usize>,
     /// The registered clients: connection id → address and arrival, for `GET /clients`.
-    clients: HashMap<u64, (SocketAddr, std::time::Instant)>,
+    clients: HashMap<u64, ClientInfo>,
+    /// Bytes (to clients, from clients) of the clients of each class that have left.
+    left_bytes: HashMap<Arc<str>, (u64, u64)>,
+}
+
+/// A registered client, for `GET /clients` and the per-class figures.
+#[derive(Clone, Debug)]
+pub(crate) struct ClientInfo {
+    pub(crate) peer: String,
+    pub(crate) class: Arc<str>,
+    pub(crate) since: std::time::Instant,
 }
 
 /// A client's place: given back when dropped, however its session ends.
 #[derive(Debug)]
 pub(crate) struct Ticket {
     admission: Arc<Admission>,
-    host: IpAddr,
+    host: Option<IpAddr>,
+    class: Arc<str>,
     conn: Option<u64>,
 }
 
 impl Ticket {
+    /// Counts a leaving client's bytes in its class's totals.
+    pub(crate) fn left(&self, sent: u64, recv: u64) {
+        let mut open = self
+            .admission
+            .open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let e = open.left_bytes.entry(Arc::clone(&self.class)).or_default();
+        e.0 += sent;
+        e.1 += recv;
+    }
+
     /// Names the client's connection once registered, for `GET /clients`.
-    pub(crate) fn attach(&mut self, conn: u64, peer: SocketAddr) {
+    pub(crate) fn attach(&mut self, conn: u64, peer: String) {
+        let class = Arc::clone(&self.class);
         self.conn = Some(conn);
         let mut open = self
             .admission
             .open
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        open.clients.insert(conn, (peer, std::time::Instant::now()));
+        open.clients.insert(
+            conn,
+            ClientInfo {
+                peer,
+                class,
+                since: std::time::Instant::now(),
+            },
+        );
     }
 }
 
@@ -72,26 +104,58 @@ impl Admission {
         self.max_total
     }
 
-    /// A ticket for a client from `host`, or `None` (and counted) when a limit is reached.
-    pub(crate) fn admit(self: &Arc<Self>, host: IpAddr) -> Option<Ticket> {
+    /// A ticket for a client from `host` (none for a Unix socket) in `class`, whose own limit
+    /// is `class_max`; `None` (and counted) when a limit is reached.
+    pub(crate) fn admit(
+        self: &Arc<Self>,
+        host: Option<IpAddr>,
+        class: &Arc<str>,
+        class_max: Option<usize>,
+    ) -> Option<Ticket> {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        let of_host = open.per_host.get(&host).copied().unwrap_or(0);
-        if open.total >= self.max_total || self.max_per_host.is_some_and(|m| of_host >= m) {
+        let of_host = host.map_or(0, |h| open.per_host.get(&h).copied().unwrap_or(0));
+        let of_class = open.per_class.get(class).copied().unwrap_or(0);
+        if open.total >= self.max_total
+            || (host.is_some() && self.max_per_host.is_some_and(|m| of_host >= m))
+            || class_max.is_some_and(|m| of_class >= m)
+        {
             drop(open);
             self.refused.fetch_add(1, Ordering::Relaxed);
             return None;
         }
         open.total += 1;
-        *open.per_host.entry(host).or_default() += 1;
+        if let Some(h) = host {
+            *open.per_host.entry(h).or_default() += 1;
+        }
+        *open.per_class.entry(Arc::clone(class)).or_default() += 1;
         Some(Ticket {
             admission: Arc::clone(self),
             host,
+            class: Arc::clone(class),
             conn: None,
         })
     }
 
-    /// The registered clients: connection id → address and arrival.
-    pub(crate) fn clients(&self) -> HashMap<u64, (SocketAddr, std::time::Instant)> {
+    /// Clients admitted and not yet gone, per class.
+    pub(crate) fn per_class(&self) -> Vec<(Arc<str>, usize)> {
+        let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        open.per_class
+            .iter()
+            .map(|(c, n)| (Arc::clone(c), *n))
+            .collect()
+    }
+
+    /// Bytes (to clients, from clients) of the clients of each class that have left.
+    pub(crate) fn left_bytes(&self) -> HashMap<Arc<str>, (u64, u64)> {
+        self.open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .left_bytes
+            .clone()
+    }
+
+    /// The registered clients, by connection id.
+    pub(crate) fn clients(&self) -> HashMap<u64, ClientInfo> {
         self.open
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -113,10 +177,18 @@ impl Drop for Ticket {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         open.total = open.total.saturating_sub(1);
-        if let Some(n) = open.per_host.get_mut(&self.host) {
+        if let Some(h) = self.host {
+            if let Some(n) = open.per_host.get_mut(&h) {
+                *n -= 1;
+                if *n == 0 {
+                    open.per_host.remove(&h);
+                }
+            }
+        }
+        if let Some(n) = open.per_class.get_mut(&self.class) {
             *n -= 1;
             if *n == 0 {
-                open.per_host.remove(&self.host);
+                open.per_class.remove(&self.class);
             }
         }
     }
@@ -157,15 +229,18 @@ mod tests {
 
     #[test]
     fn limits_hold_and_tickets_give_their_place_back() {
-        let a = Admission::new(3, Some(2));
+        let a = Admission::new(4, Some(2));
         let (h1, h2): (IpAddr, IpAddr) = ([127, 0, 0, 2].into(), [127, 0, 0, 3].into());
-        let t1 = a.admit(h1).unwrap();
-        let _t2 = a.admit(h1).unwrap();
-        assert!(a.admit(h1).is_none(), "per host");
-        let _t3 = a.admit(h2).unwrap();
-        assert!(a.admit(h2).is_none(), "total");
-        assert_eq!((a.open(), a.refused.load(Ordering::Relaxed)), (3, 2));
+        let (c, small): (Arc<str>, Arc<str>) = ("c".into(), "small".into());
+        let t1 = a.admit(Some(h1), &c, None).unwrap();
+        let _t2 = a.admit(Some(h1), &c, None).unwrap();
+        assert!(a.admit(Some(h1), &c, None).is_none(), "per host");
+        let _t3 = a.admit(Some(h2), &small, Some(1)).unwrap();
+        assert!(a.admit(None, &small, Some(1)).is_none(), "per class");
+        let _t4 = a.admit(None, &c, None).unwrap();
+        assert!(a.admit(None, &c, None).is_none(), "total");
+        assert_eq!((a.open(), a.refused.load(Ordering::Relaxed)), (4, 3));
         drop(t1);
-        assert!(a.admit(h1).is_some());
+        assert!(a.admit(Some(h1), &c, None).is_some());
     }
 }

@@ -1,16 +1,23 @@
-//! `fairio proxy`: one upstream link shared fairly among many TCP clients.
+//! `fairio proxy`: upstream links shared fairly among many TCP clients.
 
 mod args;
+mod class;
 mod client;
+mod file;
 mod guard;
+mod listeners;
+mod settings;
 mod stats;
 
+use std::net::IpAddr;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use args::FairBy;
 pub(crate) use args::ProxyArgs;
-use fairio::{Config, EqualShare, Policy, Scheduler, Weighted, WindowQuota};
+use fairio::{Config, EqualShare, GroupsBy, Policy, Scheduler, Weight, Weighted, WindowQuota};
 pub(crate) use guard::Admission;
+use settings::Settings;
 use tokio::net::TcpListener;
 
 use crate::PolicyName;
@@ -19,112 +26,189 @@ use crate::rate::human;
 /// How long clients may flush at shutdown.
 const FLUSH_AT_SHUTDOWN: Duration = Duration::from_secs(5);
 
-pub(crate) async fn run(args: ProxyArgs) -> Result<(), String> {
-    match args.policy {
-        PolicyName::Equal => proxy(args, EqualShare).await,
-        PolicyName::Weighted => proxy(args, Weighted).await,
-        PolicyName::Window => proxy(args, WindowQuota).await,
+/// A policy's parameters made from a class's weight: `()` has none to take.
+pub(crate) trait FromWeight: Clone {
+    fn from_weight(weight: u32) -> Self;
+}
+
+impl FromWeight for () {
+    fn from_weight(_: u32) {}
+}
+
+impl FromWeight for Weight {
+    fn from_weight(weight: u32) -> Self {
+        Self::new(weight).unwrap_or_default()
     }
 }
 
-async fn proxy<P: Policy>(args: ProxyArgs, policy: P) -> Result<(), String> {
+pub(crate) async fn run(args: ProxyArgs) -> Result<(), String> {
+    let settings = Settings::load(&args).map_err(|r| r.message)?;
+    if args.check_config {
+        for (l, u) in &settings.listeners {
+            println!("listener {l} → {u}");
+        }
+        for c in settings
+            .classes
+            .list
+            .iter()
+            .chain([&settings.classes.default])
+        {
+            println!(
+                "class {}: {} networks, weight {}, caps {:?}, max connections {:?}",
+                c.name,
+                c.networks.len(),
+                c.weight,
+                c.caps,
+                c.max_connections
+            );
+        }
+        println!("{}", settings.limits(&args));
+        println!("configuration ok");
+        return Ok(());
+    }
+    match settings.policy {
+        PolicyName::Equal => proxy(args, settings, EqualShare).await,
+        PolicyName::Weighted => proxy(args, settings, Weighted).await,
+        PolicyName::Window => proxy(args, settings, WindowQuota).await,
+    }
+}
+
+/// What every accept loop and the reload share.
+pub(crate) struct Proxy<P: Policy> {
+    sched: Scheduler<P>,
+    hosts: Option<GroupsBy<(Arc<str>, IpAddr), P>>,
+    admission: Arc<Admission>,
+    /// The settings in force; a reload replaces them.
+    settings: RwLock<Arc<Settings>>,
+    fleet: bool,
+}
+
+impl<P: Policy> Proxy<P>
+where
+    P::Params: FromWeight,
+{
+    fn settings(&self) -> Arc<Settings> {
+        Arc::clone(&self.settings.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Applies new settings to what runs: the limits (unless a fleet sets them), and each live
+    /// group's weight and caps from its class (a class gone: the default's). Clients stay
+    /// connected; new ones come under the new settings.
+    fn apply(&self, new: Settings) {
+        if !self.fleet {
+            self.sched.set_max_upload_speed(new.max_to_clients);
+            self.sched.set_max_download_speed(new.max_from_clients);
+        }
+        if let Some(hosts) = &self.hosts {
+            hosts.for_each(|(class, _), g| {
+                let c = new
+                    .classes
+                    .list
+                    .iter()
+                    .find(|c| *c.name == **class)
+                    .unwrap_or(&new.classes.default);
+                g.set_params(P::Params::from_weight(c.weight));
+                let _ = g.set_caps(c.caps.0, c.caps.1);
+            });
+        }
+        *self.settings.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(new);
+    }
+}
+
+async fn proxy<P: Policy>(args: ProxyArgs, settings: Settings, policy: P) -> Result<(), String>
+where
+    P::Params: FromWeight,
+{
     let config = Config::new(args.read_buffer_size as usize)
-        .max_upload_speed(args.max_to_clients)
-        .max_download_speed(args.max_from_clients)
+        .max_upload_speed(settings.max_to_clients)
+        .max_download_speed(settings.max_from_clients)
         .read_queue_size(Some(256 * 1024))
         .write_queue_size(Some(256 * 1024))
         .shutdown_timeout(FLUSH_AT_SHUTDOWN);
     let sched = Scheduler::with_policy(config, policy).map_err(|e| e.to_string())?;
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
-    let member = match args.fleet() {
+    let member = match args.fleet(&settings) {
         Some(fleet) => Some(fleet.join(&sched).map_err(|e| e.to_string())?),
         None => None,
     };
-    let hosts = (args.fair_by == FairBy::Host).then(|| fairio::GroupsBy::new(&sched));
     // Two descriptors per client (client and upstream), and a margin for the rest (the
     // listeners, the runtime, the standard streams): a quarter of the limit, at most 64.
     let fds = crate::fdlimit::raise_to_hard();
     let by_descriptors = fds.saturating_sub((fds / 4).min(64)) / 2;
-    let max_total = args
+    let max_total = settings
         .max_connections
-        .map_or(by_descriptors, |m| m as usize)
+        .unwrap_or(by_descriptors)
         .min(by_descriptors)
         .max(1);
-    let admission = Admission::new(max_total, args.max_connections_per_host.map(|m| m as usize));
-    let session = client::Session {
-        upstream: args.upstream,
-        cap: args.per_client_cap,
-        connect_timeout: Duration::from_secs_f64(args.connect_timeout),
-        half_close_timeout: Duration::from_secs_f64(args.half_close_timeout),
-        idle_timeout: Duration::from_secs_f64(args.idle_timeout),
-        admission: std::sync::Arc::clone(&admission),
-    };
-    if let Some(addr) = args.admin {
+    let admission = Admission::new(max_total, settings.max_connections_per_host);
+    let proxy = Arc::new(Proxy {
+        hosts: (settings.fair_by == FairBy::Host).then(|| GroupsBy::new(&sched)),
+        sched: sched.clone(),
+        admission: Arc::clone(&admission),
+        settings: RwLock::new(Arc::new(settings.clone())),
+        fleet: member.is_some(),
+    });
+    let reload = Arc::new(tokio::sync::Notify::new());
+    let mut running = listeners::Running::default();
+    running.update(&proxy, &settings.listeners).await?;
+    if let Some(addr) = settings.admin {
         let l = TcpListener::bind(addr)
             .await
             .map_err(|e| format!("cannot serve the admin API on {addr}: {e}"))?;
         let admin = crate::admin::Admin {
             sched: sched.clone(),
-            admission: std::sync::Arc::clone(&admission),
+            admission: Arc::clone(&admission),
             lease: member.as_ref().map(fairio_fleet::Member::subscribe),
-            token: args.admin_token.clone(),
+            token: settings.admin_token.clone(),
+            reload: Arc::clone(&reload),
+            per_host: proxy.hosts.clone().filter(|_| settings.metrics_per_host),
         };
-        tokio::spawn(crate::admin::serve(l, std::sync::Arc::new(admin)));
+        tokio::spawn(crate::admin::serve(l, Arc::new(admin)));
     }
     if let Some(secs) = args.stats_interval {
         let every = Duration::from_secs_f64(secs);
-        tokio::spawn(stats::print(sched.clone(), hosts.clone(), every));
+        tokio::spawn(stats::print(sched.clone(), proxy.hosts.clone(), every));
     }
+    let listening: Vec<String> = settings
+        .listeners
+        .iter()
+        .map(|(l, u)| format!("{l} → {u}"))
+        .collect();
     tracing::info!(
-        "listening on {}, upstream {}, {}, at most {} clients{}",
-        args.listen,
-        args.upstream,
-        args.limits(),
+        "listening on {}, {}, at most {} clients{}",
+        listening.join(", "),
+        settings.limits(&args),
         admission.max_total(),
-        args.admin
+        settings
+            .admin
             .map(|m| format!(", admin API at http://{m}/ (metrics, clients, limits)"))
             .unwrap_or_default()
     );
-    let accept = async {
-        let mut failures = guard::Throttled::new("accept failed");
-        let mut refusals = guard::Throttled::new("client refused: connection limit reached");
-        let mut pause = Duration::from_millis(10);
+    let reloads = async {
         loop {
-            match listener.accept().await {
-                Ok((client, peer)) => {
-                    pause = Duration::from_millis(10);
-                    let Some(ticket) = admission.admit(peer.ip()) else {
-                        refusals.hit(&peer);
-                        drop(client);
-                        continue;
-                    };
-                    tokio::spawn(client::serve(
-                        sched.clone(),
-                        hosts.clone(),
-                        client,
-                        peer,
-                        session.clone(),
-                        ticket,
-                    ));
+            tokio::select! {
+                () = hangup() => {}
+                () = reload.notified() => {}
+            }
+            match Settings::load(&args) {
+                Err(r) => {
+                    tracing::warn!("reload refused, the running settings stay: {}", r.message)
                 }
-                Err(e) => {
-                    // Out of descriptors, say: back off (up to 1 s), and log once a second.
-                    admission
-                        .accept_errors
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    failures.hit(&e);
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_secs(1));
+                Ok(new) => {
+                    if let Err(e) = running.update(&proxy, &new.listeners).await {
+                        tracing::warn!("reload: {e}; the other settings are applied");
+                    }
+                    let n = new.classes.list.len();
+                    proxy.apply(new);
+                    tracing::info!(classes = n, "reloaded");
                 }
             }
         }
     };
     tokio::select! {
-        () = accept => {}
+        () = reloads => {}
         () = stop_signal() => {}
     }
+    running.stop();
     tracing::info!(
         "stopping: {} clients connected, flushing them for up to {} s",
         sched.connection_count(),
@@ -149,6 +233,19 @@ async fn proxy<P: Policy>(args: ProxyArgs, policy: P) -> Result<(), String> {
         human(g.total_recv as f64)
     );
     Ok(())
+}
+
+/// Completes at each SIGHUP (never elsewhere).
+async fn hangup() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut hup) = signal(SignalKind::hangup()) {
+            hup.recv().await;
+            return;
+        }
+    }
+    std::future::pending::<()>().await;
 }
 
 async fn stop_signal() {

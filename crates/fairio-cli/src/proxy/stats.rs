@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use fairio::{GroupsBy, Policy, Scheduler};
@@ -25,7 +26,7 @@ fn per_sec(now: u64, before: u64, secs: f64) -> f64 {
 /// Prints a line per client and a global line every `every`, until the task is aborted.
 pub(super) async fn print<P: Policy>(
     sched: Scheduler<P>,
-    hosts: Option<GroupsBy<IpAddr, P>>,
+    hosts: Option<GroupsBy<(Arc<str>, IpAddr), P>>,
     every: Duration,
 ) {
     let mut tick = tokio::time::interval(every);
@@ -58,7 +59,7 @@ pub(super) async fn print<P: Policy>(
         let g = sched.global_stat();
         let from = hosts
             .as_ref()
-            .map(|h| format!(" from {} hosts", h.len()))
+            .map(|h| format!(" in {} host groups", h.len()))
             .unwrap_or_default();
         println!(
             "global: {} clients{from}, to clients {}/s ({} total), from clients {}/s ({} total)",

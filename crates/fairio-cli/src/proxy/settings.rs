@@ -1,0 +1,343 @@
+//! The proxy's settings: the config file (if any) with the flags over it, checked as a whole.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::args::{FairBy, ProxyArgs};
+use super::class::Classes;
+use super::file::{self, Source};
+use crate::rate::human;
+use crate::{PolicyName, Refusal};
+
+/// Where a listener accepts clients.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Listen {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for Listen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Tcp(a) => write!(f, "{a}"),
+            Self::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+/// `IP:port` or `unix:/path`.
+fn parse_listen(s: &str) -> Result<Listen, String> {
+    if let Some(path) = s.strip_prefix("unix:") {
+        if path.is_empty() {
+            return Err(format!(
+                "'{s}' names no socket path; e.g. unix:/run/fairio.sock"
+            ));
+        }
+        return Ok(Listen::Unix(PathBuf::from(path)));
+    }
+    s.parse().map(Listen::Tcp).map_err(|_| {
+        format!("'{s}' is not IP:port or unix:/path; for example 127.0.0.1:8080 or unix:/run/fairio.sock")
+    })
+}
+
+/// `host:port`, a name or an address.
+fn check_upstream(s: &str) -> Result<String, String> {
+    let ok = s
+        .rsplit_once(':')
+        .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "'{s}' is not host:port; for example backend.local:80 or 127.0.0.1:80"
+        ))
+    }
+}
+
+/// Everything the proxy runs with.
+#[derive(Clone, Debug)]
+pub(crate) struct Settings {
+    /// Each listener, and the upstream its clients go to.
+    pub(crate) listeners: Vec<(Listen, String)>,
+    pub(crate) max_to_clients: Option<u64>,
+    pub(crate) max_from_clients: Option<u64>,
+    pub(crate) per_client_cap: Option<u64>,
+    pub(crate) policy: PolicyName,
+    pub(crate) fair_by: FairBy,
+    pub(crate) classes: Classes,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) half_close_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) max_connections: Option<usize>,
+    pub(crate) max_connections_per_host: Option<usize>,
+    pub(crate) admin: Option<SocketAddr>,
+    pub(crate) admin_token: Option<String>,
+    /// Series per client address in `/metrics`.
+    pub(crate) metrics_per_host: bool,
+}
+
+/// A timeout from the file: positive, at most a year.
+fn timeout(
+    src: &Source<'_>,
+    v: &Option<toml::Spanned<f64>>,
+    key: &str,
+) -> Result<Option<f64>, String> {
+    match v {
+        Some(t) if !(*t.get_ref() > 0.0 && *t.get_ref() <= 31_536_000.0) => {
+            Err(src.at(t, key, "a positive number of seconds up to a year, e.g. 30"))
+        }
+        t => Ok(t.as_ref().map(|t| *t.get_ref())),
+    }
+}
+
+impl Settings {
+    /// Reads the file (if any), lays the flags over it, and checks the whole.
+    ///
+    /// # Errors
+    /// A refusal naming the file's line and key, or the flags in conflict.
+    pub(crate) fn load(args: &ProxyArgs) -> Result<Self, Refusal> {
+        let (f, text) = match &args.config {
+            Some(path) => file::read(path).map_err(Refusal::value)?,
+            None => (file::File::default(), String::new()),
+        };
+        let path = args.config.as_deref().unwrap_or("");
+        let src = Source { path, text: &text };
+        let v = |e: String| Refusal::value(e);
+
+        let mut listeners = Vec::new();
+        for l in &f.listener {
+            let listen =
+                parse_listen(l.listen.get_ref()).map_err(|e| v(src.at(&l.listen, "listen", e)))?;
+            let up = check_upstream(l.upstream.get_ref())
+                .map_err(|e| v(src.at(&l.upstream, "upstream", e)))?;
+            listeners.push((listen, up));
+        }
+        match (&args.listen, &args.upstream) {
+            (Some(l), Some(u)) => listeners = vec![(Listen::Tcp(*l), u.clone())],
+            (None, None) => {}
+            _ => {
+                return Err(Refusal::conflict(
+                    "--listen and --upstream go together (they replace the file's listeners)",
+                ));
+            }
+        }
+        let fair_by = match (args.fair_by, &f.fair_by) {
+            (Some(x), _) => x,
+            (None, Some(s)) => match s.get_ref().as_str() {
+                "host" => FairBy::Host,
+                "connection" => FairBy::Connection,
+                other => {
+                    return Err(v(src.at(
+                        s,
+                        "fair_by",
+                        format!("'{other}' is not \"host\" or \"connection\""),
+                    )));
+                }
+            },
+            (None, None) => FairBy::Host,
+        };
+        let policy = match (args.policy, &f.policy) {
+            (Some(p), _) => p,
+            (None, Some(s)) => match s.get_ref().as_str() {
+                "equal" => PolicyName::Equal,
+                "weighted" => PolicyName::Weighted,
+                "window" => PolicyName::Window,
+                other => {
+                    return Err(v(src.at(
+                        s,
+                        "policy",
+                        format!("'{other}' is not \"equal\", \"weighted\" or \"window\""),
+                    )));
+                }
+            },
+            (None, None) => PolicyName::Equal,
+        };
+        let classes = f.classes(&src).map_err(v)?;
+        let secs = |flag: Option<f64>, file: Option<f64>, default: f64| {
+            Duration::from_secs_f64(flag.or(file).unwrap_or(default))
+        };
+        let s = Self {
+            listeners,
+            max_to_clients: args
+                .max_to_clients
+                .or(src.rate(&f.max_to_clients, "max_to_clients").map_err(v)?),
+            max_from_clients: args.max_from_clients.or(src
+                .rate(&f.max_from_clients, "max_from_clients")
+                .map_err(v)?),
+            per_client_cap: args
+                .per_client_cap
+                .or(src.rate(&f.per_client_cap, "per_client_cap").map_err(v)?),
+            policy,
+            fair_by,
+            classes,
+            connect_timeout: secs(
+                args.connect_timeout,
+                timeout(&src, &f.connect_timeout, "connect_timeout").map_err(v)?,
+                5.0,
+            ),
+            half_close_timeout: secs(
+                args.half_close_timeout,
+                timeout(&src, &f.half_close_timeout, "half_close_timeout").map_err(v)?,
+                30.0,
+            ),
+            idle_timeout: secs(
+                args.idle_timeout,
+                timeout(&src, &f.idle_timeout, "idle_timeout").map_err(v)?,
+                600.0,
+            ),
+            max_connections: args
+                .max_connections
+                .or(f.max_connections.as_ref().map(|m| *m.get_ref()))
+                .map(|m| m as usize),
+            max_connections_per_host: args
+                .max_connections_per_host
+                .or(f.max_connections_per_host.as_ref().map(|m| *m.get_ref()))
+                .map(|m| m as usize),
+            admin: match (args.admin, &f.admin) {
+                (Some(a), _) => Some(a),
+                (None, Some(a)) => Some(a.get_ref().parse().map_err(|_| {
+                    v(src.at(
+                        a,
+                        "admin",
+                        "not an IP:port address, e.g. \"127.0.0.1:9100\"",
+                    ))
+                })?),
+                (None, None) => None,
+            },
+            admin_token: args.admin_token.clone().or(f.admin_token.clone()),
+            metrics_per_host: args.metrics_per_host || f.metrics_per_host,
+        };
+        s.check(args)?;
+        Ok(s)
+    }
+
+    /// Settings that contradict each other, or would do nothing.
+    fn check(&self, args: &ProxyArgs) -> Result<(), Refusal> {
+        if self.listeners.is_empty() {
+            return Err(Refusal::conflict(
+                "no listener: give --listen and --upstream, or --config FILE with a [[listener]]",
+            ));
+        }
+        let weighted_classes: Vec<&str> = self
+            .classes
+            .list
+            .iter()
+            .chain([&self.classes.default])
+            .filter(|c| c.weight != 1)
+            .map(|c| c.name.as_str())
+            .collect();
+        // Weights come from classes: with none, weighted would act as equal. (Classes whose
+        // weights are all 1 for now are fine: a reload may change them.)
+        if self.policy == PolicyName::Weighted
+            && self.classes.list.is_empty()
+            && weighted_classes.is_empty()
+        {
+            return Err(Refusal::conflict(
+                "--policy weighted has no weights to use: define classes with weights in the \
+                 config file (--config); without them every client gets weight 1, which is what \
+                 --policy equal does",
+            ));
+        }
+        if self.policy != PolicyName::Weighted && !weighted_classes.is_empty() {
+            return Err(Refusal::conflict(format!(
+                "class `{}` has a weight, which only --policy weighted (policy = \"weighted\") uses",
+                weighted_classes[0]
+            )));
+        }
+        for (listen, up) in &self.listeners {
+            if let Listen::Tcp(l) = listen {
+                if up.parse::<SocketAddr>().ok() == Some(*l) {
+                    return Err(Refusal::conflict(format!(
+                        "--listen and --upstream are both {l}: the proxy would forward to itself"
+                    )));
+                }
+                if self.admin == Some(*l) {
+                    return Err(Refusal::conflict(format!(
+                        "--admin and --listen are both {l}: one address cannot serve both"
+                    )));
+                }
+            }
+        }
+        if let Some(addr) = self.admin {
+            if crate::admin::needs_token(addr) && self.admin_token.is_none() {
+                return Err(Refusal::conflict(format!(
+                    "--admin {addr} is not a loopback address: the admin API has no other \
+                     protection, so set --admin-token too"
+                )));
+            }
+        }
+        if self.admin_token.as_deref().is_some_and(|t| t.len() < 16) {
+            return Err(Refusal::value(
+                "--admin-token must be at least 16 characters",
+            ));
+        }
+        if args.fleet.is_some() && self.max_to_clients.is_none() && self.max_from_clients.is_none()
+        {
+            return Err(Refusal::conflict(
+                "--fleet shares --max-to-clients and --max-from-clients with other proxies; set at \
+                 least one of them",
+            ));
+        }
+        if args.fleet.is_none()
+            && (args.fleet_budget.is_some()
+                || args.fleet_weight.is_some()
+                || args.fleet_expected.is_some())
+        {
+            return Err(Refusal::conflict(
+                "--fleet-budget, --fleet-weight and --fleet-expected need --fleet REDIS_URL",
+            ));
+        }
+        if let Some(cap) = self.per_client_cap {
+            // A cap applies only in a direction with a global limit, and does something only
+            // below that limit.
+            let limits: Vec<u64> = [self.max_to_clients, self.max_from_clients]
+                .into_iter()
+                .flatten()
+                .collect();
+            if limits.is_empty() {
+                return Err(Refusal::conflict(
+                    "--per-client-cap applies beneath --max-to-clients or --max-from-clients; \
+                     set one of them",
+                ));
+            }
+            if limits.iter().all(|&l| cap >= l) {
+                return Err(Refusal::conflict(format!(
+                    "--per-client-cap {}/s is not below --max-to-clients or --max-from-clients, \
+                     so it would never limit a client",
+                    human(cap as f64),
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The limits and the sharing, as one phrase for the ready line.
+    pub(crate) fn limits(&self, args: &ProxyArgs) -> String {
+        let rate =
+            |r: Option<u64>| r.map_or("unlimited".to_owned(), |r| format!("{}/s", human(r as f64)));
+        let fleet = args.fleet.as_ref().map_or(String::new(), |url| {
+            format!(
+                ", shared with the fleet '{}' at {url} (weight {})",
+                args.fleet_budget.as_deref().unwrap_or("fairio-proxy"),
+                args.fleet_weight.unwrap_or(1)
+            )
+        });
+        let classes = if self.classes.list.is_empty() {
+            String::new()
+        } else {
+            format!(", {} classes", self.classes.list.len())
+        };
+        format!(
+            "to clients {}, from clients {}, per client {}, policy {}, fair by {}{classes}{fleet}",
+            rate(self.max_to_clients),
+            rate(self.max_from_clients),
+            rate(self.per_client_cap),
+            self.policy.as_str(),
+            match self.fair_by {
+                FairBy::Host => "host",
+                FairBy::Connection => "connection",
+            }
+        )
+    }
+}

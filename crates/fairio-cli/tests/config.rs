@@ -1,0 +1,334 @@
+//! `fairio proxy --config FILE`: the sample config checks, errors name the line and the key,
+//! classes share by weight and cap per client address, a class's connection limit holds, an
+//! upstream given by name is reached, and SIGHUP reloads weights under traffic without
+//! dropping a client. Real TCP clients from 127.0.0.2 and 127.0.0.3.
+#![cfg(unix)]
+
+mod common;
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{BIN, Proxy, free_port};
+
+/// An upstream that floods every connection.
+fn flooding_upstream() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for sock in listener.incoming() {
+            let Ok(mut sock) = sock else { continue };
+            std::thread::spawn(move || {
+                let chunk = vec![5u8; 64 * 1024];
+                while std::io::Write::write_all(&mut sock, &chunk).is_ok() {}
+            });
+        }
+    });
+    port
+}
+
+/// A client from `from` that counts what it downloads, until `stop` or the end of stream.
+fn client(from: [u8; 4], port: u16) -> Arc<AtomicU64> {
+    let count = Arc::new(AtomicU64::new(0));
+    let c = Arc::clone(&count);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let std_stream = rt.block_on(async {
+        let s = tokio::net::TcpSocket::new_v4().unwrap();
+        s.bind(SocketAddr::from((from, 0))).unwrap();
+        s.connect(SocketAddr::from(([127, 0, 0, 1], port)))
+            .await
+            .unwrap()
+            .into_std()
+            .unwrap()
+    });
+    std_stream.set_nonblocking(false).unwrap();
+    let mut stream = std_stream;
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 64 * 1024];
+        while let Ok(n) = stream.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            c.fetch_add(n as u64, Ordering::Relaxed);
+        }
+    });
+    count
+}
+
+fn write_config(text: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!(
+        "fairio-config-{}-{}.toml",
+        std::process::id(),
+        free_port()
+    ));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn start(config: &std::path::Path, port: u16) -> Proxy {
+    let child = Command::new(BIN)
+        .args(["proxy", "--config", config.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .env_remove("RUST_LOG")
+        .spawn()
+        .unwrap();
+    let proxy = Proxy(child);
+    for _ in 0..200 {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return proxy;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("proxy did not start");
+}
+
+/// Bytes per second of each counter over `secs`.
+fn rates(counts: &[&Arc<AtomicU64>], secs: f64) -> Vec<f64> {
+    let before: Vec<u64> = counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+    let start = Instant::now();
+    std::thread::sleep(Duration::from_secs_f64(secs));
+    let s = start.elapsed().as_secs_f64();
+    counts
+        .iter()
+        .zip(before)
+        .map(|(c, b)| (c.load(Ordering::Relaxed) - b) as f64 / s)
+        .collect()
+}
+
+#[test]
+fn the_sample_config_checks() {
+    let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/proxy.example.toml");
+    let out = Command::new(BIN)
+        .args(["proxy", "--config", sample, "--check-config"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("class office") && text.contains("class guests"),
+        "{text}"
+    );
+    assert!(text.contains("configuration ok"), "{text}");
+}
+
+#[test]
+fn errors_name_the_line_and_the_key_and_suggest_a_value() {
+    let cases = [
+        (
+            "max_to_clients = \"8MiB\"\nmax_from_clients = \"10XB\"\n",
+            &["line 2", "max_from_clients", "8MiB"][..],
+        ),
+        (
+            "max_to_clent = \"8MiB\"\n",
+            &["line 1", "max_to_clent", "max_to_clients"][..],
+        ),
+        (
+            "[[class]]\nname = \"a\"\nnetworks = [\"10.0.0.0/33\"]\n",
+            &["line 3", "networks", "10.0.0.0/8"][..],
+        ),
+        (
+            "fair_by = \"tenant\"\n",
+            &["line 1", "fair_by", "\"host\""][..],
+        ),
+        ("idle_timeout = -3\n", &["line 1", "idle_timeout", "30"][..]),
+        (
+            "[[listener]]\nlisten = \"127.0.0.1:1\"\nupstream = \"nohost\"\n",
+            &["line 3", "upstream", "host:port"][..],
+        ),
+        (
+            "[[listener]]\nlisten = \"127.0.0.1:1\"\nupstream = \"h:2\"\n[[class]]\nnetworks = [\"10.0.0.0/8\"]\nweight = 2\n",
+            &["weight", "--policy weighted"][..],
+        ),
+    ];
+    for (text, needles) in cases {
+        let path = write_config(text);
+        let out = Command::new(BIN)
+            .args([
+                "proxy",
+                "--config",
+                path.to_str().unwrap(),
+                "--check-config",
+            ])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{text}: {err}");
+        for n in needles {
+            assert!(err.contains(n), "{text}: no {n:?} in {err}");
+        }
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+#[test]
+fn classes_share_by_weight_and_cap_each_address_and_reload_keeps_clients() {
+    let up = flooding_upstream();
+    let (port, admin) = (free_port(), free_port());
+    let config = |office_weight: u32, guest_cap: &str| {
+        format!(
+            "max_to_clients = \"4MiB\"\npolicy = \"weighted\"\nadmin = \"127.0.0.1:{admin}\"\nmetrics_per_host = true\n\
+             [[listener]]\nlisten = \"127.0.0.1:{port}\"\nupstream = \"localhost:{up}\"\n\
+             [[class]]\nname = \"office\"\nnetworks = [\"127.0.0.2\"]\nweight = {office_weight}\n\
+             [[class]]\nname = \"guests\"\nnetworks = [\"127.0.0.3/32\"]\nmax_to_clients = \"{guest_cap}\"\nmax_connections = 2\n\
+             [default_class]\nweight = 1\n"
+        )
+    };
+    let path = write_config(&config(3, "4MiB"));
+    let mut proxy = start(&path, port);
+    // Two connections from the office, one guest: split by class weight (3 : 1) per address.
+    let office = [client([127, 0, 0, 2], port), client([127, 0, 0, 2], port)];
+    let guest = client([127, 0, 0, 3], port);
+    std::thread::sleep(Duration::from_secs(1));
+    let r = rates(&[&office[0], &office[1], &guest], 2.0);
+    let (o, g) = (r[0] + r[1], r[2]);
+    println!("weights 3:1 — office {o:.0} B/s, guest {g:.0} B/s");
+    assert!((o / (o + g) - 0.75).abs() <= 0.03, "{r:?}");
+
+    // The guests' class holds at most two connections.
+    let second = client([127, 0, 0, 3], port);
+    let third = client([127, 0, 0, 3], port);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        second.load(Ordering::Relaxed) > 0,
+        "the second guest is served"
+    );
+    assert_eq!(
+        third.load(Ordering::Relaxed),
+        0,
+        "the third guest is refused"
+    );
+
+    // Reload under traffic: equal weights, and the guests capped at 512 KiB/s per address.
+    std::fs::write(&path, config(1, "512KiB")).unwrap();
+    let status = Command::new("kill")
+        .args(["-HUP", &proxy.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::thread::sleep(Duration::from_millis(500));
+    let r = rates(&[&office[0], &office[1], &guest, &second], 2.0);
+    let (o, g) = (r[0] + r[1], r[2] + r[3]);
+    println!("after reload — office {o:.0} B/s, guests {g:.0} B/s");
+    assert!((g / 524288.0 - 1.0).abs() <= 0.05, "the guests' cap: {r:?}");
+    assert!(
+        ((o + g) / 4194304.0 - 1.0).abs() <= 0.03,
+        "the limit is used: {r:?}"
+    );
+    // No client was dropped by the reload: every one still receives.
+    let before: Vec<u64> = [&office[0], &office[1], &guest, &second]
+        .iter()
+        .map(|c| c.load(Ordering::Relaxed))
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    for (c, b) in [&office[0], &office[1], &guest, &second].iter().zip(before) {
+        assert!(
+            c.load(Ordering::Relaxed) > b,
+            "a client stopped receiving after the reload"
+        );
+    }
+
+    // An invalid file is refused, and the running settings stay.
+    std::fs::write(&path, "max_to_clients = \"lots\"\n").unwrap();
+    Command::new("kill")
+        .args(["-HUP", &proxy.0.id().to_string()])
+        .status()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let r = rates(&[&office[0], &office[1], &guest, &second], 1.0);
+    assert!(
+        ((r.iter().sum::<f64>()) / 4194304.0 - 1.0).abs() <= 0.05,
+        "{r:?}"
+    );
+    assert!(
+        proxy.0.try_wait().unwrap().is_none(),
+        "the proxy died on a bad reload"
+    );
+
+    // The admin API: clients with their class, bytes per class, and per host (switched on).
+    let (_, clients) = http(admin, "GET /clients HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(
+        clients.contains("\"class\": \"office\"") && clients.contains("\"class\": \"guests\""),
+        "{clients}"
+    );
+    let (_, metrics) = http(admin, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(
+        metrics.contains("fairio_class_bytes_total{class=\"office\",direction=\"to_clients\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("fairio_host_bytes_total{host=\"127.0.0.3\",class=\"guests\""),
+        "{metrics}"
+    );
+
+    // A listener moved, reloaded through the admin API: the new address serves, the old one
+    // closes, and the clients already in stay.
+    let moved = free_port();
+    std::fs::write(
+        &path,
+        config(1, "512KiB").replace(
+            &format!("127.0.0.1:{port}\""),
+            &format!("127.0.0.1:{moved}\""),
+        ),
+    )
+    .unwrap();
+    let (status, _) = http(
+        admin,
+        "POST /reload HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+    );
+    assert_eq!(status, 202);
+    let mut served = false;
+    for _ in 0..100 {
+        if TcpStream::connect(("127.0.0.1", moved)).is_ok() {
+            served = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(served, "the new listener did not open");
+    let mut closed = false;
+    for _ in 0..100 {
+        if TcpStream::connect(("127.0.0.1", port)).is_err() {
+            closed = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(closed, "the old listener stayed open");
+    let before = office[0].load(Ordering::Relaxed);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        office[0].load(Ordering::Relaxed) > before,
+        "a client was dropped by the move"
+    );
+    let _ = std::fs::remove_file(path);
+}
+
+/// One HTTP/1 exchange: (status, body).
+fn http(port: u16, request: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    std::io::Write::write_all(&mut s, request.as_bytes()).unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let status = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out
+        .split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, b)| b.to_owned());
+    (status, body)
+}
