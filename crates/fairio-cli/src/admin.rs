@@ -37,8 +37,23 @@ pub(crate) struct Admin<P: Policy> {
     pub(crate) token: Option<String>,
     /// Asks the proxy to re-read its config file, as SIGHUP does.
     pub(crate) reload: Arc<tokio::sync::Notify>,
-    /// The proxy's groups by (class, client address), for series per host when asked for.
-    pub(crate) per_host: Option<fairio::GroupsBy<(Arc<str>, std::net::IpAddr), P>>,
+    /// The proxy's groups by (class, client address), when fair by host.
+    pub(crate) hosts: Option<fairio::GroupsBy<(Arc<str>, std::net::IpAddr), P>>,
+    /// Whether `/metrics` has series per client address.
+    pub(crate) per_host: bool,
+}
+
+/// One group in `GET /clients`: a client address in its class.
+#[derive(Debug, Serialize)]
+struct GroupView {
+    id: u64,
+    class: String,
+    host: String,
+    members: Vec<u64>,
+    to_client_bytes: u64,
+    from_client_bytes: u64,
+    to_client_rate: u64,
+    from_client_rate: u64,
 }
 
 /// One client in `GET /clients`.
@@ -104,7 +119,7 @@ async fn handle<P: Policy>(
         (&Method::GET, "/metrics") => {
             let lease = admin.lease.as_ref().map(|l| *l.borrow());
             let mut body = metrics::render(&admin.sched, lease.as_ref(), Some(&admin.admission));
-            if let Some(hosts) = &admin.per_host {
+            if let Some(hosts) = admin.hosts.as_ref().filter(|_| admin.per_host) {
                 body = metrics::with_hosts(body, hosts);
             }
             reply(
@@ -132,7 +147,28 @@ async fn handle<P: Policy>(
                 });
             });
             clients.sort_by_key(|c| c.id);
-            let body = serde_json::to_string_pretty(&clients).unwrap_or_default();
+            let mut groups = Vec::new();
+            if let Some(hosts) = &admin.hosts {
+                hosts.for_each(|(class, ip), g| {
+                    let s = g.stat();
+                    groups.push(GroupView {
+                        id: g.id(),
+                        class: class.to_string(),
+                        host: ip.to_string(),
+                        members: g.members(),
+                        to_client_bytes: s.total_sent,
+                        from_client_bytes: s.total_recv,
+                        to_client_rate: s.current_outflow,
+                        from_client_rate: s.current_inflow,
+                    });
+                });
+            }
+            groups.sort_by_key(|g| g.id);
+            let body = serde_json::to_string_pretty(&serde_json::json!({
+                "clients": clients,
+                "groups": groups,
+            }))
+            .unwrap_or_default();
             reply(StatusCode::OK, "application/json", body)
         }
         (&Method::PUT, "/limits") => put_limits(req, &admin).await,

@@ -95,8 +95,11 @@ fn clients_are_listed_and_limits_change_live() {
     std::thread::sleep(Duration::from_millis(500));
     let (status, body) = get(admin, "/clients", "");
     assert_eq!(status, 200, "{body}");
-    let clients: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let listed = clients
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let groups = v["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 1, "one client address, one group: {body}");
+    assert_eq!(groups[0]["host"], "127.0.0.1");
+    let listed = v["clients"]
         .as_array()
         .unwrap()
         .iter()

@@ -332,3 +332,58 @@ fn http(port: u16, request: &str) -> (u16, String) {
         .map_or(String::new(), |(_, b)| b.to_owned());
     (status, body)
 }
+
+/// A reload in the middle of two downloads: both complete, every byte intact.
+#[test]
+fn a_reload_under_traffic_drops_no_byte() {
+    let reply = common::random(2 << 20, 21);
+    let (up, _hashes) = common::upstream(reply.clone());
+    let port = free_port();
+    let config = |weight: u32| {
+        format!(
+            "max_to_clients = \"2MiB\"\npolicy = \"weighted\"\n\
+             [[listener]]\nlisten = \"127.0.0.1:{port}\"\nupstream = \"127.0.0.1:{up}\"\n\
+             [[class]]\nname = \"office\"\nnetworks = [\"127.0.0.2\"]\nweight = {weight}\n"
+        )
+    };
+    let path = write_config(&config(3));
+    let proxy = start(&path, port);
+    let downloads: Vec<_> = [[127, 0, 0, 2], [127, 0, 0, 3]]
+        .into_iter()
+        .map(|from| {
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                let s = rt.block_on(async {
+                    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+                    sock.bind(SocketAddr::from((from, 0))).unwrap();
+                    sock.connect(SocketAddr::from(([127, 0, 0, 1], port)))
+                        .await
+                        .unwrap()
+                });
+                let mut s = s.into_std().unwrap();
+                s.set_nonblocking(false).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+                s.shutdown(std::net::Shutdown::Write).unwrap();
+                let mut got = Vec::new();
+                let _ = s.read_to_end(&mut got);
+                got
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(700));
+    std::fs::write(&path, config(1)).unwrap();
+    let status = Command::new("kill")
+        .args(["-HUP", &proxy.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for d in downloads {
+        let got = d.join().unwrap();
+        assert_eq!(got.len(), reply.len(), "a download was cut by the reload");
+        assert_eq!(common::hash(&got), common::hash(&reply), "bytes changed");
+    }
+    let _ = std::fs::remove_file(path);
+}

@@ -160,7 +160,8 @@ where
             lease: member.as_ref().map(fairio_fleet::Member::subscribe),
             token: settings.admin_token.clone(),
             reload: Arc::clone(&reload),
-            per_host: proxy.hosts.clone().filter(|_| settings.metrics_per_host),
+            hosts: proxy.hosts.clone(),
+            per_host: settings.metrics_per_host,
         };
         tokio::spawn(crate::admin::serve(l, Arc::new(admin)));
     }
