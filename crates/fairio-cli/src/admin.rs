@@ -34,7 +34,8 @@ pub(crate) struct Admin<P: Policy> {
     pub(crate) sched: Scheduler<P>,
     pub(crate) admission: Arc<Admission>,
     pub(crate) lease: Option<watch::Receiver<Lease>>,
-    pub(crate) token: Option<String>,
+    /// The token, if any; a reload may change it.
+    pub(crate) token: Arc<std::sync::RwLock<Option<String>>>,
     /// Asks the proxy to re-read its config file, as SIGHUP does.
     pub(crate) reload: Arc<tokio::sync::Notify>,
     /// The proxy's groups by (class, client address), when fair by host.
@@ -101,7 +102,12 @@ async fn handle<P: Policy>(
     req: Request<Incoming>,
     admin: Arc<Admin<P>>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    if let Some(token) = &admin.token {
+    let token = admin
+        .token
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    if let Some(token) = &token {
         let given = req
             .headers()
             .get(hyper::header::AUTHORIZATION)

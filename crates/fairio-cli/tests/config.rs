@@ -139,6 +139,22 @@ fn errors_name_the_line_and_the_key_and_suggest_a_value() {
             &["line 3", "networks", "10.0.0.0/8"][..],
         ),
         (
+            "[[class]]\nnetworks = [\"10.0.0.0/8\"]\n",
+            &["class 1", "`name`"][..],
+        ),
+        (
+            "[[class]]\nname = \"a\"\nnetworks = [\"10.0.0.0/8\"]\n[[class]]\nname = \"a\"\nnetworks = [\"10.1.0.0/16\"]\n",
+            &["two classes", "`a`"][..],
+        ),
+        (
+            "[[listener]]\nlisten = \"127.0.0.1:1\"\nupstream = \"h:2\"\n[[class]]\nname = \"a\"\nnetworks = [\"10.0.0.0/8\"]\nmax_to_clients = \"1MiB\"\n",
+            &["class `a`", "max_to_clients", "global"][..],
+        ),
+        (
+            "max_connections_per_host = 0\n",
+            &["line 1", "max_connections_per_host", "at least 1"][..],
+        ),
+        (
             "fair_by = \"tenant\"\n",
             &["line 1", "fair_by", "\"host\""][..],
         ),
@@ -148,7 +164,7 @@ fn errors_name_the_line_and_the_key_and_suggest_a_value() {
             &["line 3", "upstream", "host:port"][..],
         ),
         (
-            "[[listener]]\nlisten = \"127.0.0.1:1\"\nupstream = \"h:2\"\n[[class]]\nnetworks = [\"10.0.0.0/8\"]\nweight = 2\n",
+            "[[listener]]\nlisten = \"127.0.0.1:1\"\nupstream = \"h:2\"\n[[class]]\nname = \"b\"\nnetworks = [\"10.0.0.0/8\"]\nweight = 2\n",
             &["weight", "--policy weighted"][..],
         ),
     ];
@@ -385,5 +401,78 @@ fn a_reload_under_traffic_drops_no_byte() {
         assert_eq!(got.len(), reply.len(), "a download was cut by the reload");
         assert_eq!(common::hash(&got), common::hash(&reply), "bytes changed");
     }
+    let _ = std::fs::remove_file(path);
+}
+
+/// A Unix listener serves, and a socket file left by a proxy that was killed does not stop the
+/// next one from starting.
+#[test]
+fn a_unix_listener_serves_and_survives_a_stale_socket_file() {
+    use std::os::unix::net::UnixStream;
+    let up = flooding_upstream();
+    let (port, sock) = (
+        free_port(),
+        std::env::temp_dir().join(format!("fairio-test-{}.sock", std::process::id())),
+    );
+    let text = format!(
+        "[[listener]]\nlisten = \"127.0.0.1:{port}\"\nupstream = \"127.0.0.1:{up}\"\n\
+         [[listener]]\nlisten = \"unix:{}\"\nupstream = \"127.0.0.1:{up}\"\n",
+        sock.display()
+    );
+    let path = write_config(&text);
+    for round in 0..2 {
+        let mut proxy = start(&path, port);
+        let mut c = UnixStream::connect(&sock).unwrap_or_else(|e| panic!("round {round}: {e}"));
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = [0u8; 1024];
+        c.read_exact(&mut buf).unwrap();
+        assert!(buf.iter().all(|&b| b == 5));
+        // Killed: the socket file stays behind for the next round.
+        let _ = proxy.0.kill();
+        let _ = proxy.0.wait();
+        assert!(sock.exists(), "round {round}");
+    }
+    let _ = std::fs::remove_file(&sock);
+    let _ = std::fs::remove_file(path);
+}
+
+/// A reload that points a listener at another upstream: new clients go there, and the
+/// listener stays open throughout.
+#[test]
+fn a_reload_can_change_a_listeners_upstream() {
+    let (first, _) = common::upstream(b"first".to_vec());
+    let (second, _) = common::upstream(b"second".to_vec());
+    let port = free_port();
+    let text = |up: u16| {
+        format!("[[listener]]\nlisten = \"127.0.0.1:{port}\"\nupstream = \"127.0.0.1:{up}\"\n")
+    };
+    let path = write_config(&text(first));
+    let proxy = start(&path, port);
+    let fetch = || {
+        let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut got = Vec::new();
+        let _ = c.read_to_end(&mut got);
+        got
+    };
+    assert_eq!(fetch(), b"first");
+    std::fs::write(&path, text(second)).unwrap();
+    Command::new("kill")
+        .args(["-HUP", &proxy.0.id().to_string()])
+        .status()
+        .unwrap();
+    let mut switched = false;
+    for _ in 0..100 {
+        if fetch() == b"second" {
+            switched = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        switched,
+        "the listener still forwards to the first upstream"
+    );
     let _ = std::fs::remove_file(path);
 }

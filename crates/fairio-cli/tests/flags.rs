@@ -91,6 +91,14 @@ fn proxy_refuses_the_weighted_policy_it_cannot_feed() {
 }
 
 #[test]
+fn proxy_refuses_an_upstream_without_a_port() {
+    refused(
+        &["proxy", "--listen", "127.0.0.1:7", "--upstream", "backend"],
+        &["--upstream", "host:port"],
+    );
+}
+
+#[test]
 fn proxy_refuses_forwarding_to_itself_and_a_shared_metrics_address() {
     refused(
         &[

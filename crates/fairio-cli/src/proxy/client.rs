@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::BytesMut;
 use fairio::{Error, GroupsBy, Policy, Scheduler};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -18,6 +18,9 @@ use super::class::Class;
 use super::guard::{Admission, Ticket};
 use super::settings::Settings;
 use crate::rate::human;
+
+/// Most bytes moved at a time in each direction.
+const CHUNK: usize = 64 * 1024;
 
 /// How one direction of a client's session ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -224,12 +227,12 @@ pub(super) async fn serve<P: Policy, S: fairio::Stream>(
     let from_client = {
         let (conn, activity, done) = (conn.clone(), &activity, &one_side_done);
         async move {
-            let mut buf = vec![0u8; 64 * 1024];
+            // The received buffers themselves, with no copy in between.
             let end = loop {
-                match conn.read(&mut buf).await {
-                    Ok(n) => {
+                match conn.read_bytes(CHUNK).await {
+                    Ok(chunk) => {
                         activity.touch();
-                        if let Err(e) = uw.write_all(&buf[..n]).await {
+                        if let Err(e) = uw.write_all(&chunk).await {
                             break End::of_io(&e);
                         }
                     }
@@ -245,14 +248,17 @@ pub(super) async fn serve<P: Policy, S: fairio::Stream>(
         let (conn, activity, done) = (conn.clone(), &activity, &one_side_done);
         let half_close = settings.half_close_timeout;
         async move {
-            let mut buf = vec![0u8; 64 * 1024];
+            // Read straight into a buffer that is then handed over whole: the one copy is the
+            // kernel's.
+            let mut buf = BytesMut::with_capacity(CHUNK);
             let mut end = loop {
-                match ur.read(&mut buf).await {
+                buf.reserve(CHUNK);
+                match ur.read_buf(&mut buf).await {
                     Ok(0) => break End::Closed,
                     Err(e) => break End::of_io(&e),
-                    Ok(n) => {
+                    Ok(_) => {
                         activity.touch();
-                        if let Err(e) = conn.write(Bytes::copy_from_slice(&buf[..n])).await {
+                        if let Err(e) = conn.write(buf.split().freeze()).await {
                             break End::of(&e);
                         }
                     }

@@ -98,10 +98,17 @@ pub(super) fn read(path: &str) -> Result<(File, String), String> {
 impl FileClass {
     fn to_class(&self, src: &Source<'_>, index: Option<usize>) -> Result<Class, String> {
         let default = index.is_none();
+        // Live groups are found again by their class's name at a reload: every class has one.
         let name = match (&self.name, index) {
             (Some(n), _) => n.clone(),
             (None, None) => "default".to_owned(),
-            (None, Some(i)) => format!("class{}", i + 1),
+            (None, Some(i)) => {
+                return Err(format!(
+                    "{}: class {} has no `name`; give every class one, e.g. name = \"office\"",
+                    src.path,
+                    i + 1
+                ));
+            }
         };
         if default && !self.networks.is_empty() {
             return Err(src.at(
@@ -164,6 +171,15 @@ impl File {
             Some(c) => c.to_class(src, None)?,
             None => Class::default_class(),
         };
+        let mut names = std::collections::HashSet::new();
+        for c in list.iter().chain([&default]) {
+            if !names.insert(c.name.as_str()) {
+                return Err(format!(
+                    "{}: two classes are named `{}` (the default class is `{}`); names must differ",
+                    src.path, c.name, default.name
+                ));
+            }
+        }
         Ok(Classes { list, default })
     }
 }

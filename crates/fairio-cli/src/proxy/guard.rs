@@ -12,8 +12,10 @@ use tokio::time::Instant;
 /// What the proxy admits, and what it counted turning away.
 #[derive(Debug)]
 pub(crate) struct Admission {
-    max_total: usize,
-    max_per_host: Option<usize>,
+    /// The limits; a reload changes them.
+    max_total: std::sync::atomic::AtomicUsize,
+    /// 0: no limit.
+    max_per_host: std::sync::atomic::AtomicUsize,
     open: Mutex<Open>,
     /// Clients turned away by a connection limit.
     pub(crate) refused: AtomicU64,
@@ -89,8 +91,8 @@ impl Ticket {
 impl Admission {
     pub(crate) fn new(max_total: usize, max_per_host: Option<usize>) -> Arc<Self> {
         Arc::new(Self {
-            max_total,
-            max_per_host,
+            max_total: std::sync::atomic::AtomicUsize::new(max_total),
+            max_per_host: std::sync::atomic::AtomicUsize::new(max_per_host.unwrap_or(0)),
             open: Mutex::new(Open::default()),
             refused: AtomicU64::new(0),
             accept_errors: AtomicU64::new(0),
@@ -101,7 +103,14 @@ impl Admission {
 
     /// The total limit in force.
     pub(crate) fn max_total(&self) -> usize {
-        self.max_total
+        self.max_total.load(Ordering::Relaxed)
+    }
+
+    /// New limits, from a reload; clients already in stay.
+    pub(crate) fn set_limits(&self, max_total: usize, max_per_host: Option<usize>) {
+        self.max_total.store(max_total, Ordering::Relaxed);
+        self.max_per_host
+            .store(max_per_host.unwrap_or(0), Ordering::Relaxed);
     }
 
     /// A ticket for a client from `host` (none for a Unix socket) in `class`, whose own limit
@@ -115,8 +124,9 @@ impl Admission {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         let of_host = host.map_or(0, |h| open.per_host.get(&h).copied().unwrap_or(0));
         let of_class = open.per_class.get(class).copied().unwrap_or(0);
-        if open.total >= self.max_total
-            || (host.is_some() && self.max_per_host.is_some_and(|m| of_host >= m))
+        let per_host = self.max_per_host.load(Ordering::Relaxed);
+        if open.total >= self.max_total.load(Ordering::Relaxed)
+            || (host.is_some() && per_host > 0 && of_host >= per_host)
             || class_max.is_some_and(|m| of_class >= m)
         {
             drop(open);
@@ -184,6 +194,9 @@ impl Drop for Ticket {
                     open.per_host.remove(&h);
                 }
             }
+        }
+        if let Some(id) = self.conn {
+            open.clients.remove(&id);
         }
         if let Some(n) = open.per_class.get_mut(&self.class) {
             *n -= 1;

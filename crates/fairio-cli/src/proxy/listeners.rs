@@ -1,8 +1,9 @@
 //! The listeners: one accept loop each, started and stopped as the settings change.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::path::Path;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use fairio::Policy;
@@ -13,19 +14,26 @@ use super::guard::Throttled;
 use super::settings::Listen;
 use super::{FromWeight, Proxy};
 
-/// The accept loops running, by address and upstream.
+/// The accept loops running, by address; each reads its upstream from a cell a reload can
+/// change.
 #[derive(Debug, Default)]
 pub(super) struct Running {
-    loops: HashMap<(Listen, String), JoinHandle<()>>,
+    loops: HashMap<Listen, (Arc<RwLock<String>>, JoinHandle<()>)>,
+}
+
+/// Removes a Unix socket file left by an earlier run: one nothing accepts on any more.
+fn clear_stale(path: &Path) {
+    if path.exists() && std::os::unix::net::UnixStream::connect(path).is_err() {
+        let _ = std::fs::remove_file(path);
+    }
 }
 
 impl Running {
-    /// Opens the listeners `wanted` names that are not open yet, then closes the ones it no
-    /// longer names (clients already accepted stay).
+    /// Makes the listeners those `wanted` names: closes the ones it no longer names (clients
+    /// already accepted stay), points the kept ones at their upstream, and opens the new ones.
     ///
     /// # Errors
-    /// The first address that cannot be bound; the listeners opened before it stay open, and
-    /// none is closed.
+    /// The addresses that could not be opened; every other change is made.
     pub(super) async fn update<P: Policy>(
         &mut self,
         proxy: &Arc<Proxy<P>>,
@@ -34,42 +42,59 @@ impl Running {
     where
         P::Params: FromWeight,
     {
-        for (listen, upstream) in wanted {
-            let key = (listen.clone(), upstream.clone());
-            if self.loops.contains_key(&key) {
-                continue;
-            }
-            let task = match listen {
-                Listen::Tcp(addr) => {
-                    let l = tokio::net::TcpListener::bind(addr)
-                        .await
-                        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-                    tokio::spawn(accept_tcp(Arc::clone(proxy), l, upstream.clone()))
-                }
-                Listen::Unix(path) => {
-                    let l = tokio::net::UnixListener::bind(path)
-                        .map_err(|e| format!("cannot listen on unix:{}: {e}", path.display()))?;
-                    tokio::spawn(accept_unix(Arc::clone(proxy), l, upstream.clone()))
-                }
-            };
-            self.loops.insert(key, task);
-        }
-        let keep: Vec<(Listen, String)> = wanted.to_vec();
-        self.loops.retain(|k, task| {
-            let kept = keep.contains(k);
+        self.loops.retain(|listen, (_, task)| {
+            let kept = wanted.iter().any(|(l, _)| l == listen);
             if !kept {
                 task.abort();
-                tracing::info!("stopped listening on {}", k.0);
+                if let Listen::Unix(path) = listen {
+                    let _ = std::fs::remove_file(path);
+                }
+                tracing::info!("stopped listening on {listen}");
             }
             kept
         });
-        Ok(())
+        let mut failed = Vec::new();
+        for (listen, upstream) in wanted {
+            if let Some((cell, _)) = self.loops.get(listen) {
+                *cell.write().unwrap_or_else(|e| e.into_inner()) = upstream.clone();
+                continue;
+            }
+            let cell = Arc::new(RwLock::new(upstream.clone()));
+            let task = match listen {
+                Listen::Tcp(addr) => match tokio::net::TcpListener::bind(addr).await {
+                    Ok(l) => tokio::spawn(accept_tcp(Arc::clone(proxy), l, Arc::clone(&cell))),
+                    Err(e) => {
+                        failed.push(format!("cannot listen on {addr}: {e}"));
+                        continue;
+                    }
+                },
+                Listen::Unix(path) => {
+                    clear_stale(path);
+                    match tokio::net::UnixListener::bind(path) {
+                        Ok(l) => tokio::spawn(accept_unix(Arc::clone(proxy), l, Arc::clone(&cell))),
+                        Err(e) => {
+                            failed.push(format!("cannot listen on unix:{}: {e}", path.display()));
+                            continue;
+                        }
+                    }
+                }
+            };
+            self.loops.insert(listen.clone(), (cell, task));
+        }
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(failed.join("; "))
+        }
     }
 
-    /// Stops every accept loop.
+    /// Stops every accept loop, and removes the Unix socket files.
     pub(super) fn stop(&mut self) {
-        for (_, task) in self.loops.drain() {
+        for (listen, (_, task)) in self.loops.drain() {
             task.abort();
+            if let Listen::Unix(path) = listen {
+                let _ = std::fs::remove_file(path);
+            }
         }
     }
 }
@@ -117,8 +142,11 @@ async fn failed(
     *pause = (*pause * 2).min(Duration::from_secs(1));
 }
 
-async fn accept_tcp<P: Policy>(proxy: Arc<Proxy<P>>, l: tokio::net::TcpListener, upstream: String)
-where
+async fn accept_tcp<P: Policy>(
+    proxy: Arc<Proxy<P>>,
+    l: tokio::net::TcpListener,
+    upstream: Arc<RwLock<String>>,
+) where
     P::Params: FromWeight,
 {
     let mut failures = Throttled::new("accept failed");
@@ -132,15 +160,19 @@ where
                     ip: Some(addr.ip().to_canonical()),
                     name: addr.to_string(),
                 };
-                admit(&proxy, client, peer, &upstream, &mut refusals);
+                let up = upstream.read().unwrap_or_else(|e| e.into_inner()).clone();
+                admit(&proxy, client, peer, &up, &mut refusals);
             }
             Err(e) => failed(&proxy, &mut failures, &e, &mut pause).await,
         }
     }
 }
 
-async fn accept_unix<P: Policy>(proxy: Arc<Proxy<P>>, l: tokio::net::UnixListener, upstream: String)
-where
+async fn accept_unix<P: Policy>(
+    proxy: Arc<Proxy<P>>,
+    l: tokio::net::UnixListener,
+    upstream: Arc<RwLock<String>>,
+) where
     P::Params: FromWeight,
 {
     let mut failures = Throttled::new("accept failed");
@@ -152,9 +184,10 @@ where
                 pause = Duration::from_millis(10);
                 let peer = Peer {
                     ip: None,
-                    name: format!("unix client on {upstream}"),
+                    name: "unix client".to_owned(),
                 };
-                admit(&proxy, client, peer, &upstream, &mut refusals);
+                let up = upstream.read().unwrap_or_else(|e| e.into_inner()).clone();
+                admit(&proxy, client, peer, &up, &mut refusals);
             }
             Err(e) => failed(&proxy, &mut failures, &e, &mut pause).await,
         }

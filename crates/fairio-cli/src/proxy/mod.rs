@@ -81,6 +81,8 @@ pub(crate) struct Proxy<P: Policy> {
     /// The settings in force; a reload replaces them.
     settings: RwLock<Arc<Settings>>,
     fleet: bool,
+    /// The admin API's token, which a reload may change.
+    admin_token: Arc<RwLock<Option<String>>>,
 }
 
 impl<P: Policy> Proxy<P>
@@ -94,11 +96,37 @@ where
     /// Applies new settings to what runs: the limits (unless a fleet sets them), and each live
     /// group's weight and caps from its class (a class gone: the default's). Clients stay
     /// connected; new ones come under the new settings.
-    fn apply(&self, new: Settings) {
+    fn apply(&self, new: Settings, max_total: usize) {
+        let old = self.settings();
+        let restart_only = [
+            ("admin", old.admin != new.admin),
+            ("policy", old.policy != new.policy),
+            ("fair_by", old.fair_by != new.fair_by),
+            (
+                "metrics_per_host",
+                old.metrics_per_host != new.metrics_per_host,
+            ),
+        ];
+        for (key, changed) in restart_only {
+            if changed {
+                tracing::warn!("`{key}` changed: it takes effect at the next start, not on reload");
+            }
+        }
         if !self.fleet {
             self.sched.set_max_upload_speed(new.max_to_clients);
             self.sched.set_max_download_speed(new.max_from_clients);
         }
+        self.admission.set_limits(
+            new.max_connections
+                .unwrap_or(max_total)
+                .min(max_total)
+                .max(1),
+            new.max_connections_per_host,
+        );
+        *self.admin_token.write().unwrap_or_else(|e| e.into_inner()) = new.admin_token.clone();
+        // Stored first: a client admitted from now on, whose group is new, takes the new class.
+        let new = Arc::new(new);
+        *self.settings.write().unwrap_or_else(|e| e.into_inner()) = Arc::clone(&new);
         if let Some(hosts) = &self.hosts {
             hosts.for_each(|(class, _), g| {
                 let c = new
@@ -111,7 +139,6 @@ where
                 let _ = g.set_caps(c.caps.0, c.caps.1);
             });
         }
-        *self.settings.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(new);
     }
 }
 
@@ -119,6 +146,8 @@ async fn proxy<P: Policy>(args: ProxyArgs, settings: Settings, policy: P) -> Res
 where
     P::Params: FromWeight,
 {
+    // Installed first: a SIGHUP from now on reloads, and none is lost during a reload.
+    let mut hup = Hangups::new();
     let config = Config::new(args.read_buffer_size as usize)
         .max_upload_speed(settings.max_to_clients)
         .max_download_speed(settings.max_from_clients)
@@ -146,6 +175,7 @@ where
         admission: Arc::clone(&admission),
         settings: RwLock::new(Arc::new(settings.clone())),
         fleet: member.is_some(),
+        admin_token: Arc::new(RwLock::new(settings.admin_token.clone())),
     });
     let reload = Arc::new(tokio::sync::Notify::new());
     let mut running = listeners::Running::default();
@@ -158,7 +188,7 @@ where
             sched: sched.clone(),
             admission: Arc::clone(&admission),
             lease: member.as_ref().map(fairio_fleet::Member::subscribe),
-            token: settings.admin_token.clone(),
+            token: Arc::clone(&proxy.admin_token),
             reload: Arc::clone(&reload),
             hosts: proxy.hosts.clone(),
             per_host: settings.metrics_per_host,
@@ -187,7 +217,7 @@ where
     let reloads = async {
         loop {
             tokio::select! {
-                () = hangup() => {}
+                () = hup.next() => {}
                 () = reload.notified() => {}
             }
             match Settings::load(&args) {
@@ -199,7 +229,7 @@ where
                         tracing::warn!("reload: {e}; the other settings are applied");
                     }
                     let n = new.classes.list.len();
-                    proxy.apply(new);
+                    proxy.apply(new, by_descriptors);
                     tracing::info!(classes = n, "reloaded");
                 }
             }
@@ -236,17 +266,29 @@ where
     Ok(())
 }
 
-/// Completes at each SIGHUP (never elsewhere).
-async fn hangup() {
+/// The SIGHUPs the process receives (none where there are no such signals).
+struct Hangups {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut hup) = signal(SignalKind::hangup()) {
-            hup.recv().await;
-            return;
+    signal: Option<tokio::signal::unix::Signal>,
+}
+
+impl Hangups {
+    fn new() -> Self {
+        Self {
+            #[cfg(unix)]
+            signal: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok(),
         }
     }
-    std::future::pending::<()>().await;
+
+    /// Completes at the next SIGHUP.
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        if let Some(s) = self.signal.as_mut() {
+            s.recv().await;
+            return;
+        }
+        std::future::pending::<()>().await;
+    }
 }
 
 async fn stop_signal() {

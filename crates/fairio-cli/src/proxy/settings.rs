@@ -91,6 +91,18 @@ fn timeout(
     }
 }
 
+/// A count from the file that must be at least 1.
+fn at_least_one(
+    src: &Source<'_>,
+    v: &Option<toml::Spanned<u32>>,
+    key: &str,
+) -> Result<Option<u32>, String> {
+    match v {
+        Some(n) if *n.get_ref() == 0 => Err(src.at(n, key, "at least 1, e.g. 1000")),
+        n => Ok(n.as_ref().map(|n| *n.get_ref())),
+    }
+}
+
 impl Settings {
     /// Reads the file (if any), lays the flags over it, and checks the whole.
     ///
@@ -114,7 +126,11 @@ impl Settings {
             listeners.push((listen, up));
         }
         match (&args.listen, &args.upstream) {
-            (Some(l), Some(u)) => listeners = vec![(Listen::Tcp(*l), u.clone())],
+            (Some(l), Some(u)) => {
+                let u =
+                    check_upstream(u).map_err(|e| Refusal::value(format!("--upstream: {e}")))?;
+                listeners = vec![(Listen::Tcp(*l), u)];
+            }
             (None, None) => {}
             _ => {
                 return Err(Refusal::conflict(
@@ -188,11 +204,16 @@ impl Settings {
             ),
             max_connections: args
                 .max_connections
-                .or(f.max_connections.as_ref().map(|m| *m.get_ref()))
+                .or(at_least_one(&src, &f.max_connections, "max_connections").map_err(v)?)
                 .map(|m| m as usize),
             max_connections_per_host: args
                 .max_connections_per_host
-                .or(f.max_connections_per_host.as_ref().map(|m| *m.get_ref()))
+                .or(at_least_one(
+                    &src,
+                    &f.max_connections_per_host,
+                    "max_connections_per_host",
+                )
+                .map_err(v)?)
                 .map(|m| m as usize),
             admin: match (args.admin, &f.admin) {
                 (Some(a), _) => Some(a),
@@ -287,6 +308,21 @@ impl Settings {
             return Err(Refusal::conflict(
                 "--fleet-budget, --fleet-weight and --fleet-expected need --fleet REDIS_URL",
             ));
+        }
+        for c in self.classes.list.iter().chain([&self.classes.default]) {
+            let unlimited = [
+                ("max_to_clients", c.caps.0, self.max_to_clients),
+                ("max_from_clients", c.caps.1, self.max_from_clients),
+            ];
+            for (key, cap, limit) in unlimited {
+                if cap.is_some() && limit.is_none() {
+                    return Err(Refusal::conflict(format!(
+                        "class `{}` caps `{key}`, but there is no global `{key}`: a cap applies \
+                         beneath a global limit; set one",
+                        c.name
+                    )));
+                }
+            }
         }
         if let Some(cap) = self.per_client_cap {
             // A cap applies only in a direction with a global limit, and does something only
