@@ -62,7 +62,7 @@ impl Running {
             let cell = Arc::new(RwLock::new(upstream.clone()));
             let task = match listen {
                 Listen::Tcp(addr) => match tokio::net::TcpListener::bind(addr).await {
-                    Ok(l) => tokio::spawn(accept_tcp(Arc::clone(proxy), l, Arc::clone(&cell))),
+                    Ok(l) => tokio::spawn(accept_loop(Arc::clone(proxy), l, Arc::clone(&cell))),
                     Err(e) => {
                         failed.push(format!("cannot listen on {addr}: {e}"));
                         continue;
@@ -71,7 +71,7 @@ impl Running {
                 Listen::Unix(path) => {
                     clear_stale(path);
                     match tokio::net::UnixListener::bind(path) {
-                        Ok(l) => tokio::spawn(accept_unix(Arc::clone(proxy), l, Arc::clone(&cell))),
+                        Ok(l) => tokio::spawn(accept_loop(Arc::clone(proxy), l, Arc::clone(&cell))),
                         Err(e) => {
                             failed.push(format!("cannot listen on unix:{}: {e}", path.display()));
                             continue;
@@ -126,51 +126,45 @@ fn admit<P: Policy, S: fairio::Stream>(
     tokio::spawn(client::serve(session, client, peer, class, ticket));
 }
 
-/// After a failed accept (out of descriptors, say): back off, up to 1 s, and log once a second.
-async fn failed(
-    proxy: &Proxy<impl Policy>,
-    failures: &mut Throttled,
-    e: &std::io::Error,
-    pause: &mut Duration,
-) {
-    proxy
-        .admission
-        .accept_errors
-        .fetch_add(1, Ordering::Relaxed);
-    failures.hit(e);
-    tokio::time::sleep(*pause).await;
-    *pause = (*pause * 2).min(Duration::from_secs(1));
+/// A listener the accept loop takes clients from: TCP (with an address) or Unix (without).
+trait Source {
+    type Stream: fairio::Stream;
+    fn accept(
+        &self,
+    ) -> impl Future<Output = std::io::Result<(Self::Stream, Peer)>> + Send;
 }
 
-async fn accept_tcp<P: Policy>(
-    proxy: Arc<Proxy<P>>,
-    l: tokio::net::TcpListener,
-    upstream: Arc<RwLock<String>>,
-) where
-    P::Params: FromWeight,
-{
-    let mut failures = Throttled::new("accept failed");
-    let mut refusals = Throttled::new("client refused: connection limit reached");
-    let mut pause = Duration::from_millis(10);
-    loop {
-        match l.accept().await {
-            Ok((client, addr)) => {
-                pause = Duration::from_millis(10);
-                let peer = Peer {
-                    ip: Some(addr.ip().to_canonical()),
-                    name: addr.to_string(),
-                };
-                let up = upstream.read().unwrap_or_else(|e| e.into_inner()).clone();
-                admit(&proxy, client, peer, &up, &mut refusals);
-            }
-            Err(e) => failed(&proxy, &mut failures, &e, &mut pause).await,
-        }
+impl Source for tokio::net::TcpListener {
+    type Stream = tokio::net::TcpStream;
+
+    async fn accept(&self) -> std::io::Result<(Self::Stream, Peer)> {
+        let (client, addr) = Self::accept(self).await?;
+        let peer = Peer {
+            ip: Some(addr.ip().to_canonical()),
+            name: addr.to_string(),
+        };
+        Ok((client, peer))
     }
 }
 
-async fn accept_unix<P: Policy>(
+impl Source for tokio::net::UnixListener {
+    type Stream = tokio::net::UnixStream;
+
+    async fn accept(&self) -> std::io::Result<(Self::Stream, Peer)> {
+        let (client, _) = Self::accept(self).await?;
+        let peer = Peer {
+            ip: None,
+            name: "unix client".to_owned(),
+        };
+        Ok((client, peer))
+    }
+}
+
+/// Accepts clients until aborted. A failed accept (out of descriptors, say) backs off, up to
+/// 1 s, and is logged once a second with a count.
+async fn accept_loop<P: Policy, L: Source>(
     proxy: Arc<Proxy<P>>,
-    l: tokio::net::UnixListener,
+    l: L,
     upstream: Arc<RwLock<String>>,
 ) where
     P::Params: FromWeight,
@@ -180,16 +174,20 @@ async fn accept_unix<P: Policy>(
     let mut pause = Duration::from_millis(10);
     loop {
         match l.accept().await {
-            Ok((client, _)) => {
+            Ok((client, peer)) => {
                 pause = Duration::from_millis(10);
-                let peer = Peer {
-                    ip: None,
-                    name: "unix client".to_owned(),
-                };
                 let up = upstream.read().unwrap_or_else(|e| e.into_inner()).clone();
                 admit(&proxy, client, peer, &up, &mut refusals);
             }
-            Err(e) => failed(&proxy, &mut failures, &e, &mut pause).await,
+            Err(e) => {
+                proxy
+                    .admission
+                    .accept_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                failures.hit(&e);
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
         }
     }
 }
