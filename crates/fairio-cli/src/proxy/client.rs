@@ -21,6 +21,8 @@ use crate::rate::human;
 
 /// Most bytes moved at a time in each direction.
 const CHUNK: usize = 64 * 1024;
+/// Reads smaller than this are copied out of the read buffer rather than handed over with it.
+const SMALL: usize = 8 * 1024;
 
 /// How one direction of a client's session ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -256,9 +258,19 @@ pub(super) async fn serve<P: Policy, S: fairio::Stream>(
                 match ur.read_buf(&mut buf).await {
                     Ok(0) => break End::Closed,
                     Err(e) => break End::of_io(&e),
-                    Ok(_) => {
+                    Ok(n) => {
                         activity.touch();
-                        if let Err(e) = conn.write(buf.split().freeze()).await {
+                        // A small read is copied, so that the buffer is reused: a queued
+                        // chunk would keep its whole allocation alive, and the write queue's
+                        // bound counts bytes, not allocations.
+                        let chunk = if n < SMALL {
+                            let c = bytes::Bytes::copy_from_slice(&buf);
+                            buf.clear();
+                            c
+                        } else {
+                            buf.split().freeze()
+                        };
+                        if let Err(e) = conn.write(chunk).await {
                             break End::of(&e);
                         }
                     }

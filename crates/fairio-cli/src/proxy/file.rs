@@ -175,8 +175,14 @@ impl File {
         for c in list.iter().chain([&default]) {
             if !names.insert(c.name.as_str()) {
                 return Err(format!(
-                    "{}: two classes are named `{}` (the default class is `{}`); names must differ",
-                    src.path, c.name, default.name
+                    "{}: two classes are named `{}`{}; names must differ",
+                    src.path,
+                    c.name,
+                    if c.name == default.name {
+                        " (the default class has that name)"
+                    } else {
+                        ""
+                    }
                 ));
             }
         }

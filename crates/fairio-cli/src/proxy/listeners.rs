@@ -21,9 +21,15 @@ pub(super) struct Running {
     loops: HashMap<Listen, (Arc<RwLock<String>>, JoinHandle<()>)>,
 }
 
-/// Removes a Unix socket file left by an earlier run: one nothing accepts on any more.
+/// Removes a Unix socket file left by an earlier run: a socket nothing accepts on any more
+/// (connecting is refused). Anything else at the path is left alone, and the bind reports it.
 fn clear_stale(path: &Path) {
-    if path.exists() && std::os::unix::net::UnixStream::connect(path).is_err() {
+    use std::os::unix::fs::FileTypeExt;
+    let is_socket = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket());
+    if is_socket
+        && std::os::unix::net::UnixStream::connect(path)
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionRefused)
+    {
         let _ = std::fs::remove_file(path);
     }
 }
@@ -42,17 +48,24 @@ impl Running {
     where
         P::Params: FromWeight,
     {
-        self.loops.retain(|listen, (_, task)| {
-            let kept = wanted.iter().any(|(l, _)| l == listen);
-            if !kept {
+        let gone: Vec<Listen> = self
+            .loops
+            .keys()
+            .filter(|l| !wanted.iter().any(|(w, _)| w == *l))
+            .cloned()
+            .collect();
+        for listen in gone {
+            if let Some((_, task)) = self.loops.remove(&listen) {
                 task.abort();
-                if let Listen::Unix(path) = listen {
-                    let _ = std::fs::remove_file(path);
-                }
-                tracing::info!("stopped listening on {listen}");
+                // Ended, and its socket closed, before any address is bound again (a move
+                // from 0.0.0.0:8080 to 127.0.0.1:8080 needs the port free).
+                let _ = task.await;
             }
-            kept
-        });
+            if let Listen::Unix(path) = &listen {
+                let _ = std::fs::remove_file(path);
+            }
+            tracing::info!("stopped listening on {listen}");
+        }
         let mut failed = Vec::new();
         for (listen, upstream) in wanted {
             if let Some((cell, _)) = self.loops.get(listen) {
@@ -129,9 +142,7 @@ fn admit<P: Policy, S: fairio::Stream>(
 /// A listener the accept loop takes clients from: TCP (with an address) or Unix (without).
 trait Source {
     type Stream: fairio::Stream;
-    fn accept(
-        &self,
-    ) -> impl Future<Output = std::io::Result<(Self::Stream, Peer)>> + Send;
+    fn accept(&self) -> impl Future<Output = std::io::Result<(Self::Stream, Peer)>> + Send;
 }
 
 impl Source for tokio::net::TcpListener {

@@ -83,6 +83,8 @@ pub(crate) struct Proxy<P: Policy> {
     fleet: bool,
     /// The admin API's token, which a reload may change.
     admin_token: Arc<RwLock<Option<String>>>,
+    /// The settings at start: those a reload cannot change are compared with these.
+    started: Arc<Settings>,
 }
 
 impl<P: Policy> Proxy<P>
@@ -96,8 +98,9 @@ where
     /// Applies new settings to what runs: the limits (unless a fleet sets them), and each live
     /// group's weight and caps from its class (a class gone: the default's). Clients stay
     /// connected; new ones come under the new settings.
-    fn apply(&self, new: Settings, max_total: usize) {
-        let old = self.settings();
+    fn apply(&self, mut new: Settings, max_total: usize) {
+        // Restart-only settings are compared with what runs: the values at start.
+        let old = &self.started;
         let restart_only = [
             ("admin", old.admin != new.admin),
             ("policy", old.policy != new.policy),
@@ -123,6 +126,18 @@ where
                 .max(1),
             new.max_connections_per_host,
         );
+        if new.admin_token.is_none() && old.admin.is_some_and(crate::admin::needs_token) {
+            // The admin API still listens where it did (that takes a restart), and that address
+            // needs a token: the old one stays.
+            tracing::warn!(
+                "admin_token removed while the admin API listens beyond loopback: the token stays until a restart"
+            );
+            new.admin_token = self
+                .admin_token
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+        }
         *self.admin_token.write().unwrap_or_else(|e| e.into_inner()) = new.admin_token.clone();
         // Stored first: a client admitted from now on, whose group is new, takes the new class.
         let new = Arc::new(new);
@@ -176,6 +191,7 @@ where
         settings: RwLock::new(Arc::new(settings.clone())),
         fleet: member.is_some(),
         admin_token: Arc::new(RwLock::new(settings.admin_token.clone())),
+        started: Arc::new(settings.clone()),
     });
     let reload = Arc::new(tokio::sync::Notify::new());
     let mut running = listeners::Running::default();

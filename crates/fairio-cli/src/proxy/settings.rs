@@ -266,6 +266,13 @@ impl Settings {
                 weighted_classes[0]
             )));
         }
+        for (i, (listen, _)) in self.listeners.iter().enumerate() {
+            if self.listeners[..i].iter().any(|(l, _)| l == listen) {
+                return Err(Refusal::conflict(format!(
+                    "two listeners on {listen}: one address serves one upstream"
+                )));
+            }
+        }
         for (listen, up) in &self.listeners {
             if let Listen::Tcp(l) = listen {
                 if up.parse::<SocketAddr>().ok() == Some(*l) {
