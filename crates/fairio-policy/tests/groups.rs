@@ -240,3 +240,52 @@ fn eight_connections_beside_one_split_by_host() {
     let split = b as f64 / (a + b) as f64;
     assert!((split - 0.5).abs() < 0.01, "host B got {split:.4}");
 }
+
+/// A slow consumer inside a group (its reader takes a tenth of its share): its backlogged
+/// sibling gets the rest of the group's part, and the other group keeps its half, in every
+/// window (work conservation at both levels, with a slow peer in it).
+#[test]
+fn a_slow_consumers_part_goes_to_its_sibling_first() {
+    use sim::Sink;
+    let limit = 4u64 << 20;
+    let slow = Sink {
+        rate: limit / 40,
+        buffer: 64 * 1024,
+        chunk: 4096,
+    };
+    let s = Scenario {
+        limit,
+        conns: vec![
+            Conn::slow_consumer(1, slow),
+            Conn::backlogged(1),
+            Conn::backlogged(1),
+        ],
+        duration: 3 * SEC,
+        limit_changes: vec![],
+    };
+    let groups = Groups {
+        specs: vec![(1, None), (1, None)],
+        of: vec![Some(0), Some(0), Some(1)],
+    };
+    for weighted in [false, true] {
+        let tr = simulate_grouped(&s, &groups, weighted);
+        check_tree_fairness(&s, &groups, &tr).unwrap();
+        let ix = tr.index();
+        let (a, b) = (SEC, s.duration);
+        let secs = (b - a) as f64 / SEC as f64;
+        let consumed = tr.consumed(0, a, b) as f64 / secs;
+        let sibling = ix.bytes(1, a, b) as f64 / secs;
+        let other = ix.bytes(2, a, b) as f64 / secs;
+        let half = limit as f64 / 2.0;
+        println!("slow {consumed:.0}, sibling {sibling:.0}, other group {other:.0} B/s");
+        assert!(
+            (consumed / slow.rate as f64 - 1.0).abs() <= 0.05,
+            "{consumed}"
+        );
+        assert!(
+            ((sibling + consumed) / half - 1.0).abs() <= 0.02,
+            "{sibling} + {consumed}"
+        );
+        assert!((other / half - 1.0).abs() <= 0.02, "{other}");
+    }
+}

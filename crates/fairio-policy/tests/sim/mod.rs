@@ -432,6 +432,7 @@ pub fn simulate_grouped(s: &Scenario, groups: &Groups, weighted: bool) -> Trace 
 pub fn tree_water_fill(limit: f64, s: &Scenario, groups: &Groups) -> Vec<f64> {
     let want = |c: &Conn| {
         c.rate
+            .or(c.sink.map(|k| k.rate))
             .map_or(f64::INFINITY, |r| r as f64)
             .min(c.cap.map_or(f64::INFINITY, |k| k as f64))
     };
