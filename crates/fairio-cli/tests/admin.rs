@@ -6,68 +6,16 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{free_port, start_proxy};
-
-/// An upstream that floods every connection.
-fn flooding_upstream() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for sock in listener.incoming() {
-            let Ok(mut sock) = sock else { continue };
-            std::thread::spawn(move || {
-                let chunk = vec![3u8; 64 * 1024];
-                while sock.write_all(&chunk).is_ok() {}
-            });
-        }
-    });
-    port
-}
-
-/// One HTTP/1 exchange with the admin API: (status, body).
-fn http(port: u16, request: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(request.as_bytes()).unwrap();
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    let status = out
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = out
-        .split_once("\r\n\r\n")
-        .map_or(String::new(), |(_, b)| b.to_owned());
-    (status, body)
-}
+use common::{client, flooding_upstream, free_port, http, start_proxy};
 
 fn get(port: u16, path: &str, extra: &str) -> (u16, String) {
     http(
         port,
         &format!("GET {path} HTTP/1.1\r\nHost: x\r\n{extra}\r\n"),
     )
-}
-
-/// A client that counts what it downloads.
-fn client(port: u16) -> Arc<AtomicU64> {
-    let count = Arc::new(AtomicU64::new(0));
-    let c = Arc::clone(&count);
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    std::thread::spawn(move || {
-        let mut buf = vec![0u8; 64 * 1024];
-        while let Ok(n) = s.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            c.fetch_add(n as u64, Ordering::Relaxed);
-        }
-    });
-    count
 }
 
 fn rate(count: &AtomicU64, secs: f64) -> f64 {
@@ -79,7 +27,7 @@ fn rate(count: &AtomicU64, secs: f64) -> f64 {
 
 #[test]
 fn clients_are_listed_and_limits_change_live() {
-    let up = flooding_upstream();
+    let up = flooding_upstream(3);
     let (port, admin) = (free_port(), free_port());
     let _proxy = start_proxy(
         port,
@@ -156,7 +104,7 @@ fn clients_are_listed_and_limits_change_live() {
 
 #[test]
 fn a_token_guards_the_admin_api_when_set() {
-    let up = flooding_upstream();
+    let up = flooding_upstream(3);
     let (port, admin) = (free_port(), free_port());
     let token = "0123456789abcdef0123";
     let _proxy = start_proxy(
@@ -192,7 +140,7 @@ fn a_token_guards_the_admin_api_when_set() {
 
 #[test]
 fn a_slow_request_head_is_dropped_and_others_are_served() {
-    let up = flooding_upstream();
+    let up = flooding_upstream(3);
     let (port, admin) = (free_port(), free_port());
     let _proxy = start_proxy(port, up, &["--admin", &format!("127.0.0.1:{admin}")]);
     let mut slow = TcpStream::connect(("127.0.0.1", admin)).unwrap();

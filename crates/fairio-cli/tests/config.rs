@@ -7,60 +7,13 @@
 mod common;
 
 use std::io::Read;
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{BIN, Proxy, free_port};
-
-/// An upstream that floods every connection.
-fn flooding_upstream() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for sock in listener.incoming() {
-            let Ok(mut sock) = sock else { continue };
-            std::thread::spawn(move || {
-                let chunk = vec![5u8; 64 * 1024];
-                while std::io::Write::write_all(&mut sock, &chunk).is_ok() {}
-            });
-        }
-    });
-    port
-}
-
-/// A client from `from` that counts what it downloads, until `stop` or the end of stream.
-fn client(from: [u8; 4], port: u16) -> Arc<AtomicU64> {
-    let count = Arc::new(AtomicU64::new(0));
-    let c = Arc::clone(&count);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let std_stream = rt.block_on(async {
-        let s = tokio::net::TcpSocket::new_v4().unwrap();
-        s.bind(SocketAddr::from((from, 0))).unwrap();
-        s.connect(SocketAddr::from(([127, 0, 0, 1], port)))
-            .await
-            .unwrap()
-            .into_std()
-            .unwrap()
-    });
-    std_stream.set_nonblocking(false).unwrap();
-    let mut stream = std_stream;
-    std::thread::spawn(move || {
-        let mut buf = vec![0u8; 64 * 1024];
-        while let Ok(n) = stream.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            c.fetch_add(n as u64, Ordering::Relaxed);
-        }
-    });
-    count
-}
+use common::{BIN, Proxy, client_from, flooding_upstream, free_port, http, wait_for};
 
 fn write_config(text: &str) -> std::path::PathBuf {
     let path = std::env::temp_dir().join(format!(
@@ -81,13 +34,8 @@ fn start(config: &std::path::Path, port: u16) -> Proxy {
         .spawn()
         .unwrap();
     let proxy = Proxy(child);
-    for _ in 0..200 {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return proxy;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    panic!("proxy did not start");
+    wait_for(port);
+    proxy
 }
 
 /// Bytes per second of each counter over `secs`.
@@ -190,7 +138,7 @@ fn errors_name_the_line_and_the_key_and_suggest_a_value() {
 
 #[test]
 fn classes_share_by_weight_and_cap_each_address_and_reload_keeps_clients() {
-    let up = flooding_upstream();
+    let up = flooding_upstream(5);
     let (port, admin) = (free_port(), free_port());
     let config = |office_weight: u32, guest_cap: &str| {
         format!(
@@ -204,8 +152,11 @@ fn classes_share_by_weight_and_cap_each_address_and_reload_keeps_clients() {
     let path = write_config(&config(3, "4MiB"));
     let mut proxy = start(&path, port);
     // Two connections from the office, one guest: split by class weight (3 : 1) per address.
-    let office = [client([127, 0, 0, 2], port), client([127, 0, 0, 2], port)];
-    let guest = client([127, 0, 0, 3], port);
+    let office = [
+        client_from([127, 0, 0, 2], port),
+        client_from([127, 0, 0, 2], port),
+    ];
+    let guest = client_from([127, 0, 0, 3], port);
     std::thread::sleep(Duration::from_secs(1));
     let r = rates(&[&office[0], &office[1], &guest], 2.0);
     let (o, g) = (r[0] + r[1], r[2]);
@@ -213,8 +164,8 @@ fn classes_share_by_weight_and_cap_each_address_and_reload_keeps_clients() {
     assert!((o / (o + g) - 0.75).abs() <= 0.03, "{r:?}");
 
     // The guests' class holds at most two connections.
-    let second = client([127, 0, 0, 3], port);
-    let third = client([127, 0, 0, 3], port);
+    let second = client_from([127, 0, 0, 3], port);
+    let third = client_from([127, 0, 0, 3], port);
     std::thread::sleep(Duration::from_millis(500));
     assert!(
         second.load(Ordering::Relaxed) > 0,
@@ -331,24 +282,6 @@ fn classes_share_by_weight_and_cap_each_address_and_reload_keeps_clients() {
     let _ = std::fs::remove_file(path);
 }
 
-/// One HTTP/1 exchange: (status, body).
-fn http(port: u16, request: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    std::io::Write::write_all(&mut s, request.as_bytes()).unwrap();
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    let status = out
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = out
-        .split_once("\r\n\r\n")
-        .map_or(String::new(), |(_, b)| b.to_owned());
-    (status, body)
-}
-
 /// A reload in the middle of two downloads: both complete, every byte intact.
 #[test]
 fn a_reload_under_traffic_drops_no_byte() {
@@ -368,19 +301,7 @@ fn a_reload_under_traffic_drops_no_byte() {
         .into_iter()
         .map(|from| {
             std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                let s = rt.block_on(async {
-                    let sock = tokio::net::TcpSocket::new_v4().unwrap();
-                    sock.bind(SocketAddr::from((from, 0))).unwrap();
-                    sock.connect(SocketAddr::from(([127, 0, 0, 1], port)))
-                        .await
-                        .unwrap()
-                });
-                let mut s = s.into_std().unwrap();
-                s.set_nonblocking(false).unwrap();
+                let mut s = common::connect_from(from, port);
                 s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
                 s.shutdown(std::net::Shutdown::Write).unwrap();
                 let mut got = Vec::new();
@@ -409,7 +330,7 @@ fn a_reload_under_traffic_drops_no_byte() {
 #[test]
 fn a_unix_listener_serves_and_survives_a_stale_socket_file() {
     use std::os::unix::net::UnixStream;
-    let up = flooding_upstream();
+    let up = flooding_upstream(5);
     let (port, sock) = (
         free_port(),
         std::env::temp_dir().join(format!("fairio-test-{}.sock", std::process::id())),

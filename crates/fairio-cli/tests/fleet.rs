@@ -3,56 +3,12 @@
 
 mod common;
 
-use std::io::Read;
-use std::net::TcpStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{free_port, start_proxy};
+use common::{client, flooding_upstream, free_port, http, start_proxy};
 use fairio_fleet::testing::Redis;
-
-/// An upstream that floods every connection.
-fn flooding_upstream() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for sock in listener.incoming() {
-            let Ok(mut sock) = sock else { continue };
-            std::thread::spawn(move || {
-                let chunk = vec![9u8; 64 * 1024];
-                while std::io::Write::write_all(&mut sock, &chunk).is_ok() {}
-            });
-        }
-    });
-    port
-}
-
-/// A client of the proxy on `port` that counts what it reads, for as long as the proxy serves.
-fn client(port: u16) -> Arc<AtomicU64> {
-    let count = Arc::new(AtomicU64::new(0));
-    let c = Arc::clone(&count);
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    std::thread::spawn(move || {
-        let mut buf = vec![0u8; 64 * 1024];
-        while let Ok(n) = stream.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            c.fetch_add(n as u64, Ordering::Relaxed);
-        }
-    });
-    count
-}
-
-fn get_metrics(port: u16) -> String {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    std::io::Write::write_all(&mut s, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out
-}
 
 #[test]
 fn two_proxies_share_one_limit_through_redis() {
@@ -60,7 +16,7 @@ fn two_proxies_share_one_limit_through_redis() {
     let limit: u64 = 4 << 20;
     let (mut proxies, mut counts, mut metrics) = (Vec::new(), Vec::new(), Vec::new());
     for clients in [1, 3] {
-        let up = flooding_upstream();
+        let up = flooding_upstream(9);
         let (port, mport) = (free_port(), free_port());
         proxies.push(start_proxy(
             port,
@@ -104,7 +60,7 @@ fn two_proxies_share_one_limit_through_redis() {
         assert!((r / (limit as f64 / 2.0) - 1.0).abs() <= 0.05, "{rates:?}");
     }
     for m in metrics {
-        let text = get_metrics(m);
+        let (_, text) = http(m, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
         assert!(
             text.contains("fairio_fleet_members{direction=\"to_clients\"} 2"),
             "{text}"

@@ -5,11 +5,10 @@
 
 mod common;
 
-use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{BIN, Proxy, free_port};
+use common::{BIN, Proxy, free_port, wait_for};
 
 /// Kills a helper process on drop.
 struct Reaped(Child);
@@ -19,16 +18,6 @@ impl Drop for Reaped {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn wait_for(port: u16) {
-    for _ in 0..200 {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    panic!("nothing listens on {port}");
 }
 
 /// A proxy with two listeners (to `up_a` and `up_b`), a 4 MiB/s download limit, and the two

@@ -1,12 +1,14 @@
 //! Helpers shared by the CLI tests: the binary, test data, free ports, a proxy child that is
-//! killed on drop, and an upstream server.
+//! killed on drop, upstream servers, counting clients, and one HTTP/1 exchange.
 #![allow(dead_code, unreachable_pub)]
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::Hasher;
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_fairio");
@@ -73,15 +75,101 @@ pub fn start_proxy_with(
         .env_remove("RUST_LOG")
         .spawn()
         .unwrap();
-    // Wait (bounded) until it accepts; the guard kills it if it never does.
+    // The guard kills it if it never accepts.
     let proxy = Proxy(child);
+    wait_for(listen);
+    proxy
+}
+
+/// Waits (bounded, 5 s) until something accepts on `port` of 127.0.0.1.
+pub fn wait_for(port: u16) {
     for _ in 0..200 {
-        if TcpStream::connect(("127.0.0.1", listen)).is_ok() {
-            return proxy;
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
         }
         std::thread::sleep(Duration::from_millis(25));
     }
-    panic!("proxy did not start");
+    panic!("nothing accepts on {port}");
+}
+
+/// An upstream that floods every connection with `byte`, as fast as it takes it.
+pub fn flooding_upstream(byte: u8) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for sock in listener.incoming() {
+            let Ok(mut sock) = sock else { continue };
+            std::thread::spawn(move || {
+                let chunk = vec![byte; 64 * 1024];
+                while sock.write_all(&chunk).is_ok() {}
+            });
+        }
+    });
+    port
+}
+
+/// Reads `stream` to its end on a thread of its own; what it read so far.
+pub fn counting(mut stream: TcpStream) -> Arc<AtomicU64> {
+    let count = Arc::new(AtomicU64::new(0));
+    let c = Arc::clone(&count);
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 64 * 1024];
+        while let Ok(n) = stream.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            c.fetch_add(n as u64, Ordering::Relaxed);
+        }
+    });
+    count
+}
+
+/// A client of 127.0.0.1:`port` that counts what it downloads.
+pub fn client(port: u16) -> Arc<AtomicU64> {
+    counting(TcpStream::connect(("127.0.0.1", port)).unwrap())
+}
+
+/// A client from address `from` (127.0.0.2 and .3 reach loopback too) that counts what it
+/// downloads from 127.0.0.1:`port`.
+pub fn client_from(from: [u8; 4], port: u16) -> Arc<AtomicU64> {
+    counting(connect_from(from, port))
+}
+
+/// A blocking TCP stream from address `from` to 127.0.0.1:`port`.
+pub fn connect_from(from: [u8; 4], port: u16) -> TcpStream {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let stream = rt.block_on(async {
+        let s = tokio::net::TcpSocket::new_v4().unwrap();
+        s.bind(SocketAddr::from((from, 0))).unwrap();
+        s.connect(SocketAddr::from(([127, 0, 0, 1], port)))
+            .await
+            .unwrap()
+            .into_std()
+            .unwrap()
+    });
+    stream.set_nonblocking(false).unwrap();
+    stream
+}
+
+/// One HTTP/1 exchange with 127.0.0.1:`port`: (status, body).
+pub fn http(port: u16, request: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let status = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out
+        .split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, b)| b.to_owned());
+    (status, body)
 }
 
 /// Sends SIGTERM and waits (bounded) for the exit status.
