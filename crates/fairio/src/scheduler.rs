@@ -149,6 +149,11 @@ impl<P: Policy> Shared<P> {
         report
     }
 
+    /// Whether new connections and groups are turned away: a shutdown has begun or ended.
+    fn refusing(&self) -> bool {
+        self.closed.load(Ordering::Acquire) || self.cancel.is_cancelled()
+    }
+
     /// Takes a connection out of the scheduler once its task has ended.
     pub(crate) fn forget(&self, conn: &ConnInner<P>) {
         self.conns.remove(&conn.id());
@@ -251,7 +256,7 @@ impl<P: Policy> Scheduler<P> {
     /// # Errors
     /// [`Error::SchedulerClosed`] after [`shutdown`](Self::shutdown).
     pub fn group_with(&self, params: P::Params) -> Result<Group<P>, Error> {
-        if self.shared.closed.load(Ordering::Acquire) || self.shared.cancel.is_cancelled() {
+        if self.shared.refusing() {
             return Err(Error::SchedulerClosed);
         }
         Ok(Group {
@@ -286,7 +291,7 @@ impl<P: Policy> Scheduler<P> {
         group: Option<Arc<GroupInner<P>>>,
     ) -> Result<Connection<P>, Error> {
         let sh = &self.shared;
-        if sh.closed.load(Ordering::Acquire) || sh.cancel.is_cancelled() {
+        if sh.refusing() {
             drop(stream);
             return Err(Error::SchedulerClosed);
         }
@@ -333,13 +338,7 @@ impl<P: Policy> Scheduler<P> {
         if sh.closed.load(Ordering::Acquire) {
             // A shutdown began after the first check and may have missed this connection when
             // it listed them: it is turned away, as one that came after.
-            sh.conns.remove(&inner.id());
-            sh.up.deregister(inner.up.0);
-            sh.down.deregister(inner.down.0);
-            sh.registry.retire(&inner.meter);
-            if let Some(g) = &inner.group {
-                g.retire(inner.id());
-            }
+            sh.forget(&inner);
             // The shutdown may hold it already, and waits for it to end: it ends now, having
             // never run.
             inner.read_q.close();
