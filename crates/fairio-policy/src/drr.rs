@@ -67,6 +67,9 @@ struct Flow<P> {
     /// in debt may use the fresh lane.
     credit: i64,
     credit_at: u64,
+    /// Parked because every member with bytes to move was held by its own cap (a group), not
+    /// by the flow's own cap: a member's new demand or cap may let it move.
+    members_held: bool,
 }
 
 impl<P> Flow<P> {
@@ -422,10 +425,7 @@ impl<P: FlowWeight> Drr<P> {
                 Peek::Member(member, b) => (member, b.clamp(1, bytes)),
                 Peek::Blocked(until) => {
                     // Every member with bytes to move is held by its own cap.
-                    self.pop_head(from_fresh);
-                    if let Some(ticket) = self.unlist(key, State::Parked) {
-                        self.parking.park(until, Entry { key, ticket });
-                    }
+                    self.park(key, from_fresh, until, true);
                     continue;
                 }
                 Peek::Empty => {
@@ -442,10 +442,7 @@ impl<P: FlowWeight> Drr<P> {
             };
             if let Some(cap) = f.cap.as_mut() {
                 if let Err(until) = cap.admit(bytes) {
-                    self.pop_head(from_fresh);
-                    if let Some(ticket) = self.unlist(key, State::Parked) {
-                        self.parking.park(until, Entry { key, ticket });
-                    }
+                    self.park(key, from_fresh, until, false);
                     continue;
                 }
             }
@@ -498,14 +495,28 @@ impl<P: FlowWeight> Drr<P> {
         }
     }
 
-    /// Lets a flow held by a cap (its own, or all its members') try again at once: something
-    /// changed that may let it move (a member with new demand, a cap lifted).
+    /// Takes the head flow out of the round until `until` (ns): held by its own cap, or by
+    /// its members' (`members_held`).
+    fn park(&mut self, key: Key, from_fresh: bool, until: u64, members_held: bool) {
+        self.pop_head(from_fresh);
+        if let Some(f) = self.flows.get_mut(key) {
+            f.members_held = members_held;
+        }
+        if let Some(ticket) = self.unlist(key, State::Parked) {
+            self.parking.park(until, Entry { key, ticket });
+        }
+    }
+
+    /// Lets a flow held by its members' caps try again at once: something changed that may
+    /// let it move (a member with new demand, a member's cap changed). A flow held by its own
+    /// cap stays parked: nothing of its members' changes that (its own cap's change unparks it
+    /// in `set_cap`).
     pub(crate) fn wake(&mut self, key: Key, now: Instant) {
         let t = self.tick(now);
         if self
             .flows
             .get(key)
-            .is_some_and(|f| f.state == State::Parked)
+            .is_some_and(|f| f.state == State::Parked && f.members_held)
         {
             self.unpark(key, t);
         }
@@ -548,6 +559,7 @@ impl<P: FlowWeight> Arbiter for Drr<P> {
             // first refill). Credit is only priority, never bytes.
             credit: i64::MAX / 4,
             credit_at: self.clock.nanos(),
+            members_held: false,
         })
     }
 
