@@ -46,6 +46,19 @@ impl Poller {
             .map(|chunk| chunk.map_or(0, |c| copy_out(c, buf)))
     }
 
+    /// Pops at most `max` bytes of the front chunk, as [`ByteQueue::pop_max`]: `Ready(None)` once
+    /// the queue is closed and drained. On `Pending` this poller keeps its place in line until it
+    /// pops, [`leaves`](Self::leave_pop) or is dropped.
+    pub fn poll_pop(&mut self, cx: &mut Context<'_>, max: NonZeroUsize) -> Poll<Option<Bytes>> {
+        self.queue.poll_pop(&mut self.pop, max.get(), cx)
+    }
+
+    /// Gives up this poller's place in the pop line, if it holds one: for a reader that got its
+    /// bytes elsewhere, and must not hold up the readers behind it.
+    pub fn leave_pop(&mut self) {
+        self.queue.leave(false, &mut self.pop);
+    }
+
     /// Pushes the message in `msg` when there is room, as [`ByteQueue::push`]. On `Ready(Ok)`
     /// `msg` was taken; on `Pending` it is left in place, and the caller may drop it (nothing was
     /// queued) and poll again with the same or another message, keeping its place in line.
@@ -87,5 +100,25 @@ mod tests {
         q.close();
         assert_eq!(poll_fn(|cx| p.poll_read(cx, &mut buf)).await, 1);
         assert_eq!(poll_fn(|cx| p.poll_read(cx, &mut buf)).await, 0);
+    }
+
+    /// A reader that waits in line and then gets its bytes elsewhere leaves the line: the reader
+    /// behind it is not held up.
+    #[tokio::test]
+    async fn a_poller_that_leaves_lets_the_next_pop() {
+        let q = Arc::new(ByteQueue::unbounded());
+        let mut first = Poller::new(Arc::clone(&q));
+        let max = NonZeroUsize::new(8).unwrap();
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        assert!(first.poll_pop(&mut cx, max).is_pending());
+        q.push_force(Bytes::from_static(b"x")).unwrap();
+        // A newcomer waits behind the first in line.
+        assert_eq!(q.try_pop(), Err(crate::TryPopError::Empty));
+        first.leave_pop();
+        assert_eq!(q.try_pop().unwrap(), Bytes::from_static(b"x"));
+        first.leave_pop();
+        q.close();
+        assert_eq!(poll_fn(|cx| first.poll_pop(cx, max)).await, None);
     }
 }

@@ -487,6 +487,16 @@ impl ByteQueue {
         }
     }
 
+    /// Wakes every waiting popper without giving it anything, so that each polls again: for a
+    /// producer whose consumers may now take their bytes elsewhere (fairio's readers, when a
+    /// limit is lifted and they read the stream themselves).
+    pub fn wake_poppers(&self) {
+        let wakers = self.lock().poppers.all();
+        for w in wakers {
+            w.wake();
+        }
+    }
+
     /// Drops every queued chunk and returns how many bytes were dropped. Waiting pushers are
     /// woken, since there is room now.
     pub fn clear(&self) -> usize {

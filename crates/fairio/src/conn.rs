@@ -16,11 +16,14 @@ use crate::Error;
 use crate::grant::GrantSlot;
 use crate::group::GroupInner;
 use crate::lifecycle::{Event, Status, WritePhase};
+use crate::read_side::ReadSide;
 
 /// Everything about one connection that outlives a single call.
 pub(crate) struct ConnInner<P: Policy> {
     pub(crate) info: Arc<FdInfo>,
     pub(crate) read_q: Arc<ByteQueue>,
+    /// The stream's read half, shared by the read pump and the readers.
+    pub(crate) read_side: ReadSide,
     pub(crate) write_q: Arc<ByteQueue>,
     pub(crate) meter: Arc<Meter>,
     pub(crate) up: (Key, Arc<GrantSlot>),

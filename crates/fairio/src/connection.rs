@@ -1,16 +1,20 @@
 //! [`Connection`]: a handle on one scheduled stream.
 
 use std::fmt;
+use std::future::poll_fn;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
 use fairio_fd::CloseReason;
 use fairio_policy::{EqualShare, Policy};
-use fairio_queue::TryPopError;
+use fairio_queue::Poller;
 use fairio_stats::Stat;
+use tokio::io::ReadBuf;
 
 use crate::conn::{ConnInner, HandleGuard};
+use crate::reading::{self, Chunks, IntoBuf, Sink};
 use crate::scheduler::{RootGuard, Shared};
 use crate::{ConnectionIo, Error};
 
@@ -80,11 +84,27 @@ impl<P: Policy> Connection<P> {
     /// `Some(Err(..))` once the connection has ended and its queued bytes were read: the I/O
     /// error that ended it, once, then [`Error::ConnectionClosed`].
     pub fn read_now(&self, buf: &mut [u8]) -> Option<Result<usize, Error>> {
-        match self.inner().read_q.try_read(buf) {
-            Ok(n) => Some(Ok(n)),
-            Err(TryPopError::Empty) => None,
-            Err(TryPopError::Closed) => Some(Err(self.inner().end_error())),
+        if buf.is_empty() {
+            return Some(Ok(0));
         }
+        let mut poller = Poller::new(Arc::clone(&self.inner().read_q));
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut into = ReadBuf::new(buf);
+        match self.poll_read(&mut poller, &mut cx, &mut IntoBuf(&mut into)) {
+            Poll::Pending => None,
+            Poll::Ready(r) => Some(r),
+        }
+    }
+
+    /// Polls for received bytes, from the read queue or, with no limit, from the stream.
+    pub(crate) fn poll_read<S: Sink>(
+        &self,
+        poller: &mut Poller,
+        cx: &mut Context<'_>,
+        sink: &mut S,
+    ) -> Poll<Result<S::Out, Error>> {
+        reading::poll_read(self.inner(), &self.shared.down, poller, cx, sink)
+            .map(|got| got.ok_or_else(|| self.inner().end_error()))
     }
 
     /// Copies received bytes into `buf`, waiting for at least one. Returns `Ok(0)` only for an
@@ -97,9 +117,13 @@ impl<P: Policy> Connection<P> {
     /// # Cancel safety
     /// Cancel-safe: a dropped read has taken no byte.
     pub async fn read(&self, buf: &mut [u8]) -> Result<usize, Error> {
-        let chunk = self.read_bytes(buf.len()).await?;
-        buf[..chunk.len()].copy_from_slice(&chunk);
-        Ok(chunk.len())
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        tokio::task::coop::consume_budget().await;
+        let mut poller = Poller::new(Arc::clone(&self.inner().read_q));
+        let mut into = ReadBuf::new(buf);
+        poll_fn(|cx| self.poll_read(&mut poller, cx, &mut IntoBuf(&mut into))).await
     }
 
     /// Takes received bytes without copying them: the front of what has arrived, at most `max`
@@ -130,10 +154,12 @@ impl<P: Policy> Connection<P> {
             return Ok(Bytes::new());
         };
         tokio::task::coop::consume_budget().await;
-        match self.inner().read_q.pop_max(max).await {
-            Some(chunk) => Ok(chunk),
-            None => Err(self.inner().end_error()),
-        }
+        let mut poller = Poller::new(Arc::clone(&self.inner().read_q));
+        let mut chunks = Chunks {
+            max,
+            rbs: self.shared.config.read_buffer_size,
+        };
+        poll_fn(|cx| self.poll_read(&mut poller, cx, &mut chunks)).await
     }
 
     /// Fills `buf` completely.

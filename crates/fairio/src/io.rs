@@ -12,6 +12,7 @@ use fairio_policy::{EqualShare, Policy};
 use fairio_queue::Poller;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::reading::IntoBuf;
 use crate::{Connection, Error};
 
 /// A [`Connection`] as tokio's `AsyncRead + AsyncWrite`, for `tokio_util::codec::Framed`,
@@ -66,20 +67,13 @@ impl<P: Policy> AsyncRead for ConnectionIo<P> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        let dst = buf.initialize_unfilled();
-        if dst.is_empty() {
+        if buf.remaining() == 0 {
             return Poll::Ready(Ok(()));
         }
-        match this.reader.poll_read(cx, dst) {
+        match this.conn.poll_read(&mut this.reader, cx, &mut IntoBuf(buf)) {
             Poll::Pending => Poll::Pending,
-            Poll::Ready(0) => match this.conn.conn().end_error() {
-                Error::ConnectionClosed => Poll::Ready(Ok(())),
-                e => Poll::Ready(Err(e.into())),
-            },
-            Poll::Ready(n) => {
-                buf.advance(n);
-                Poll::Ready(Ok(()))
-            }
+            Poll::Ready(Ok(_)) | Poll::Ready(Err(Error::ConnectionClosed)) => Poll::Ready(Ok(())),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e.into())),
         }
     }
 }

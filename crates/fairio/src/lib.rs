@@ -224,6 +224,8 @@ mod groups_by;
 mod io;
 mod lifecycle;
 mod read_pump;
+mod read_side;
+mod reading;
 mod report;
 mod scheduler;
 mod sync;

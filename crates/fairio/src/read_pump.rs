@@ -1,27 +1,27 @@
-//! The read pump: moves bytes from a connection's stream into its read queue, as the download
-//! direction's grants allow.
+//! The read pump: under a limit, moves bytes from a connection's stream into its read queue,
+//! as the download direction's grants allow. With no limit it reads nothing: readers read the
+//! stream themselves (see [`read_side`](crate::read_side)).
 //!
-//! A byte counts as received when it enters the read queue. Under a limit, the pump reads ahead
-//! of its grants into a small stage, and asks for exactly what is staged: its demand is what it
-//! could deliver now, so it is never granted bytes it cannot move, and a connection whose share
-//! per round is larger than one read buffer still holds its place (it reads again while it
-//! waits). The stage and the read queue together hold at most [`ahead`] bytes, so a user who
-//! reads slowly makes a slow connection, whose share goes to the others.
+//! A byte counts as received when it enters the read queue, or reaches a reader. Under a
+//! limit, the pump reads ahead of its grants into a small stage, and asks for exactly what is
+//! staged: its demand is what it could deliver now, so it is never granted bytes it cannot
+//! move, and a connection whose share per round is larger than one read buffer still holds its
+//! place (it reads again while it waits). The stage and the read queue together hold at most
+//! [`ahead`] bytes, so a user who reads slowly makes a slow connection, whose share goes to the
+//! others.
 
-use std::collections::VecDeque;
-use std::io;
+use std::future::poll_fn;
 use std::num::NonZeroUsize;
 use std::pin::pin;
 
-use bytes::{BufMut, Bytes, BytesMut};
-use fairio_fd::{CloseReason, FdReadHalf};
+use bytes::Bytes;
 use fairio_policy::Policy;
 use fairio_policy::tuning::MAX_GRANT;
-use tokio::io::AsyncReadExt;
 
 use crate::conn::ConnInner;
 use crate::direction::Direction;
 use crate::grant::Grant;
+use crate::read_side::Locked;
 
 /// How many bytes the stage and the read queue may hold together under a limit: the queue's
 /// bound, and at least one read buffer; with an unbounded queue, two of the largest grants.
@@ -30,174 +30,102 @@ fn ahead(bound: Option<NonZeroUsize>, rbs: usize) -> usize {
     bound.map_or(grants, NonZeroUsize::get).max(rbs)
 }
 
-/// Bytes read from the stream and not yet granted, in order.
-#[derive(Debug, Default)]
-struct Stage {
-    chunks: VecDeque<Bytes>,
-    len: usize,
-}
-
-impl Stage {
-    fn push(&mut self, chunk: Bytes) {
-        self.len += chunk.len();
-        self.chunks.push_back(chunk);
-    }
-
-    /// Takes up to `max` bytes from the front.
-    fn take(&mut self, max: usize) -> Option<Bytes> {
-        let front = self.chunks.front_mut()?;
-        let out = if front.len() <= max {
-            self.chunks.pop_front()?
-        } else {
-            front.split_to(max)
-        };
-        self.len -= out.len();
-        Some(out)
-    }
-}
-
-/// Runs until the stream ends or fails, or the read queue is closed.
-pub(crate) async fn run<P: Policy>(
-    conn: &ConnInner<P>,
-    dir: &Direction<P>,
-    mut r: FdReadHalf,
-    rbs: NonZeroUsize,
-) {
+/// Runs until the stream ends or fails, or the read queue is closed. However it stops, the
+/// read half is dropped with it.
+pub(crate) async fn run<P: Policy>(conn: &ConnInner<P>, dir: &Direction<P>, rbs: NonZeroUsize) {
     let (key, slot) = (conn.down.0, &*conn.down.1);
-    // However the pump ends, its demand goes with it.
+    // However the pump ends, its demand goes with it, and the stream's read half.
     let _asking = dir.asking(key, slot);
+    let _closing = Closing(conn);
     let rbs = rbs.get();
     let ahead = ahead(conn.read_q.bound(), rbs);
-    let mut stage = Stage::default();
-    let mut buf = BytesMut::new();
-    let mut end = End::Open;
     // Whether the arbiter may hold a demand of ours.
     let mut asked = false;
     loop {
         let generation = dir.generation();
+        let changed = pin!(dir.changed());
         if !dir.is_limited() {
-            // What was staged under a limit since lifted moves now.
-            while let Some(chunk) = stage.take(usize::MAX) {
-                if !deliver(conn, chunk) {
+            {
+                let mut side = conn.read_side.lock();
+                // What was staged under a limit since lifted moves now.
+                while let Some(chunk) = side.take_staged(usize::MAX) {
+                    if !deliver(conn, chunk) {
+                        return;
+                    }
+                }
+                if side.finish(conn) {
                     return;
                 }
             }
-            if end.is_reached() {
-                break;
+            // Readers waiting for the queue read the stream themselves now.
+            conn.read_q.wake_poppers();
+            if dir.generation() != generation {
+                continue;
             }
-            // Read ahead by less than one buffer: what the user has not taken yet waits in the
-            // socket, not in memory here. Reading ahead as far as the read queue allowed cost
-            // a second pass over cold memory for every byte (0.5x raw tokio's download
-            // throughput at 64 connections); now the buffer is reused while still in cache.
-            if !conn.read_q.wait_below(rbs).await {
-                return;
-            }
-            if let Some(chunk) = end.note(read(&mut r, &mut buf, rbs).await) {
-                if dir.generation() != generation {
-                    // A limit came while reading: the chunk waits for grants.
-                    stage.push(chunk);
-                } else if !deliver(conn, chunk) {
+            tokio::select! {
+                () = changed => {}
+                // Closed once a reader has reached the end of the stream.
+                open = conn.read_q.wait_below(0) => if !open {
                     return;
-                }
+                },
             }
             continue;
         }
         // Deliver what the slot holds, then ask for the rest of the stage.
-        let grant = Grant::take(dir, key, slot);
-        if !deliver_granted(conn, &mut stage, grant) {
-            return;
-        }
-        if end.is_reached() && stage.len == 0 {
-            break;
-        }
-        if stage.len > 0 {
-            dir.request(key, stage.len as u64, generation);
+        let mut grant = Grant::take(dir, key, slot);
+        let (staged, ended) = {
+            let mut side = conn.read_side.lock();
+            if !deliver_granted(conn, &mut side, &mut grant) || side.finish(conn) {
+                return;
+            }
+            (side.staged(), side.is_ended())
+        };
+        // The grant's rest goes back, outside the read side's lock.
+        drop(grant);
+        if staged > 0 {
+            dir.request(key, staged as u64, generation);
             asked = true;
         } else if asked {
             // Nothing left to deliver: no demand, and a grant that came meanwhile goes back.
             dir.withdraw(key, slot);
             asked = false;
         }
-        let room = ahead.saturating_sub(stage.len + conn.read_q.len_bytes());
-        let changed = pin!(dir.changed());
+        let room = ahead.saturating_sub(staged + conn.read_q.len_bytes());
         if dir.generation() != generation {
             continue;
         }
         tokio::select! {
             biased;
             () = changed => {}
-            () = slot.notified(), if stage.len > 0 => {}
-            r = read(&mut r, &mut buf, room.min(rbs)), if room > 0 && !end.is_reached() => {
-                if let Some(chunk) = end.note(r) {
-                    stage.push(chunk);
-                }
-            }
-            open = conn.read_q.wait_below(ahead - stage.len), if room == 0 && stage.len == 0 => {
+            () = slot.notified(), if staged > 0 => {}
+            _ = poll_fn(|cx| conn.read_side.lock().poll_stage(cx, room.min(rbs))),
+                if room > 0 && !ended => {}
+            open = conn.read_q.wait_below(ahead - staged), if room == 0 && staged == 0 => {
                 if !open {
                     return;
                 }
             }
         }
     }
-    match end {
-        End::Failed(e) => conn.fail(e),
-        End::Open | End::Eof => {
-            conn.info.set_close_reason(CloseReason::PeerClosed);
-            conn.read_q.close();
-        }
+}
+
+/// Drops the stream's read half when the pump stops, on every path.
+struct Closing<'a, P: Policy>(&'a ConnInner<P>);
+
+impl<P: Policy> Drop for Closing<'_, P> {
+    fn drop(&mut self) {
+        self.0.read_side.close();
     }
 }
 
-/// How the stream's read side stands. A read error waits, like the end of the stream, until
-/// the bytes staged before it have been delivered.
-#[derive(Debug)]
-enum End {
-    Open,
-    Eof,
-    Failed(io::Error),
-}
-
-impl End {
-    fn is_reached(&self) -> bool {
-        !matches!(self, Self::Open)
-    }
-
-    /// Records what a read returned; gives back the chunk it read, if any.
-    fn note(&mut self, r: io::Result<Option<Bytes>>) -> Option<Bytes> {
-        match r {
-            Ok(Some(chunk)) => Some(chunk),
-            Ok(None) => {
-                *self = Self::Eof;
-                None
-            }
-            Err(e) => {
-                *self = Self::Failed(e);
-                None
-            }
-        }
-    }
-}
-
-/// Reads at most `max` bytes (`max` > 0). `None` at the end of the stream.
-///
-/// Cancel-safe: a read that has not completed has taken nothing from the stream.
-async fn read(r: &mut FdReadHalf, buf: &mut BytesMut, max: usize) -> io::Result<Option<Bytes>> {
-    // Reuses the allocation once the previous chunk has been read by the user.
-    buf.reserve(max);
-    match r.read_buf(&mut (&mut *buf).limit(max)).await? {
-        0 => Ok(None),
-        _ => Ok(Some(buf.split().freeze())),
-    }
-}
-
-/// Moves as much of the stage as `grant` allows into the read queue. The grant's rest goes
-/// back when it is dropped. Returns `false` once the read queue is closed.
+/// Moves as much of the stage as `grant` allows into the read queue. Returns `false` once the
+/// read queue is closed.
 fn deliver_granted<P: Policy>(
     conn: &ConnInner<P>,
-    stage: &mut Stage,
-    mut grant: Grant<'_, P>,
+    side: &mut Locked<'_>,
+    grant: &mut Grant<'_, P>,
 ) -> bool {
-    while let Some(chunk) = stage.take(usize::try_from(grant.bytes()).unwrap_or(usize::MAX)) {
+    while let Some(chunk) = side.take_staged(usize::try_from(grant.bytes()).unwrap_or(usize::MAX)) {
         if chunk.is_empty() {
             break;
         }

@@ -22,6 +22,7 @@ use crate::direction::{Direction, Way};
 use crate::grant::GrantSlot;
 use crate::group::{Group, GroupInner};
 use crate::lifecycle::Event;
+use crate::read_side::ReadSide;
 use crate::{Config, Connection, Error, ShutdownReport, task};
 
 /// Shares a global upload and download limit fairly between connections.
@@ -296,6 +297,8 @@ impl<P: Policy> Scheduler<P> {
             return Err(Error::SchedulerClosed);
         }
         let fd = Fd::new(stream);
+        let info = Arc::clone(fd.info());
+        let (r, w) = fd.split();
         let up_slot = Arc::new(GrantSlot::default());
         let down_slot = Arc::new(GrantSlot::default());
         let (up_key, down_key) = match &group {
@@ -312,8 +315,9 @@ impl<P: Policy> Scheduler<P> {
         };
         let cancel = sh.cancel.child_token();
         let inner = Arc::new(ConnInner {
-            info: Arc::clone(fd.info()),
+            info,
             read_q: Arc::new(ByteQueue::with_bound(sh.config.read_queue_size)),
+            read_side: ReadSide::new(r),
             write_q: Arc::new(ByteQueue::with_bound(sh.config.write_queue_size)),
             meter: sh.registry.register(),
             up: (up_key, up_slot),
@@ -341,13 +345,14 @@ impl<P: Policy> Scheduler<P> {
             sh.forget(&inner);
             // The shutdown may hold it already, and waits for it to end: it ends now, having
             // never run.
+            inner.read_side.close();
             inner.read_q.close();
             inner.event(Event::Ended { dropped: 0 });
             inner.drained.notify_waiters();
             return Err(Error::SchedulerClosed);
         }
         sh.tracker.spawn_on(
-            task::run(Arc::clone(&inner), Arc::clone(sh), fd),
+            task::run(Arc::clone(&inner), Arc::clone(sh), w),
             &sh.runtime,
         );
         tracing::debug!(conn = inner.id(), "connection registered");

@@ -4,6 +4,7 @@
 //! ```text
 //!  user ── write ──▶ write queue ──▶ write pump ──(grant)──▶ stream ──▶ peer
 //!  user ◀── read ─── read queue ◀── read pump ◀──(grant)─── stream ◀── peer
+//!  user ◀── read ──────────────────────────────────────────── stream   (no limit)
 //!                                       ▲
 //!   dispatcher (one per direction): arbiter.next(now) ──▶ grant slot of the connection
 //! ```
@@ -15,7 +16,7 @@
 
 use std::sync::Arc;
 
-use fairio_fd::{Fd, FdWriteHalf};
+use fairio_fd::FdWriteHalf;
 use fairio_policy::Policy;
 
 use crate::conn::ConnInner;
@@ -24,10 +25,14 @@ use crate::scheduler::Shared;
 use crate::{read_pump, write_pump};
 
 /// Runs one connection until it ends, then takes it out of the scheduler. The stream is closed
-/// when this returns.
-pub(crate) async fn run<P: Policy>(conn: Arc<ConnInner<P>>, shared: Arc<Shared<P>>, fd: Fd) {
-    let (r, w) = fd.split();
-    let reader = read_pump::run(&conn, &shared.down, r, shared.config.read_buffer_size);
+/// when this returns: the write half is `w`, and the read half, in the connection's read side,
+/// is dropped with the read pump.
+pub(crate) async fn run<P: Policy>(
+    conn: Arc<ConnInner<P>>,
+    shared: Arc<Shared<P>>,
+    w: FdWriteHalf,
+) {
+    let reader = read_pump::run(&conn, &shared.down, shared.config.read_buffer_size);
     let writer = writer(&conn, &shared, w);
     // `conn.cancel` fires when the lifecycle says stop, or when the scheduler stops.
     tokio::select! {

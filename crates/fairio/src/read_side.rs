@@ -1,0 +1,286 @@
+//! [`ReadSide`]: a connection's stream read half, shared by its read pump and its readers.
+//!
+//! Under a limit, the pump reads the stream into a stage and moves what its grants allow into
+//! the read queue. With no limit, a reader takes bytes from the stream itself, in its own task:
+//! no second task hop, and with `read` no copy beyond the one into the caller's buffer. Either
+//! way the bytes come out in order, because everything that decides who reads what happens
+//! under this one lock:
+//!
+//! - a reader takes from the stream only while the queue and the stage are empty;
+//! - the pump reads into the stage, and moves the stage into the queue, under the lock.
+//!
+//! A tokio stream remembers one waker per direction, the last poller's, and two pollers would
+//! take turns losing their wake-ups. So the stream is always polled with one [`Fanout`] waker,
+//! which wakes every task that has said it waits.
+
+use std::collections::VecDeque;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Wake, Waker};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use fairio_fd::{CloseReason, FdReadHalf};
+use fairio_policy::Policy;
+use tokio::io::{AsyncRead, ReadBuf};
+
+use crate::conn::ConnInner;
+
+/// The read half, and what was read from it and not yet handed on.
+pub(crate) struct ReadSide {
+    source: Mutex<Source>,
+    fanout: Arc<Fanout>,
+    waker: Waker,
+}
+
+impl ReadSide {
+    pub(crate) fn new(r: FdReadHalf) -> Self {
+        let fanout = Arc::new(Fanout::default());
+        Self {
+            source: Mutex::new(Source {
+                r: Some(r),
+                stage: Stage::default(),
+                buf: BytesMut::new(),
+                end: End::Open,
+            }),
+            waker: Waker::from(Arc::clone(&fanout)),
+            fanout,
+        }
+    }
+
+    pub(crate) fn lock(&self) -> Locked<'_> {
+        Locked {
+            // Every critical section leaves the source consistent before anything that can
+            // panic (a poll of the stream): a poisoned lock holds usable state.
+            source: self.source.lock().unwrap_or_else(|e| e.into_inner()),
+            side: self,
+        }
+    }
+
+    /// Drops the read half: the stream closes once the write half is gone too. Called when the
+    /// connection's task ends, or when it never started.
+    pub(crate) fn close(&self) {
+        let r = self.lock().source.r.take();
+        drop(r);
+    }
+}
+
+impl std::fmt::Debug for ReadSide {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadSide").finish_non_exhaustive()
+    }
+}
+
+/// The read side, locked.
+pub(crate) struct Locked<'a> {
+    source: MutexGuard<'a, Source>,
+    side: &'a ReadSide,
+}
+
+struct Source {
+    /// `None` once the connection's task has ended.
+    r: Option<FdReadHalf>,
+    stage: Stage,
+    /// Reused for every chunk once the user has dropped the previous one.
+    buf: BytesMut,
+    end: End,
+}
+
+/// How the stream's read side stands. An end waits, like the end of the stream, until the
+/// bytes staged before it have been handed on.
+#[derive(Debug)]
+enum End {
+    Open,
+    Eof,
+    Failed(io::Error),
+    /// The end was handed on: the read queue is closed.
+    Done,
+}
+
+/// What one poll of the stream gave.
+pub(crate) enum Polled<T> {
+    Got(T),
+    /// The stream has ended or failed; the end is recorded, and handed on with
+    /// [`Locked::finish`] once the stage is empty.
+    Ended,
+    /// Nothing yet; the task that polled is woken when there is something to read.
+    Pending,
+}
+
+impl Locked<'_> {
+    /// Bytes staged and not yet handed on.
+    pub(crate) fn staged(&self) -> usize {
+        self.source.stage.len
+    }
+
+    /// Whether the stream has nothing more to give (ended, failed, or closed).
+    pub(crate) fn is_ended(&self) -> bool {
+        self.source.r.is_none() || !matches!(self.source.end, End::Open)
+    }
+
+    /// Whether the task has dropped the read half.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.source.r.is_none()
+    }
+
+    /// Takes up to `max` staged bytes, from the front.
+    pub(crate) fn take_staged(&mut self, max: usize) -> Option<Bytes> {
+        self.source.stage.take(max)
+    }
+
+    /// Reads at most `max` bytes (`max` > 0) into a chunk of the shared buffer.
+    pub(crate) fn poll_chunk(&mut self, cx: &Context<'_>, max: usize) -> Polled<Bytes> {
+        let Source { r, buf, end, .. } = &mut *self.source;
+        let Some(r) = r.as_mut() else {
+            return Polled::Ended;
+        };
+        // Reuses the allocation once the previous chunk has been dropped by its reader.
+        buf.reserve(max);
+        let got = poll_registered(&self.side.fanout, &self.side.waker, cx, |wcx| {
+            tokio_util::io::poll_read_buf(Pin::new(&mut *r), wcx, &mut (&mut *buf).limit(max))
+        });
+        match got {
+            Poll::Pending => Polled::Pending,
+            Poll::Ready(Ok(0)) => {
+                *end = End::Eof;
+                Polled::Ended
+            }
+            Poll::Ready(Ok(_)) => Polled::Got(buf.split().freeze()),
+            Poll::Ready(Err(e)) => {
+                *end = End::Failed(e);
+                Polled::Ended
+            }
+        }
+    }
+
+    /// Reads into the caller's buffer (with room): the number of bytes read.
+    pub(crate) fn poll_into(&mut self, cx: &Context<'_>, dst: &mut ReadBuf<'_>) -> Polled<usize> {
+        let Source { r, end, .. } = &mut *self.source;
+        let Some(r) = r.as_mut() else {
+            return Polled::Ended;
+        };
+        let before = dst.filled().len();
+        let got = poll_registered(&self.side.fanout, &self.side.waker, cx, |wcx| {
+            Pin::new(&mut *r).poll_read(wcx, dst)
+        });
+        match got {
+            Poll::Pending => Polled::Pending,
+            Poll::Ready(Ok(())) if dst.filled().len() == before => {
+                *end = End::Eof;
+                Polled::Ended
+            }
+            Poll::Ready(Ok(())) => Polled::Got(dst.filled().len() - before),
+            Poll::Ready(Err(e)) => {
+                *end = End::Failed(e);
+                Polled::Ended
+            }
+        }
+    }
+
+    /// Reads into the stage, for the pump: `false` once the stream has ended.
+    pub(crate) fn poll_stage(&mut self, cx: &Context<'_>, max: usize) -> Poll<bool> {
+        match self.poll_chunk(cx, max) {
+            Polled::Got(chunk) => {
+                self.source.stage.push(chunk);
+                Poll::Ready(true)
+            }
+            Polled::Ended => Poll::Ready(false),
+            Polled::Pending => Poll::Pending,
+        }
+    }
+
+    /// Once the stream has ended and nothing is staged, hands the end on: the connection fails
+    /// with the read error, or its read queue closes after what it holds. Returns whether the
+    /// end has been handed on (now or before). Idempotent.
+    pub(crate) fn finish<P: Policy>(&mut self, conn: &ConnInner<P>) -> bool {
+        let s = &mut *self.source;
+        if s.stage.len > 0 {
+            return false;
+        }
+        match std::mem::replace(&mut s.end, End::Done) {
+            End::Open => {
+                s.end = End::Open;
+                return false;
+            }
+            End::Failed(e) => conn.fail(e),
+            End::Eof => {
+                conn.info.set_close_reason(CloseReason::PeerClosed);
+                conn.read_q.close();
+            }
+            End::Done => {}
+        }
+        true
+    }
+}
+
+/// Polls the stream with the fan-out waker, and makes sure the task of `cx` is woken when
+/// the stream has something: if the first poll is pending, the task joins the fan-out and
+/// the stream is polled once more, since a wake-up between the two would have found the list
+/// without it.
+fn poll_registered<T>(
+    fanout: &Fanout,
+    waker: &Waker,
+    cx: &Context<'_>,
+    mut poll: impl FnMut(&mut Context<'_>) -> Poll<io::Result<T>>,
+) -> Poll<io::Result<T>> {
+    let mut wcx = Context::from_waker(waker);
+    if let Poll::Ready(r) = poll(&mut wcx) {
+        return Poll::Ready(r);
+    }
+    fanout.add(cx.waker());
+    poll(&mut wcx)
+}
+
+/// Wakes every task waiting for the stream; the stream holds this as its only waker.
+#[derive(Default)]
+struct Fanout {
+    wakers: Mutex<Vec<Waker>>,
+}
+
+impl Fanout {
+    fn add(&self, waker: &Waker) {
+        let mut ws = self.wakers.lock().unwrap_or_else(|e| e.into_inner());
+        if !ws.iter().any(|w| w.will_wake(waker)) {
+            ws.push(waker.clone());
+        }
+    }
+}
+
+impl Wake for Fanout {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        let ws = std::mem::take(&mut *self.wakers.lock().unwrap_or_else(|e| e.into_inner()));
+        for w in ws {
+            w.wake();
+        }
+    }
+}
+
+/// Bytes read from the stream and not yet handed on, in order.
+#[derive(Debug, Default)]
+struct Stage {
+    chunks: VecDeque<Bytes>,
+    len: usize,
+}
+
+impl Stage {
+    fn push(&mut self, chunk: Bytes) {
+        self.len += chunk.len();
+        self.chunks.push_back(chunk);
+    }
+
+    /// Takes up to `max` bytes from the front.
+    fn take(&mut self, max: usize) -> Option<Bytes> {
+        let front = self.chunks.front_mut()?;
+        let out = if front.len() <= max {
+            self.chunks.pop_front()?
+        } else {
+            front.split_to(max)
+        };
+        self.len -= out.len();
+        Some(out)
+    }
+}

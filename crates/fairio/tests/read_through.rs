@@ -1,0 +1,270 @@
+//! Reads with no limit take bytes from the stream in the reader's own task; under a limit,
+//! through the pump and the read queue. Whatever the switches between the two, and whichever
+//! read call is used, every byte arrives once, in order, and is counted once.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use fairio::{Config, Connection, Error, Scheduler};
+use proptest::prelude::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::sleep;
+
+fn pattern(i: usize) -> u8 {
+    (i * 31 % 251) as u8
+}
+
+/// What the user does next.
+#[derive(Clone, Debug)]
+enum Op {
+    ReadBytes(usize),
+    Read(usize),
+    ReadNow(usize),
+    Io(usize),
+    /// `None` lifts the download limit.
+    Limit(Option<u64>),
+    Sleep(u64),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => (1usize..40_000).prop_map(Op::ReadBytes),
+        3 => (1usize..40_000).prop_map(Op::Read),
+        1 => (1usize..40_000).prop_map(Op::ReadNow),
+        2 => (1usize..40_000).prop_map(Op::Io),
+        2 => prop::option::of(prop_oneof![Just(64 * 1024u64), Just(1 << 20), Just(16 << 20)])
+            .prop_map(Op::Limit),
+        1 => (1u64..50).prop_map(Op::Sleep),
+    ]
+}
+
+/// One step of the user: the bytes it got (empty when nothing came or the connection ended).
+async fn step(
+    sched: &Scheduler,
+    conn: &Connection,
+    io: &mut fairio::ConnectionIo,
+    op: &Op,
+) -> Result<Vec<u8>, Error> {
+    let mut buf = vec![0u8; 40_000];
+    match *op {
+        Op::ReadBytes(max) => Ok(conn.read_bytes(max).await?.to_vec()),
+        Op::Read(len) => {
+            let n = conn.read(&mut buf[..len]).await?;
+            Ok(buf[..n].to_vec())
+        }
+        Op::ReadNow(len) => match conn.read_now(&mut buf[..len]) {
+            None => {
+                sleep(Duration::from_millis(1)).await;
+                Ok(Vec::new())
+            }
+            Some(r) => {
+                let n = r?;
+                Ok(buf[..n].to_vec())
+            }
+        },
+        Op::Io(len) => {
+            let n = io.read(&mut buf[..len]).await?;
+            if n == 0 {
+                return Err(Error::ConnectionClosed);
+            }
+            Ok(buf[..n].to_vec())
+        }
+        Op::Limit(l) => {
+            sched.set_max_download_speed(l);
+            Ok(Vec::new())
+        }
+        Op::Sleep(ms) => {
+            sleep(Duration::from_millis(ms)).await;
+            Ok(Vec::new())
+        }
+    }
+}
+
+fn run_case(total: usize, pieces: Vec<(usize, u64)>, ops: Vec<Op>, queue: Option<usize>) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let sched = Scheduler::new(Config::new(8 * 1024).read_queue_size(queue)).unwrap();
+        let (ours, mut peer) = tokio::io::duplex(16 * 1024);
+        let conn = sched.register(ours).unwrap();
+        let sent: Vec<u8> = (0..total).map(pattern).collect();
+        let peer_task = {
+            let sent = sent.clone();
+            tokio::spawn(async move {
+                // The peer writes in pieces, pausing between them: a reader often waits.
+                let mut at = 0;
+                for (len, pause) in pieces.iter().cycle() {
+                    if at == sent.len() {
+                        break;
+                    }
+                    let end = (at + len).min(sent.len());
+                    peer.write_all(&sent[at..end]).await.unwrap();
+                    at = end;
+                    sleep(Duration::from_millis(*pause)).await;
+                }
+                peer.shutdown().await.unwrap();
+            })
+        };
+        let mut io = conn.clone().into_io();
+        let mut got = Vec::with_capacity(total);
+        let mut ended = None;
+        for op in &ops {
+            match step(&sched, &conn, &mut io, op).await {
+                Ok(bytes) => got.extend_from_slice(&bytes),
+                Err(e) => {
+                    ended = Some(e);
+                    break;
+                }
+            }
+        }
+        // Then read the rest; bounded: each turn takes at least one byte or ends.
+        if ended.is_none() {
+            for _ in 0..=total {
+                match conn.read_bytes(50_000).await {
+                    Ok(chunk) => got.extend_from_slice(&chunk),
+                    Err(e) => {
+                        ended = Some(e);
+                        break;
+                    }
+                }
+            }
+        }
+        assert!(
+            matches!(ended, Some(Error::ConnectionClosed)),
+            "ended with {ended:?}"
+        );
+        assert_eq!(got.len(), sent.len(), "bytes received");
+        assert!(got == sent, "the bytes differ from those sent");
+        assert_eq!(conn.stat().total_recv, total as u64, "counted once each");
+        assert_eq!(sched.global_stat().total_recv, total as u64);
+        // Every later read reports the end too.
+        assert!(matches!(
+            conn.read_bytes(1).await,
+            Err(Error::ConnectionClosed)
+        ));
+        assert_eq!(io.read(&mut [0u8; 4]).await.unwrap(), 0);
+        peer_task.await.unwrap();
+        drop(io);
+        sched.shutdown(None).await;
+    });
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Exact delivery whatever the reads and the limit changes: nothing lost, reordered or
+    /// counted twice, with bounded and unbounded read queues.
+    #[test]
+    fn every_byte_arrives_once_in_order_through_limit_changes(
+        total in 1usize..300_000,
+        pieces in prop::collection::vec((1usize..50_000, 0u64..30), 1..8),
+        ops in prop::collection::vec(op(), 0..60),
+        queue in prop::option::of(prop_oneof![Just(4096usize), Just(64 * 1024)]),
+    ) {
+        run_case(total, pieces, ops, queue);
+    }
+}
+
+/// Two tasks read one connection at once, with no limit: both are woken as bytes come (a
+/// stream remembers one waker; a reader whose waker was replaced would wait forever).
+#[tokio::test(start_paused = true)]
+async fn two_readers_of_one_connection_are_both_woken() {
+    let sched = Scheduler::new(Config::new(4096)).unwrap();
+    let (ours, mut peer) = tokio::io::duplex(8 * 1024);
+    let conn = sched.register(ours).unwrap();
+    let total = 400_000u64;
+    let peer_task = tokio::spawn(async move {
+        let piece = vec![1u8; 1000];
+        for _ in 0..total / 1000 {
+            peer.write_all(&piece).await.unwrap();
+            // Both readers wait between pieces.
+            sleep(Duration::from_millis(1)).await;
+        }
+        peer.shutdown().await.unwrap();
+    });
+    let counts: Vec<Arc<AtomicU64>> = (0..2).map(|_| Arc::new(AtomicU64::new(0))).collect();
+    let readers: Vec<_> = counts
+        .iter()
+        .map(|c| {
+            let (c, conn) = (Arc::clone(c), conn.clone());
+            tokio::spawn(async move {
+                while let Ok(chunk) = conn.read_bytes(700).await {
+                    c.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for r in readers {
+        tokio::time::timeout(Duration::from_secs(60), r)
+            .await
+            .expect("a reader was never woken")
+            .unwrap();
+    }
+    peer_task.await.unwrap();
+    let got: Vec<u64> = counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+    assert_eq!(got.iter().sum::<u64>(), total, "{got:?}");
+    assert_eq!(conn.stat().total_recv, total);
+    sched.shutdown(None).await;
+}
+
+/// With no limit, fairio reads only when the user does: bytes nobody reads stay in the stream
+/// (the kernel's buffer, on TCP), and the peer is held back, as with no scheduler at all.
+#[tokio::test(start_paused = true)]
+async fn with_no_limit_unread_bytes_stay_in_the_stream() {
+    let sched = Scheduler::new(Config::new(4096)).unwrap();
+    let (ours, mut peer) = tokio::io::duplex(16 * 1024);
+    let conn = sched.register(ours).unwrap();
+    let written = Arc::new(AtomicU64::new(0));
+    let w = Arc::clone(&written);
+    let peer_task = tokio::spawn(async move {
+        let piece = vec![3u8; 1024];
+        for _ in 0..1024 {
+            if peer.write_all(&piece).await.is_err() {
+                return;
+            }
+            w.fetch_add(1024, Ordering::Relaxed);
+        }
+    });
+    sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        written.load(Ordering::Relaxed),
+        16 * 1024,
+        "the pipe's worth"
+    );
+    assert_eq!(conn.stat().total_recv, 0);
+    let chunk = conn.read_bytes(1 << 20).await.unwrap();
+    assert_eq!(chunk.len(), 4096, "one read buffer at most");
+    assert_eq!(conn.stat().total_recv, 4096);
+    sleep(Duration::from_millis(10)).await;
+    assert_eq!(written.load(Ordering::Relaxed), 20 * 1024);
+    peer_task.abort();
+    sched.shutdown(None).await;
+}
+
+/// A `read_now` that finds nothing does not take the wake-up of a reader that waits: the
+/// stream remembers one waker, and a poll with a waker that never wakes would replace it.
+#[tokio::test(start_paused = true)]
+async fn a_read_now_does_not_steal_a_waiting_readers_wake_up() {
+    let sched = Scheduler::new(Config::new(4096)).unwrap();
+    let (ours, mut peer) = tokio::io::duplex(8 * 1024);
+    let conn = sched.register(ours).unwrap();
+    let waiting = {
+        let conn = conn.clone();
+        tokio::spawn(async move { conn.read_bytes(100).await })
+    };
+    // The reader is waiting on the stream now.
+    sleep(Duration::from_millis(10)).await;
+    assert!(conn.read_now(&mut [0u8; 16]).is_none());
+    peer.write_all(b"hello").await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("the waiting reader was never woken")
+        .unwrap()
+        .unwrap();
+    assert_eq!(&got[..], b"hello");
+    sched.shutdown(None).await;
+}
