@@ -18,7 +18,10 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::time::{Instant, sleep};
 
-use crate::{CHUNK, MIB, emit, resident};
+use crate::args::Args;
+use crate::report::emit;
+use crate::sys::{resident, runtime};
+use crate::{CHUNK, MIB};
 
 const LIMIT: u64 = 16 * MIB;
 const HOST_A: [u8; 4] = [127, 0, 0, 2];
@@ -75,13 +78,6 @@ fn scheduler() -> Scheduler<EqualShare> {
 
 fn total(counts: &[Arc<AtomicU64>]) -> u64 {
     counts.iter().map(|c| c.load(Ordering::Relaxed)).sum()
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 /// Host A's 8 connections and host B's 1: each host's share of what moved, grouped and flat.
@@ -208,7 +204,8 @@ fn idle(_quick: bool) {
 }
 
 /// Every part of the scenario.
-pub(crate) fn groups(quick: bool) {
+pub(crate) fn run(args: &Args) {
+    let quick = args.quick;
     per_host(quick);
     capped(quick);
     join(quick);
