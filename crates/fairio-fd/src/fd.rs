@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
+use crate::held::{Reading, Whole, Writing};
 use crate::{CloseReason, FdInfo};
 
 /// Any byte stream an [`Fd`] can wrap. Implemented for every type with the bounds.
@@ -26,7 +27,7 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 ///
 /// The stream is boxed once, at construction; reads and writes allocate nothing.
 pub struct Fd {
-    stream: Box<dyn Stream>,
+    stream: Whole,
     info: Arc<FdInfo>,
 }
 
@@ -35,7 +36,7 @@ impl Fd {
     pub fn new<S: Stream>(stream: S) -> Self {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         Self {
-            stream: Box::new(stream),
+            stream: Whole::new(stream),
             info: Arc::new(FdInfo::new(id)),
         }
     }
@@ -52,7 +53,7 @@ impl Fd {
 
     /// Splits the stream into a read half and a write half that can move to different tasks.
     pub fn split(self) -> (FdReadHalf, FdWriteHalf) {
-        let (r, w) = tokio::io::split(self.stream);
+        let (r, w) = self.stream.split();
         (
             FdReadHalf {
                 inner: r,
@@ -75,7 +76,7 @@ impl Fd {
     /// Dropping the future drops the stream: it closes, possibly without the FIN.
     pub async fn close(mut self, reason: CloseReason) -> io::Result<()> {
         self.info.set_close_reason(reason);
-        self.stream.shutdown().await
+        self.stream.get().shutdown().await
     }
 }
 
@@ -107,7 +108,7 @@ impl AsyncRead for Fd {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
-        let r = ready!(Pin::new(&mut self.stream).poll_read(cx, buf));
+        let r = ready!(Pin::new(self.stream.get()).poll_read(cx, buf));
         count_read(&self.info, buf, before, &r);
         Poll::Ready(r)
     }
@@ -119,7 +120,7 @@ impl AsyncWrite for Fd {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let r = ready!(Pin::new(&mut self.stream).poll_write(cx, buf));
+        let r = ready!(Pin::new(self.stream.get()).poll_write(cx, buf));
         count_written(&self.info, &r);
         Poll::Ready(r)
     }
@@ -129,27 +130,27 @@ impl AsyncWrite for Fd {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let r = ready!(Pin::new(&mut self.stream).poll_write_vectored(cx, bufs));
+        let r = ready!(Pin::new(self.stream.get()).poll_write_vectored(cx, bufs));
         count_written(&self.info, &r);
         Poll::Ready(r)
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
+        self.stream.get_ref().is_write_vectored()
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
+        Pin::new(self.stream.get()).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
+        Pin::new(self.stream.get()).poll_shutdown(cx)
     }
 }
 
 /// The read half of a split [`Fd`].
 pub struct FdReadHalf {
-    inner: ReadHalf<Box<dyn Stream>>,
+    inner: Reading,
     info: Arc<FdInfo>,
 }
 
@@ -175,7 +176,7 @@ impl AsyncRead for FdReadHalf {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
-        let r = ready!(Pin::new(&mut self.inner).poll_read(cx, buf));
+        let r = ready!(Pin::new(self.inner.get()).poll_read(cx, buf));
         count_read(&self.info, buf, before, &r);
         Poll::Ready(r)
     }
@@ -183,7 +184,7 @@ impl AsyncRead for FdReadHalf {
 
 /// The write half of a split [`Fd`].
 pub struct FdWriteHalf {
-    inner: WriteHalf<Box<dyn Stream>>,
+    inner: Writing,
     info: Arc<FdInfo>,
 }
 
@@ -203,7 +204,7 @@ impl FdWriteHalf {
     /// Dropping the future drops this half; the FIN may not have been sent.
     pub async fn close(mut self, reason: CloseReason) -> io::Result<()> {
         self.info.set_close_reason(reason);
-        self.inner.shutdown().await
+        self.inner.get().shutdown().await
     }
 }
 
@@ -221,7 +222,7 @@ impl AsyncWrite for FdWriteHalf {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let r = ready!(Pin::new(&mut self.inner).poll_write(cx, buf));
+        let r = ready!(Pin::new(self.inner.get()).poll_write(cx, buf));
         count_written(&self.info, &r);
         Poll::Ready(r)
     }
@@ -231,21 +232,21 @@ impl AsyncWrite for FdWriteHalf {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let r = ready!(Pin::new(&mut self.inner).poll_write_vectored(cx, bufs));
+        let r = ready!(Pin::new(self.inner.get()).poll_write_vectored(cx, bufs));
         count_written(&self.info, &r);
         Poll::Ready(r)
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        self.inner.get_ref().is_write_vectored()
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        Pin::new(self.inner.get()).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        Pin::new(self.inner.get()).poll_shutdown(cx)
     }
 }
 

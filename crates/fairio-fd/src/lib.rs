@@ -35,6 +35,7 @@
 #[cfg(feature = "test-util")]
 mod faulty;
 mod fd;
+mod held;
 mod info;
 mod reason;
 

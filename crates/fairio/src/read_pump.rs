@@ -62,10 +62,18 @@ pub(crate) async fn run<P: Policy>(conn: &ConnInner<P>, dir: &Direction<P>, rbs:
             if dir.generation() != generation {
                 continue;
             }
+            // Once nothing more will be written, the connection ends with the peer's end of
+            // the stream, read or not: the pump reads ahead by one buffer, as a reader would,
+            // so that a FIN or a reset is seen.
+            let writing = !conn.status().write.is_done();
             tokio::select! {
                 () = changed => {}
                 // Closed once a reader has reached the end of the stream.
-                open = conn.read_q.wait_below(0) => if !open {
+                open = conn.read_q.wait_below(0), if writing => if !open {
+                    return;
+                },
+                () = conn.until(|s| s.write.is_done()), if writing => {}
+                open = read_ahead(conn, rbs), if !writing => if !open {
                     return;
                 },
             }
@@ -107,6 +115,16 @@ pub(crate) async fn run<P: Policy>(conn: &ConnInner<P>, dir: &Direction<P>, rbs:
             }
         }
     }
+}
+
+/// Waits until less than one buffer is queued, then reads at most one buffer into the stage.
+/// `false` once the read queue is closed.
+async fn read_ahead<P: Policy>(conn: &ConnInner<P>, rbs: usize) -> bool {
+    if !conn.read_q.wait_below(rbs).await {
+        return false;
+    }
+    poll_fn(|cx| conn.read_side.lock().poll_stage(cx, rbs)).await;
+    true
 }
 
 /// Drops the stream's read half when the pump stops, on every path.

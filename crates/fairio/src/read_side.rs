@@ -131,7 +131,8 @@ impl Locked<'_> {
     /// Reads at most `max` bytes (`max` > 0) into a chunk of the shared buffer.
     pub(crate) fn poll_chunk(&mut self, cx: &Context<'_>, max: usize) -> Polled<Bytes> {
         let Source { r, buf, end, .. } = &mut *self.source;
-        let Some(r) = r.as_mut() else {
+        // Once the stream has ended, it is not read again: its end is reported once.
+        let (Some(r), End::Open) = (r.as_mut(), &*end) else {
             return Polled::Ended;
         };
         // Reuses the allocation once the previous chunk has been dropped by its reader.
@@ -156,7 +157,7 @@ impl Locked<'_> {
     /// Reads into the caller's buffer (with room): the number of bytes read.
     pub(crate) fn poll_into(&mut self, cx: &Context<'_>, dst: &mut ReadBuf<'_>) -> Polled<usize> {
         let Source { r, end, .. } = &mut *self.source;
-        let Some(r) = r.as_mut() else {
+        let (Some(r), End::Open) = (r.as_mut(), &*end) else {
             return Polled::Ended;
         };
         let before = dst.filled().len();

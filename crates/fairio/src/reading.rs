@@ -101,41 +101,82 @@ pub(crate) fn poll_read<P: Policy, S: Sink>(
     sink: &mut S,
 ) -> Poll<Option<S::Out>> {
     let max = sink.max();
-    if !dir.is_limited() {
-        let mut side = conn.read_side.lock();
-        // Under the lock nothing is queued or staged behind the reader's back: the pump queues
-        // and stages only while it holds it.
-        if conn.read_q.is_empty() && !side.is_closed() {
-            if let Some(chunk) = side.take_staged(max.get()) {
-                drop(side);
-                poller.leave_pop();
-                conn.meter.add_recv(chunk.len() as u64);
-                return Poll::Ready(Some(sink.take_chunk(chunk)));
-            }
-            if !side.finish(conn) {
-                match sink.read_stream(&mut side, cx) {
-                    Polled::Got((out, n)) => {
-                        drop(side);
-                        poller.leave_pop();
-                        conn.meter.add_recv(n as u64);
-                        return Poll::Ready(Some(out));
-                    }
-                    Polled::Pending => {
-                        // Wait in the queue's line too, still under the lock: if a limit comes,
-                        // the pump queues the bytes, and the push wakes this reader.
-                        return poller
-                            .poll_pop(cx, max)
-                            .map(|c| c.map(|c| sink.take_chunk(c)));
-                    }
-                    // The end is handed on below: the queue is closed after what it holds.
-                    Polled::Ended => {
-                        side.finish(conn);
-                    }
-                }
+    // A few rounds at most: a round goes back to the stream only when the limit was lifted or
+    // the queue emptied while this reader joined the queue's line.
+    for _ in 0..4 {
+        if !dir.is_limited() {
+            if let Some(got) = poll_stream(conn, poller, cx, sink) {
+                return got;
             }
         }
+        match poller.poll_pop(cx, max) {
+            Poll::Ready(Some(chunk)) => {
+                if !dir.is_limited() && conn.read_q.is_empty() {
+                    // The queue has run dry with no limit: readers waiting in its line read
+                    // the stream now, and nothing would wake them otherwise.
+                    conn.read_q.wake_poppers();
+                }
+                return Poll::Ready(Some(sink.take_chunk(chunk)));
+            }
+            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Pending => {}
+        }
+        // In line now. If the limit was lifted meanwhile (its wake-up may have come before
+        // this reader joined the line), or the queue emptied, the stream is this reader's
+        // to read: another round.
+        if dir.is_limited() || !conn.read_q.is_empty() || conn.read_side.lock().is_ended() {
+            return Poll::Pending;
+        }
     }
-    poller
-        .poll_pop(cx, max)
-        .map(|c| c.map(|c| sink.take_chunk(c)))
+    // Still racing with limit changes: let other tasks run, and come back.
+    cx.waker().wake_by_ref();
+    Poll::Pending
+}
+
+/// With no limit: takes what is staged, or reads the stream, while nothing is queued. `None`
+/// when the queue must answer (it holds bytes, or the end was handed on to it).
+fn poll_stream<P: Policy, S: Sink>(
+    conn: &ConnInner<P>,
+    poller: &mut Poller,
+    cx: &mut Context<'_>,
+    sink: &mut S,
+) -> Option<Poll<Option<S::Out>>> {
+    let max = sink.max();
+    let mut side = conn.read_side.lock();
+    // Under the lock nothing is queued or staged behind the reader's back: the pump queues
+    // and stages only while it holds it.
+    if !conn.read_q.is_empty() || side.is_closed() {
+        return None;
+    }
+    if let Some(chunk) = side.take_staged(max.get()) {
+        drop(side);
+        poller.leave_pop();
+        conn.meter.add_recv(chunk.len() as u64);
+        return Some(Poll::Ready(Some(sink.take_chunk(chunk))));
+    }
+    if side.finish(conn) {
+        return None;
+    }
+    match sink.read_stream(&mut side, cx) {
+        Polled::Got((out, n)) => {
+            drop(side);
+            poller.leave_pop();
+            conn.meter.add_recv(n as u64);
+            Some(Poll::Ready(Some(out)))
+        }
+        Polled::Pending => {
+            // Wait in the queue's line too, still under the lock: if a limit comes, the pump
+            // queues the bytes, and the push wakes this reader.
+            Some(
+                poller
+                    .poll_pop(cx, max)
+                    .map(|c| c.map(|c| sink.take_chunk(c))),
+            )
+        }
+        // The end is handed on: the queue is closed after what it holds, and answers.
+        Polled::Ended => {
+            side.finish(conn);
+            None
+        }
+    }
 }

@@ -352,7 +352,12 @@ impl<P: Policy> Scheduler<P> {
             return Err(Error::SchedulerClosed);
         }
         sh.tracker.spawn_on(
-            task::run(Arc::clone(&inner), Arc::clone(sh), w),
+            task::run(
+                Arc::clone(&inner),
+                Arc::clone(sh),
+                w,
+                task::ReadHalfGuard(Arc::clone(&inner)),
+            ),
             &sh.runtime,
         );
         tracing::debug!(conn = inner.id(), "connection registered");

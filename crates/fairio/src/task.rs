@@ -31,6 +31,7 @@ pub(crate) async fn run<P: Policy>(
     conn: Arc<ConnInner<P>>,
     shared: Arc<Shared<P>>,
     w: FdWriteHalf,
+    _read_half: ReadHalfGuard<P>,
 ) {
     let reader = read_pump::run(&conn, &shared.down, shared.config.read_buffer_size);
     let writer = writer(&conn, &shared, w);
@@ -46,6 +47,17 @@ pub(crate) async fn run<P: Policy>(
     shared.forget(&conn);
     conn.event(Event::Ended { dropped: left });
     conn.drained.notify_waiters();
+}
+
+/// Drops the connection's read half when dropped: owned by the task's future from its
+/// creation, so the stream closes even if the task is dropped before it first runs (a runtime
+/// shutting down).
+pub(crate) struct ReadHalfGuard<P: Policy>(pub(crate) Arc<ConnInner<P>>);
+
+impl<P: Policy> Drop for ReadHalfGuard<P> {
+    fn drop(&mut self) {
+        self.0.read_side.close();
+    }
 }
 
 /// Runs the write pump until it has flushed (and sent FIN), failed, or been told to abort.

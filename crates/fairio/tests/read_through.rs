@@ -268,3 +268,146 @@ async fn a_read_now_does_not_steal_a_waiting_readers_wake_up() {
     assert_eq!(&got[..], b"hello");
     sched.shutdown(None).await;
 }
+
+/// Two readers wait in the queue's line under a limit; the limit is lifted while the queue
+/// holds bytes. Once it runs dry, both read the stream: neither is left waiting in the line.
+#[tokio::test(start_paused = true)]
+async fn readers_in_line_when_a_limit_is_lifted_go_on_reading() {
+    let sched = Scheduler::new(Config::new(1024).max_download_speed(Some(64 * 1024))).unwrap();
+    let (ours, mut peer) = tokio::io::duplex(64 * 1024);
+    let conn = sched.register(ours).unwrap();
+    let total = 200_000u64;
+    let peer_task = tokio::spawn(async move {
+        let piece = vec![5u8; 500];
+        for _ in 0..total / 500 {
+            peer.write_all(&piece).await.unwrap();
+            sleep(Duration::from_millis(2)).await;
+        }
+        peer.shutdown().await.unwrap();
+    });
+    let counts: Vec<Arc<AtomicU64>> = (0..2).map(|_| Arc::new(AtomicU64::new(0))).collect();
+    let readers: Vec<_> = counts
+        .iter()
+        .map(|c| {
+            let (c, conn) = (Arc::clone(c), conn.clone());
+            tokio::spawn(async move {
+                while let Ok(chunk) = conn.read_bytes(300).await {
+                    c.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    // Both readers take from the queue, under the limit, for a while.
+    sleep(Duration::from_millis(300)).await;
+    sched.set_max_download_speed(None);
+    for r in readers {
+        tokio::time::timeout(Duration::from_secs(60), r)
+            .await
+            .expect("a reader was left waiting")
+            .unwrap();
+    }
+    peer_task.await.unwrap();
+    let got: u64 = counts.iter().map(|c| c.load(Ordering::Relaxed)).sum();
+    assert_eq!(got, total);
+    sched.shutdown(None).await;
+}
+
+/// With no limit, a connection half-closed by the user ends when the peer closes, though
+/// nobody reads: once nothing more is written, the peer's end is watched for.
+#[tokio::test(start_paused = true)]
+async fn a_half_closed_connection_ends_with_the_peer_unread() {
+    let sched = Scheduler::new(Config::new(4096)).unwrap();
+    let (ours, mut peer) = tokio::io::duplex(16 * 1024);
+    let conn = sched.register(ours).unwrap();
+    conn.write(bytes::Bytes::from_static(b"request"))
+        .await
+        .unwrap();
+    conn.shutdown_write(None).await.unwrap();
+    let mut got = Vec::new();
+    peer.read_to_end(&mut got).await.unwrap();
+    assert_eq!(got, b"request");
+    peer.write_all(b"reply").await.unwrap();
+    drop(peer);
+    for _ in 0..100 {
+        if conn.is_closed() {
+            break;
+        }
+        sleep(Duration::from_millis(10)).await;
+    }
+    assert!(conn.is_closed(), "the connection did not end with its peer");
+    // What came before the end is still there to read.
+    assert_eq!(&conn.read_bytes(100).await.unwrap()[..], b"reply");
+    assert!(matches!(
+        conn.read_bytes(1).await,
+        Err(Error::ConnectionClosed)
+    ));
+    sched.shutdown(None).await;
+}
+
+/// Records whether it was woken.
+#[derive(Default)]
+struct Flag(std::sync::atomic::AtomicBool);
+
+impl std::task::Wake for Flag {
+    fn wake(self: Arc<Self>) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// The same, step by step: R1 and R2 wait in line under a limit; two chunks are queued; the
+/// limit is lifted; R1 takes the first and, reading again, joins the line behind R2; R2 takes
+/// the second and empties the queue. R1 must then be woken to read the stream itself.
+#[tokio::test(start_paused = true)]
+async fn a_reader_behind_another_in_line_is_woken_when_the_queue_runs_dry() {
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+
+    let sched = Scheduler::new(Config::new(100).max_download_speed(Some(1000))).unwrap();
+    let (ours, mut peer) = tokio::io::duplex(64 * 1024);
+    let conn = sched.register(ours).unwrap();
+    let (f1, f2) = (Arc::new(Flag::default()), Arc::new(Flag::default()));
+    let (w1, w2) = (Waker::from(Arc::clone(&f1)), Waker::from(Arc::clone(&f2)));
+    let mut r1 = Box::pin(conn.read_bytes(100));
+    let mut r2 = Box::pin(conn.read_bytes(100));
+    assert!(r1.as_mut().poll(&mut Context::from_waker(&w1)).is_pending());
+    assert!(r2.as_mut().poll(&mut Context::from_waker(&w2)).is_pending());
+    peer.write_all(&[1u8; 200]).await.unwrap();
+    // Two 100-byte chunks delivered into the queue at 1000 B/s.
+    for _ in 0..100 {
+        if conn.stat().total_recv >= 200 {
+            break;
+        }
+        sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(conn.stat().total_recv, 200);
+    sched.set_max_download_speed(None);
+    tokio::task::yield_now().await;
+    let Poll::Ready(Ok(c1)) = r1.as_mut().poll(&mut Context::from_waker(&w1)) else {
+        panic!("R1, at the head of the line, takes the first chunk");
+    };
+    assert_eq!(c1.len(), 100);
+    let f1b = Arc::new(Flag::default());
+    let w1b = Waker::from(Arc::clone(&f1b));
+    let mut r1b = Box::pin(conn.read_bytes(100));
+    assert!(
+        r1b.as_mut()
+            .poll(&mut Context::from_waker(&w1b))
+            .is_pending()
+    );
+    let Poll::Ready(Ok(c2)) = r2.as_mut().poll(&mut Context::from_waker(&w2)) else {
+        panic!("R2 takes the second chunk");
+    };
+    assert_eq!(c2.len(), 100);
+    peer.write_all(b"more").await.unwrap();
+    tokio::task::yield_now().await;
+    assert!(
+        f1b.0.load(Ordering::SeqCst),
+        "R1 was left waiting in the line"
+    );
+    let Poll::Ready(Ok(c3)) = r1b.as_mut().poll(&mut Context::from_waker(&w1b)) else {
+        panic!("R1 reads the stream");
+    };
+    assert_eq!(&c3[..], b"more");
+    drop((r1, r2, r1b));
+    sched.shutdown(None).await;
+}
