@@ -129,10 +129,11 @@ impl<P: Policy> Connection<P> {
     /// Takes received bytes without copying them: the front of what has arrived, at most `max`
     /// bytes, as the [`Bytes`] the scheduler read them into. Waits for at least one byte.
     ///
-    /// [`read`](Self::read) copies into the caller's buffer; this hands over the buffer itself,
-    /// which saves a pass over every byte (see BENCHMARKS.md: without a limit at 64 connections,
-    /// 0.72x instead of 0.58x raw tokio's download throughput, in paired runs). The bytes arrive in the same order and
-    /// count the same as with `read`; the two can be mixed.
+    /// [`read`](Self::read) copies into the caller's buffer; this hands over the buffer itself.
+    /// With no limit, the chunk is read from the stream in the caller's task, at most one read
+    /// buffer ([`Config::read_buffer_size`](crate::Config::read_buffer_size)) at a time, into a
+    /// buffer that is reused once the caller drops the chunk. The bytes arrive in the same order
+    /// and count the same as with `read`; the two can be mixed.
     ///
     /// ```no_run
     /// # async fn f(conn: fairio::Connection) -> Result<(), fairio::Error> {

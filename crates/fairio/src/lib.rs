@@ -52,9 +52,19 @@
 //! ```text
 //!  user ── write ──▶ write queue ──▶ write pump ──(grant)──▶ stream ──▶ peer
 //!  user ◀── read ─── read queue ◀── read pump ◀──(grant)─── stream ◀── peer
+//!  user ◀── read ─────────────────────────────────────────── stream ◀── peer   (no limit)
 //!                                       ▲
 //!   dispatcher (one task per direction): arbiter.next(now) ──▶ the connection's grant slot
 //! ```
+//!
+//! With no download limit, a read takes bytes from the stream itself, in the reader's task, as
+//! it would without fairio: no second task, no buffer of fairio's between, and with
+//! [`Connection::read`] (or [`ConnectionIo`]) the only copy is the kernel's, into the caller's
+//! buffer. Bytes nobody reads wait in the stream (the kernel's socket buffer), not in memory
+//! here. Once a connection has nothing more to write (after [`Connection::shutdown_write`]),
+//! its task watches the stream, so the peer's end closes it even if nobody reads. When a limit
+//! comes, the read pump takes over at the next read, and the bytes stay in order whatever the
+//! changes.
 //!
 //! Each connection has one task, which owns its stream and runs its two pumps; the handles
 //! own nothing but the far ends of the queues, and send lifecycle events (close, half-close,
@@ -68,7 +78,8 @@
 //! exactly what it has read and has room to deliver. Every change of a limit starts a new
 //! generation: grants of older ones are void wherever they are, and a write started under one
 //! is abandoned (a pending write has written nothing). A byte counts as sent when the stream
-//! takes it, and as received when it enters the read queue; the limits apply there.
+//! takes it, and as received when it enters the read queue (or, with no limit, reaches a reader);
+//! the limits apply there.
 //!
 //! All time-dependent code runs on tokio's clock, so tests can use a paused clock.
 //!
