@@ -76,8 +76,8 @@ def cpu_secs(pid):
 
 def start_fairio(listen, up, tmp):
     binary = os.path.join(ROOT, "target", "release", "fairio")
-    if not os.path.exists(binary):
-        subprocess.run(["cargo", "build", "-q", "--release", "-p", "fairio-cli"], cwd=ROOT, check=True)
+    # Always through cargo: a binary left from older sources would be measured otherwise.
+    subprocess.run(["cargo", "build", "-q", "--release", "-p", "fairio-cli"], cwd=ROOT, check=True)
     return subprocess.Popen(
         [binary, "proxy", "--listen", f"127.0.0.1:{listen}", "--upstream", f"127.0.0.1:{up}",
          "--fair-by", "connection", "--idle-timeout", "600"],
