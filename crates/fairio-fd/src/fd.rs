@@ -25,7 +25,8 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 /// `Fd` implements `AsyncRead` and `AsyncWrite` itself; [`Fd::split`] gives two halves that a
 /// reader task and a writer task can own separately.
 ///
-/// The stream is boxed once, at construction; reads and writes allocate nothing.
+/// The stream is boxed once, at construction (a `TcpStream` is kept as it is, and splits into
+/// tokio's owned halves); reads and writes allocate nothing.
 pub struct Fd {
     stream: Whole,
     info: Arc<FdInfo>,
@@ -201,7 +202,8 @@ impl FdWriteHalf {
     /// Returns the error of the shutdown.
     ///
     /// # Cancel safety
-    /// Dropping the future drops this half; the FIN may not have been sent.
+    /// Dropping the future drops this half; the FIN may not have been sent (a TCP write half
+    /// sends it as it is dropped).
     pub async fn close(mut self, reason: CloseReason) -> io::Result<()> {
         self.info.set_close_reason(reason);
         self.inner.get().shutdown().await

@@ -3,22 +3,29 @@
 //! A TCP stream splits into tokio's owned halves, which read and write at the same time
 //! through a shared reference. Any other stream splits with `tokio::io::split`, whose halves
 //! share one lock: a write in one task holds up a read in another for the whole system call.
+//! (tokio has no `net` under `--cfg loom`, for the model-checking builds: every stream is boxed
+//! there.)
 
+#[cfg(not(loom))]
 use std::any::Any;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
+#[cfg(not(loom))]
 use tokio::net::TcpStream;
+#[cfg(not(loom))]
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use crate::Stream;
 
 /// A whole stream.
 pub(crate) enum Whole {
+    #[cfg(not(loom))]
     Tcp(TcpStream),
     Any(Box<dyn Stream>),
 }
 
 impl Whole {
+    #[cfg(not(loom))]
     pub(crate) fn new<S: Stream>(stream: S) -> Self {
         let mut slot = Some(stream);
         if let Some(tcp) = (&mut slot as &mut dyn Any)
@@ -33,8 +40,14 @@ impl Whole {
         }
     }
 
+    #[cfg(loom)]
+    pub(crate) fn new<S: Stream>(stream: S) -> Self {
+        Self::Any(Box::new(stream))
+    }
+
     pub(crate) fn get(&mut self) -> &mut dyn Stream {
         match self {
+            #[cfg(not(loom))]
             Self::Tcp(t) => t,
             Self::Any(b) => &mut **b,
         }
@@ -42,6 +55,7 @@ impl Whole {
 
     pub(crate) fn get_ref(&self) -> &dyn Stream {
         match self {
+            #[cfg(not(loom))]
             Self::Tcp(t) => t,
             Self::Any(b) => &**b,
         }
@@ -49,6 +63,7 @@ impl Whole {
 
     pub(crate) fn split(self) -> (Reading, Writing) {
         match self {
+            #[cfg(not(loom))]
             Self::Tcp(t) => {
                 let (r, w) = t.into_split();
                 (Reading::Tcp(r), Writing::Tcp(w))
@@ -63,6 +78,7 @@ impl Whole {
 
 /// A read half.
 pub(crate) enum Reading {
+    #[cfg(not(loom))]
     Tcp(OwnedReadHalf),
     Any(ReadHalf<Box<dyn Stream>>),
 }
@@ -70,6 +86,7 @@ pub(crate) enum Reading {
 impl Reading {
     pub(crate) fn get(&mut self) -> &mut (dyn AsyncRead + Send + Unpin) {
         match self {
+            #[cfg(not(loom))]
             Self::Tcp(r) => r,
             Self::Any(r) => r,
         }
@@ -78,6 +95,7 @@ impl Reading {
 
 /// A write half.
 pub(crate) enum Writing {
+    #[cfg(not(loom))]
     Tcp(OwnedWriteHalf),
     Any(WriteHalf<Box<dyn Stream>>),
 }
@@ -85,6 +103,7 @@ pub(crate) enum Writing {
 impl Writing {
     pub(crate) fn get(&mut self) -> &mut (dyn AsyncWrite + Send + Unpin) {
         match self {
+            #[cfg(not(loom))]
             Self::Tcp(w) => w,
             Self::Any(w) => w,
         }
@@ -92,6 +111,7 @@ impl Writing {
 
     pub(crate) fn get_ref(&self) -> &(dyn AsyncWrite + Send + Unpin) {
         match self {
+            #[cfg(not(loom))]
             Self::Tcp(w) => w,
             Self::Any(w) => w,
         }

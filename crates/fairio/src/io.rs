@@ -28,6 +28,8 @@ pub struct ConnectionIo<P: Policy = EqualShare> {
     reader: Poller,
     writer: Poller,
     flushing: Option<Pending>,
+    /// The end of the stream was held back once for a completed flush (see `poll_read`).
+    eof_deferred: bool,
     closing: Closing,
 }
 
@@ -50,6 +52,7 @@ impl<P: Policy> ConnectionIo<P> {
             writer: Poller::new(Arc::clone(&c.write_q)),
             conn,
             flushing: None,
+            eof_deferred: false,
             closing: Closing::Idle,
         }
     }
@@ -72,7 +75,21 @@ impl<P: Policy> AsyncRead for ConnectionIo<P> {
         }
         match this.conn.poll_read(&mut this.reader, cx, &mut IntoBuf(buf)) {
             Poll::Pending => Poll::Pending,
-            Poll::Ready(Ok(_)) | Poll::Ready(Err(Error::ConnectionClosed)) => Poll::Ready(Ok(())),
+            Poll::Ready(Ok(_)) => Poll::Ready(Ok(())),
+            Poll::Ready(Err(Error::ConnectionClosed)) => {
+                if this.flushing.is_some() && this.conn.conn().is_drained() && !this.eof_deferred {
+                    // A flush that has completed is seen before the end of the stream, as on a
+                    // socket, where it completes within the write: the peer may have read the
+                    // bytes and closed before this task polled the flush again, and a protocol
+                    // that polls its reads first (hyper's HTTP/1 server) would otherwise take
+                    // the peer's close for one in the middle of its reply.
+                    // Once: a caller that dropped its flush gets the end at the next poll.
+                    this.eof_deferred = true;
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                Poll::Ready(Ok(()))
+            }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e.into())),
         }
     }
@@ -108,6 +125,7 @@ impl<P: Policy> AsyncWrite for ConnectionIo<P> {
             return Poll::Pending;
         };
         self.flushing = None;
+        self.eof_deferred = false;
         Poll::Ready(r.map_err(io::Error::from))
     }
 

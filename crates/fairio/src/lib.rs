@@ -61,8 +61,11 @@
 //! it would without fairio: no second task, no buffer of fairio's between, and with
 //! [`Connection::read`] (or [`ConnectionIo`]) the only copy is the kernel's, into the caller's
 //! buffer. Bytes nobody reads wait in the stream (the kernel's socket buffer), not in memory
-//! here. Once a connection has nothing more to write (after [`Connection::shutdown_write`]),
-//! its task watches the stream, so the peer's end closes it even if nobody reads. When a limit
+//! here. Once a connection has nothing more to write (after [`Connection::shutdown_write`], or
+//! while a close flushes), its task reads ahead by one read buffer, as a reader would: the
+//! peer's end closes the connection even if nobody reads, unless more than a buffer's worth
+//! is waiting unread before it, and a close does not leave a small unread request in the
+//! socket (closing over unread bytes makes the kernel send a reset). When a limit
 //! comes, the read pump takes over at the next read, and the bytes stay in order whatever the
 //! changes.
 //!

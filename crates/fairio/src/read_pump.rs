@@ -21,6 +21,7 @@ use fairio_policy::tuning::MAX_GRANT;
 use crate::conn::ConnInner;
 use crate::direction::Direction;
 use crate::grant::Grant;
+use crate::lifecycle::WritePhase;
 use crate::read_side::Locked;
 
 /// How many bytes the stage and the read queue may hold together under a limit: the queue's
@@ -62,17 +63,18 @@ pub(crate) async fn run<P: Policy>(conn: &ConnInner<P>, dir: &Direction<P>, rbs:
             if dir.generation() != generation {
                 continue;
             }
-            // Once nothing more will be written, the connection ends with the peer's end of
-            // the stream, read or not: the pump reads ahead by one buffer, as a reader would,
-            // so that a FIN or a reset is seen.
-            let writing = !conn.status().write.is_done();
+            // Once nothing more will be written (a flush, a close, or a half-close under way),
+            // the pump reads ahead by one buffer, as a reader would: the peer's FIN or reset is
+            // seen, and a close does not leave the peer's last bytes unread in the socket,
+            // which would make the kernel answer the close with a reset.
+            let writing = conn.status().write == WritePhase::Open;
             tokio::select! {
                 () = changed => {}
                 // Closed once a reader has reached the end of the stream.
                 open = conn.read_q.wait_below(0), if writing => if !open {
                     return;
                 },
-                () = conn.until(|s| s.write.is_done()), if writing => {}
+                () = conn.until(|s| s.write != WritePhase::Open), if writing => {}
                 open = read_ahead(conn, rbs), if !writing => if !open {
                     return;
                 },

@@ -62,6 +62,7 @@ impl ReadSide {
     pub(crate) fn close(&self) {
         let r = self.lock().source.r.take();
         drop(r);
+        self.waker.wake_by_ref();
     }
 }
 
@@ -199,6 +200,8 @@ impl Locked<'_> {
             return false;
         }
         match std::mem::replace(&mut s.end, End::Done) {
+            // The task has dropped the read half: nothing more comes.
+            End::Open if s.r.is_none() => conn.read_q.close(),
             End::Open => {
                 s.end = End::Open;
                 return false;
@@ -208,8 +211,11 @@ impl Locked<'_> {
                 conn.info.set_close_reason(CloseReason::PeerClosed);
                 conn.read_q.close();
             }
-            End::Done => {}
+            End::Done => return true,
         }
+        // A pump or reader waiting on the stream may not get a wake-up from it again (a stream
+        // that ends on its own, without readiness): each one looks again.
+        self.side.waker.wake_by_ref();
         true
     }
 }

@@ -57,6 +57,8 @@ pub(crate) struct ReadHalfGuard<P: Policy>(pub(crate) Arc<ConnInner<P>>);
 impl<P: Policy> Drop for ReadHalfGuard<P> {
     fn drop(&mut self) {
         self.0.read_side.close();
+        // Readers waiting for the stream learn that it is gone, after what is queued.
+        self.0.read_q.close();
     }
 }
 

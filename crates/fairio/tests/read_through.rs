@@ -411,3 +411,55 @@ async fn a_reader_behind_another_in_line_is_woken_when_the_queue_runs_dry() {
     drop((r1, r2, r1b));
     sched.shutdown(None).await;
 }
+
+/// A server that never reads a small request, writes a long reply and closes: the reply
+/// arrives whole, then the end. (Closing a socket over unread bytes makes the kernel send a
+/// reset instead of a FIN, which can cut the reply short: the close reads what is waiting.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_close_over_an_unread_request_delivers_the_whole_reply() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let sched = Scheduler::new(Config::new(16 * 1024)).unwrap();
+    for round in 0..5 {
+        let (client, accepted) =
+            tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+        let mut client = client.unwrap();
+        let conn = sched.register(accepted.unwrap().0).unwrap();
+        client.write_all(&[9u8; 2000]).await.unwrap();
+        let reply = vec![4u8; 1 << 20];
+        let server = {
+            let reply = bytes::Bytes::from(reply.clone());
+            tokio::spawn(async move {
+                // The request has arrived, and is left unread.
+                sleep(Duration::from_millis(20)).await;
+                conn.write(reply).await.unwrap();
+                conn.close(None).await
+            })
+        };
+        // The client reads slowly: at the close, some of the reply still waits in the
+        // server's socket for room at the client, and a reset would throw it away.
+        let mut got = Vec::with_capacity(reply.len());
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut read = Ok(());
+        for _ in 0..=reply.len() {
+            match client.read(&mut buf).await {
+                Ok(0) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) => {
+                    read = Err(e);
+                    break;
+                }
+            }
+            sleep(Duration::from_millis(1)).await;
+        }
+        assert!(
+            read.is_ok(),
+            "round {round}: {read:?} after {} of {} bytes",
+            got.len(),
+            reply.len()
+        );
+        assert_eq!(got.len(), reply.len(), "round {round}");
+        server.await.unwrap().unwrap();
+    }
+    sched.shutdown(None).await;
+}
