@@ -108,6 +108,11 @@ fn near(got: f64, want: f64, what: &str) {
     );
 }
 
+// Its figures are shares over wall-clock seconds of a protocol that refreshes every 200 ms,
+// and on a loaded 2-core machine a late round moves them past the tolerances now and then
+// (2 of 5 runs on the code of 2b10048, before the read-through; 0 of 5 after). `.ci/run` runs
+// it on its own, with up to three attempts, and prints every failed one.
+#[ignore = "timing-sensitive on a loaded machine: .ci/run runs it alone, up to three attempts"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_members_share_fairly_and_absorb_one_that_leaves() {
     let _one_at_a_time = SERIAL.lock().await;

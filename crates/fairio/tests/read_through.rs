@@ -463,3 +463,49 @@ async fn a_close_over_an_unread_request_delivers_the_whole_reply() {
     }
     sched.shutdown(None).await;
 }
+
+/// A limit that changes every 200 ms (as a fleet lease does) is used in full: backlogged
+/// readers lose nothing to the changes.
+#[tokio::test(start_paused = true)]
+async fn a_limit_changed_every_200_ms_is_used_in_full() {
+    let sched = Scheduler::new(Config::new(16 * 1024).read_queue_size(Some(64 * 1024))).unwrap();
+    let mut counts = Vec::new();
+    for _ in 0..4 {
+        let (ours, mut theirs) = tokio::io::duplex(64 * 1024);
+        let conn = sched.register(ours).unwrap();
+        let c = Arc::new(AtomicU64::new(0));
+        counts.push(Arc::clone(&c));
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 64 * 1024];
+            while let Ok(n) = conn.read(&mut buf).await {
+                c.fetch_add(n as u64, Ordering::Relaxed);
+            }
+        });
+        tokio::spawn(async move {
+            let chunk = vec![1u8; 16 * 1024];
+            while theirs.write_all(&chunk).await.is_ok() {}
+        });
+    }
+    let limits = [3_700_000u64, 3_900_000, 3_750_000, 3_800_000];
+    sched.set_max_download_speed(Some(limits[0]));
+    sleep(Duration::from_secs(1)).await;
+    let total = |c: &[Arc<AtomicU64>]| c.iter().map(|c| c.load(Ordering::Relaxed)).sum::<u64>();
+    let before = total(&counts);
+    let mut allowed = 0u64;
+    for step in 0..20 {
+        let l = limits[step % limits.len()];
+        sched.set_max_download_speed(Some(l));
+        allowed += l / 5;
+        sleep(Duration::from_millis(200)).await;
+    }
+    let moved = total(&counts) - before;
+    println!(
+        "{moved} B of {allowed} B allowed ({:.4})",
+        moved as f64 / allowed as f64
+    );
+    assert!(
+        moved as f64 >= 0.98 * allowed as f64,
+        "{moved} of {allowed}"
+    );
+    sched.shutdown(None).await;
+}
