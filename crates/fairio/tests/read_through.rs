@@ -169,41 +169,65 @@ proptest! {
     }
 }
 
-/// Two tasks read one connection at once, with no limit: both are woken as bytes come (a
-/// stream remembers one waker; a reader whose waker was replaced would wait forever).
-#[tokio::test(start_paused = true)]
-async fn two_readers_of_one_connection_are_both_woken() {
-    let sched = Scheduler::new(Config::new(4096)).unwrap();
-    let (ours, mut peer) = tokio::io::duplex(8 * 1024);
-    let conn = sched.register(ours).unwrap();
-    let total = 400_000u64;
-    let peer_task = tokio::spawn(async move {
-        let piece = vec![1u8; 1000];
-        for _ in 0..total / 1000 {
-            peer.write_all(&piece).await.unwrap();
-            // Both readers wait between pieces.
-            sleep(Duration::from_millis(1)).await;
+/// The peer: `total` bytes in pieces of `piece`, a pause of `pause` after each, then its end.
+fn paced_peer(
+    mut peer: tokio::io::DuplexStream,
+    total: u64,
+    piece: usize,
+    pause: Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let bytes = vec![1u8; piece];
+        for _ in 0..total / piece as u64 {
+            peer.write_all(&bytes).await.unwrap();
+            sleep(pause).await;
         }
         peer.shutdown().await.unwrap();
-    });
+    })
+}
+
+/// Two tasks reading `conn` with `read_bytes(max)` until its end, each counting.
+fn two_readers(
+    conn: &Connection,
+    max: usize,
+) -> (Vec<Arc<AtomicU64>>, Vec<tokio::task::JoinHandle<()>>) {
     let counts: Vec<Arc<AtomicU64>> = (0..2).map(|_| Arc::new(AtomicU64::new(0))).collect();
-    let readers: Vec<_> = counts
+    let readers = counts
         .iter()
         .map(|c| {
             let (c, conn) = (Arc::clone(c), conn.clone());
             tokio::spawn(async move {
-                while let Ok(chunk) = conn.read_bytes(700).await {
+                while let Ok(chunk) = conn.read_bytes(max).await {
                     c.fetch_add(chunk.len() as u64, Ordering::Relaxed);
                 }
             })
         })
         .collect();
+    (counts, readers)
+}
+
+/// Waits (bounded, on the paused clock) for every reader to reach the end.
+async fn join_readers(readers: Vec<tokio::task::JoinHandle<()>>, what: &str) {
     for r in readers {
         tokio::time::timeout(Duration::from_secs(60), r)
             .await
-            .expect("a reader was never woken")
+            .expect(what)
             .unwrap();
     }
+}
+
+/// Two tasks read one connection at once, with no limit: both are woken as bytes come (a
+/// stream remembers one waker; a reader whose waker was replaced would wait forever).
+#[tokio::test(start_paused = true)]
+async fn two_readers_of_one_connection_are_both_woken() {
+    let sched = Scheduler::new(Config::new(4096)).unwrap();
+    let (ours, peer) = tokio::io::duplex(8 * 1024);
+    let conn = sched.register(ours).unwrap();
+    let total = 400_000u64;
+    // Both readers wait between pieces.
+    let peer_task = paced_peer(peer, total, 1000, Duration::from_millis(1));
+    let (counts, readers) = two_readers(&conn, 700);
+    join_readers(readers, "a reader was never woken").await;
     peer_task.await.unwrap();
     let got: Vec<u64> = counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
     assert_eq!(got.iter().sum::<u64>(), total, "{got:?}");
@@ -274,38 +298,15 @@ async fn a_read_now_does_not_steal_a_waiting_readers_wake_up() {
 #[tokio::test(start_paused = true)]
 async fn readers_in_line_when_a_limit_is_lifted_go_on_reading() {
     let sched = Scheduler::new(Config::new(1024).max_download_speed(Some(64 * 1024))).unwrap();
-    let (ours, mut peer) = tokio::io::duplex(64 * 1024);
+    let (ours, peer) = tokio::io::duplex(64 * 1024);
     let conn = sched.register(ours).unwrap();
     let total = 200_000u64;
-    let peer_task = tokio::spawn(async move {
-        let piece = vec![5u8; 500];
-        for _ in 0..total / 500 {
-            peer.write_all(&piece).await.unwrap();
-            sleep(Duration::from_millis(2)).await;
-        }
-        peer.shutdown().await.unwrap();
-    });
-    let counts: Vec<Arc<AtomicU64>> = (0..2).map(|_| Arc::new(AtomicU64::new(0))).collect();
-    let readers: Vec<_> = counts
-        .iter()
-        .map(|c| {
-            let (c, conn) = (Arc::clone(c), conn.clone());
-            tokio::spawn(async move {
-                while let Ok(chunk) = conn.read_bytes(300).await {
-                    c.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-                }
-            })
-        })
-        .collect();
+    let peer_task = paced_peer(peer, total, 500, Duration::from_millis(2));
+    let (counts, readers) = two_readers(&conn, 300);
     // Both readers take from the queue, under the limit, for a while.
     sleep(Duration::from_millis(300)).await;
     sched.set_max_download_speed(None);
-    for r in readers {
-        tokio::time::timeout(Duration::from_secs(60), r)
-            .await
-            .expect("a reader was left waiting")
-            .unwrap();
-    }
+    join_readers(readers, "a reader was left waiting").await;
     peer_task.await.unwrap();
     let got: u64 = counts.iter().map(|c| c.load(Ordering::Relaxed)).sum();
     assert_eq!(got, total);
