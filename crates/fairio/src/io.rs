@@ -28,7 +28,8 @@ pub struct ConnectionIo<P: Policy = EqualShare> {
     reader: Poller,
     writer: Poller,
     flushing: Option<Pending>,
-    /// The end of the stream was held back once for a completed flush (see `poll_read`).
+    /// The end of the stream was held back for a completed flush (see `poll_read`): once per
+    /// connection, since every read after the end reports it again.
     eof_deferred: bool,
     closing: Closing,
 }
@@ -125,7 +126,6 @@ impl<P: Policy> AsyncWrite for ConnectionIo<P> {
             return Poll::Pending;
         };
         self.flushing = None;
-        self.eof_deferred = false;
         Poll::Ready(r.map_err(io::Error::from))
     }
 
