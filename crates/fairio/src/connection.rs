@@ -87,13 +87,26 @@ impl<P: Policy> Connection<P> {
         if buf.is_empty() {
             return Some(Ok(0));
         }
-        let mut poller = Poller::new(Arc::clone(&self.inner().read_q));
+        let mut poller = self.poller();
         let mut cx = Context::from_waker(Waker::noop());
         let mut into = ReadBuf::new(buf);
         match self.poll_read(&mut poller, &mut cx, &mut IntoBuf(&mut into)) {
             Poll::Pending => None,
             Poll::Ready(r) => Some(r),
         }
+    }
+
+    /// A place in the read queue's line, for one read.
+    fn poller(&self) -> Poller {
+        Poller::new(Arc::clone(&self.inner().read_q))
+    }
+
+    /// Waits for received bytes into `sink`, taking part in tokio's cooperative budgeting as
+    /// its channels do.
+    async fn read_into<S: Sink>(&self, sink: &mut S) -> Result<S::Out, Error> {
+        tokio::task::coop::consume_budget().await;
+        let mut poller = self.poller();
+        poll_fn(|cx| self.poll_read(&mut poller, cx, sink)).await
     }
 
     /// Polls for received bytes, from the read queue or, with no limit, from the stream.
@@ -120,10 +133,8 @@ impl<P: Policy> Connection<P> {
         if buf.is_empty() {
             return Ok(0);
         }
-        tokio::task::coop::consume_budget().await;
-        let mut poller = Poller::new(Arc::clone(&self.inner().read_q));
         let mut into = ReadBuf::new(buf);
-        poll_fn(|cx| self.poll_read(&mut poller, cx, &mut IntoBuf(&mut into))).await
+        self.read_into(&mut IntoBuf(&mut into)).await
     }
 
     /// Takes received bytes without copying them: the front of what has arrived, at most `max`
@@ -154,13 +165,11 @@ impl<P: Policy> Connection<P> {
         let Some(max) = std::num::NonZeroUsize::new(max) else {
             return Ok(Bytes::new());
         };
-        tokio::task::coop::consume_budget().await;
-        let mut poller = Poller::new(Arc::clone(&self.inner().read_q));
-        let mut chunks = Chunks {
+        self.read_into(&mut Chunks {
             max,
             rbs: self.shared.config.read_buffer_size,
-        };
-        poll_fn(|cx| self.poll_read(&mut poller, cx, &mut chunks)).await
+        })
+        .await
     }
 
     /// Fills `buf` completely.

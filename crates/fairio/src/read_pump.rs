@@ -31,13 +31,12 @@ fn ahead(bound: Option<NonZeroUsize>, rbs: usize) -> usize {
     bound.map_or(grants, NonZeroUsize::get).max(rbs)
 }
 
-/// Runs until the stream ends or fails, or the read queue is closed. However it stops, the
-/// read half is dropped with it.
+/// Runs until the stream ends or fails, or the read queue is closed. The read half stays in
+/// the read side until the connection's task ends (see `task::ReadHalfGuard`).
 pub(crate) async fn run<P: Policy>(conn: &ConnInner<P>, dir: &Direction<P>, rbs: NonZeroUsize) {
     let (key, slot) = (conn.down.0, &*conn.down.1);
-    // However the pump ends, its demand goes with it, and the stream's read half.
+    // However the pump ends, its demand goes with it.
     let _asking = dir.asking(key, slot);
-    let _closing = Closing(conn);
     let rbs = rbs.get();
     let ahead = ahead(conn.read_q.bound(), rbs);
     // Whether the arbiter may hold a demand of ours.
@@ -127,15 +126,6 @@ async fn read_ahead<P: Policy>(conn: &ConnInner<P>, rbs: usize) -> bool {
     }
     poll_fn(|cx| conn.read_side.lock().poll_stage(cx, rbs)).await;
     true
-}
-
-/// Drops the stream's read half when the pump stops, on every path.
-struct Closing<'a, P: Policy>(&'a ConnInner<P>);
-
-impl<P: Policy> Drop for Closing<'_, P> {
-    fn drop(&mut self) {
-        self.0.read_side.close();
-    }
 }
 
 /// Moves as much of the stage as `grant` allows into the read queue. Returns `false` once the

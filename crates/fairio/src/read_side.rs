@@ -131,47 +131,50 @@ impl Locked<'_> {
 
     /// Reads at most `max` bytes (`max` > 0) into a chunk of the shared buffer.
     pub(crate) fn poll_chunk(&mut self, cx: &Context<'_>, max: usize) -> Polled<Bytes> {
-        let Source { r, buf, end, .. } = &mut *self.source;
-        // Once the stream has ended, it is not read again: its end is reported once.
-        let (Some(r), End::Open) = (r.as_mut(), &*end) else {
-            return Polled::Ended;
-        };
         // Reuses the allocation once the previous chunk has been dropped by its reader.
-        buf.reserve(max);
-        let got = poll_registered(&self.side.fanout, &self.side.waker, cx, |wcx| {
-            tokio_util::io::poll_read_buf(Pin::new(&mut *r), wcx, &mut (&mut *buf).limit(max))
-        });
-        match got {
-            Poll::Pending => Polled::Pending,
-            Poll::Ready(Ok(0)) => {
-                *end = End::Eof;
-                Polled::Ended
-            }
-            Poll::Ready(Ok(_)) => Polled::Got(buf.split().freeze()),
-            Poll::Ready(Err(e)) => {
-                *end = End::Failed(e);
-                Polled::Ended
-            }
+        self.source.buf.reserve(max);
+        match self.poll_stream(cx, |r, buf, wcx| {
+            tokio_util::io::poll_read_buf(r, wcx, &mut buf.limit(max))
+        }) {
+            Polled::Got(_) => Polled::Got(self.source.buf.split().freeze()),
+            Polled::Ended => Polled::Ended,
+            Polled::Pending => Polled::Pending,
         }
     }
 
     /// Reads into the caller's buffer (with room): the number of bytes read.
     pub(crate) fn poll_into(&mut self, cx: &Context<'_>, dst: &mut ReadBuf<'_>) -> Polled<usize> {
-        let Source { r, end, .. } = &mut *self.source;
+        self.poll_stream(cx, |r, _, wcx| {
+            let before = dst.filled().len();
+            std::task::ready!(r.poll_read(wcx, dst))?;
+            Poll::Ready(Ok(dst.filled().len() - before))
+        })
+    }
+
+    /// Polls the stream with `read` (which says how many bytes it read, 0 at the end), unless
+    /// its end was seen already: the end is reported once. Records the end or the error.
+    fn poll_stream(
+        &mut self,
+        cx: &Context<'_>,
+        mut read: impl FnMut(
+            Pin<&mut FdReadHalf>,
+            &mut BytesMut,
+            &mut Context<'_>,
+        ) -> Poll<io::Result<usize>>,
+    ) -> Polled<usize> {
+        let Source { r, buf, end, .. } = &mut *self.source;
         let (Some(r), End::Open) = (r.as_mut(), &*end) else {
             return Polled::Ended;
         };
-        let before = dst.filled().len();
-        let got = poll_registered(&self.side.fanout, &self.side.waker, cx, |wcx| {
-            Pin::new(&mut *r).poll_read(wcx, dst)
-        });
-        match got {
+        match poll_registered(&self.side.fanout, &self.side.waker, cx, |wcx| {
+            read(Pin::new(&mut *r), &mut *buf, wcx)
+        }) {
             Poll::Pending => Polled::Pending,
-            Poll::Ready(Ok(())) if dst.filled().len() == before => {
+            Poll::Ready(Ok(0)) => {
                 *end = End::Eof;
                 Polled::Ended
             }
-            Poll::Ready(Ok(())) => Polled::Got(dst.filled().len() - before),
+            Poll::Ready(Ok(n)) => Polled::Got(n),
             Poll::Ready(Err(e)) => {
                 *end = End::Failed(e);
                 Polled::Ended

@@ -26,7 +26,7 @@ use crate::{read_pump, write_pump};
 
 /// Runs one connection until it ends, then takes it out of the scheduler. The stream is closed
 /// when this returns: the write half is `w`, and the read half, in the connection's read side,
-/// is dropped with the read pump.
+/// goes with `_read_half`.
 pub(crate) async fn run<P: Policy>(
     conn: Arc<ConnInner<P>>,
     shared: Arc<Shared<P>>,
@@ -49,9 +49,9 @@ pub(crate) async fn run<P: Policy>(
     conn.drained.notify_waiters();
 }
 
-/// Drops the connection's read half when dropped: owned by the task's future from its
-/// creation, so the stream closes even if the task is dropped before it first runs (a runtime
-/// shutting down).
+/// Drops the connection's read half when dropped, the one place that does: owned by the task's
+/// future from its creation, so the stream closes when the task ends, and even if the task is
+/// dropped before it first runs (a runtime shutting down).
 pub(crate) struct ReadHalfGuard<P: Policy>(pub(crate) Arc<ConnInner<P>>);
 
 impl<P: Policy> Drop for ReadHalfGuard<P> {
