@@ -38,12 +38,31 @@ pub(crate) struct Lane {
 }
 
 /// Weights 1, 2, 3, 4, 1, ... under fairio's Weighted policy, 1 under the others.
-pub(crate) fn lane_weight(c: Contender, i: usize) -> u32 {
+fn lane_weight(c: Contender, i: usize) -> u32 {
     if c == Contender::Weighted {
         1 + (i % 4) as u32
     } else {
         1
     }
+}
+
+/// `n` lanes in each of `dirs`, weighted for `contender` by [`lane_weight`]; lane `i` of a
+/// direction reads at `slow(i)`.
+pub(crate) fn lanes(
+    dirs: &[Dir],
+    n: usize,
+    contender: Contender,
+    slow: impl Fn(usize) -> Option<u64> + Copy,
+) -> Vec<Lane> {
+    dirs.iter()
+        .flat_map(|&dir| {
+            (0..n).map(move |i| Lane {
+                dir,
+                slow: slow(i),
+                weight: lane_weight(contender, i),
+            })
+        })
+        .collect()
 }
 
 /// Runs `lanes` under `contender` limited to `limit`: once every lane has moved its first byte

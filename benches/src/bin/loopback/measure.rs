@@ -163,19 +163,23 @@ async fn measured<P: Policy>(
             spec.weights[i % spec.weights.len()]
         }
     };
-    let mut writers: Vec<(usize, Connection<P>)> = Vec::new();
-    for (i, count) in counts.iter().enumerate().take(spec.n) {
+    // Client `i`, counting into `counts[i]`: with its writer's connection when it uploads
+    // through fairio.
+    let open = |i: usize| {
         let writer = client(
             &spec,
             addr,
             sched.as_ref(),
             params(weight(i)),
             asl.as_ref(),
-            Arc::clone(count),
+            Arc::clone(&counts[i]),
             Arc::clone(&stop),
-        )
-        .await;
-        writers.extend(writer.map(|w| (i, w)));
+        );
+        async move { writer.await.map(|w| (i, w)) }
+    };
+    let mut writers: Vec<(usize, Connection<P>)> = Vec::new();
+    for i in 0..spec.n {
+        writers.extend(open(i).await);
     }
     if spec.sparse {
         sparse_client(
@@ -230,18 +234,7 @@ async fn measured<P: Policy>(
                 .join_at
                 .is_some_and(|j| start.elapsed().as_secs_f64() >= j)
         {
-            let i = spec.n;
-            let writer = client(
-                &spec,
-                addr,
-                sched.as_ref(),
-                params(weight(i)),
-                asl.as_ref(),
-                Arc::clone(&counts[i]),
-                Arc::clone(&stop),
-            )
-            .await;
-            writers.extend(writer.map(|w| (i, w)));
+            writers.extend(open(spec.n).await);
             joined = true;
         }
         sync_writers(&writers, &counts);

@@ -7,7 +7,7 @@ use serde_json::json;
 use crate::args::Args;
 use crate::contender::Contender;
 use crate::dir::Dir;
-use crate::lanes::{Lane, lane_weight, run_lanes};
+use crate::lanes::{lanes, run_lanes};
 use crate::limits::{Limits, passed_both};
 use crate::report::emit;
 use crate::{KIB, MIB};
@@ -36,16 +36,7 @@ pub(crate) fn run(args: &Args) {
     let allowance = (64 * KIB).max(limit / 20);
     for dirs in args.dir_sets() {
         for c in args.chosen(Contender::LIMITERS) {
-            let lanes: Vec<Lane> = dirs
-                .iter()
-                .flat_map(|&dir| {
-                    (0..n).map(move |i| Lane {
-                        dir,
-                        slow: None,
-                        weight: lane_weight(c, i),
-                    })
-                })
-                .collect();
+            let lanes = lanes(&dirs, n, c, |_| None);
             let d = dirs.clone();
             let (s, a) = (
                 Duration::from_secs_f64(settle),

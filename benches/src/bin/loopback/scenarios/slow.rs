@@ -9,7 +9,7 @@ use serde_json::json;
 use crate::args::Args;
 use crate::contender::Contender;
 use crate::dir::Dir;
-use crate::lanes::{Lane, lane_weight, run_lanes, snapshot};
+use crate::lanes::{Lane, lanes, run_lanes, snapshot};
 use crate::limits::{Limits, passed_both};
 use crate::report::emit;
 use crate::{KIB, MIB};
@@ -40,16 +40,7 @@ pub(crate) fn run(args: &Args) {
     for &(n, k, limit, rate) in settings.iter().filter(|s| args.selected_n(s.0)) {
         for dirs in args.dir_sets() {
             for c in args.chosen(Contender::LIMITERS) {
-                let lanes: Vec<Lane> = dirs
-                    .iter()
-                    .flat_map(|&dir| {
-                        (0..n).map(move |i| Lane {
-                            dir,
-                            slow: (i < k).then_some(rate),
-                            weight: lane_weight(c, i),
-                        })
-                    })
-                    .collect();
+                let lanes = lanes(&dirs, n, c, |i| (i < k).then_some(rate));
                 let (s, m) = (
                     Duration::from_secs_f64(settle),
                     Duration::from_secs_f64(measure),
