@@ -40,8 +40,10 @@ pub(crate) async fn run<P: Policy>(
         () = conn.cancel.cancelled() => {}
         _ = async { tokio::join!(reader, writer) } => {}
     }
-    // Both pumps are dropped: the stream is closed, and the writer has stopped, so what is
-    // left unsent is known exactly.
+    // Both pumps are dropped and the read half goes now (the guard's later close finds it
+    // gone): the stream is closed before `Ended` says so, and the writer has stopped, so what
+    // is left unsent is known exactly.
+    conn.read_side.close();
     let left = conn.take_unsent();
     conn.read_q.close();
     shared.forget(&conn);
