@@ -1,7 +1,9 @@
 //! [`Fd`]: one owned stream of any transport, and its two halves.
 
+use std::any::Any;
 use std::fmt;
 use std::io;
+use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,7 +12,8 @@ use std::task::{Context, Poll, ready};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use crate::held::{Reading, Whole, Writing};
-use crate::{CloseReason, FdInfo};
+use crate::info::{Probe, ProbeGuard};
+use crate::{CloseReason, FdInfo, UnsentBound};
 
 /// Any byte stream an [`Fd`] can wrap. Implemented for every type with the bounds.
 pub trait Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
@@ -28,17 +31,53 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 /// The stream is boxed once, at construction (a `TcpStream` is kept as it is, and splits into
 /// tokio's owned halves); reads and writes allocate nothing.
 pub struct Fd {
+    // Drops before the stream: the probe's last reading needs the socket open.
+    _probe: ProbeGuard,
     stream: Whole,
     info: Arc<FdInfo>,
 }
 
 impl Fd {
-    /// Wraps `stream`, giving it a fresh id.
+    /// Wraps `stream`, giving it a fresh id. The stream's kernel buffers are left as they are.
     pub fn new<S: Stream>(stream: S) -> Self {
+        Self::build(stream, UnsentBound::Unbounded)
+    }
+
+    /// Wraps `stream` as [`new`](Self::new) does, and bounds what its kernel takes ahead of the
+    /// peer to `limit` bytes where it knows how: see [`UnsentBound`] for each kind of stream.
+    /// [`FdInfo::unsent_bound`] says what was set.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// use fairio_fd::{DEFAULT_UNSENT_LIMIT, Fd, UnsentBound};
+    ///
+    /// let (a, _b) = tokio::io::duplex(64);
+    /// let fd = Fd::with_unsent_limit(a, Some(DEFAULT_UNSENT_LIMIT));
+    /// assert_eq!(fd.info().unsent_bound(), UnsentBound::Unbounded); // a pipe in memory
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn with_unsent_limit<S: Stream>(stream: S, limit: Option<NonZeroU32>) -> Self {
+        let bound = match limit {
+            Some(limit) => crate::unsent::apply(&stream as &dyn Any, limit),
+            None => UnsentBound::Unbounded,
+        };
+        Self::build(stream, bound)
+    }
+
+    fn build<S: Stream>(stream: S, bound: UnsentBound) -> Self {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let stream = Whole::new(stream);
+        let probe = match stream.probe() {
+            Some(p) => p,
+            None => Probe::Unknown,
+        };
+        let info = Arc::new(FdInfo::new(id, bound, probe));
         Self {
-            stream: Whole::new(stream),
-            info: Arc::new(FdInfo::new(id)),
+            _probe: ProbeGuard(Arc::clone(&info)),
+            stream,
+            info,
         }
     }
 
@@ -61,6 +100,7 @@ impl Fd {
                 info: Arc::clone(&self.info),
             },
             FdWriteHalf {
+                _probe: self._probe,
                 inner: w,
                 info: self.info,
             },
@@ -185,6 +225,8 @@ impl AsyncRead for FdReadHalf {
 
 /// The write half of a split [`Fd`].
 pub struct FdWriteHalf {
+    // Drops before the half: the probe's last reading needs the socket open.
+    _probe: ProbeGuard,
     inner: Writing,
     info: Arc<FdInfo>,
 }
@@ -193,6 +235,18 @@ impl FdWriteHalf {
     /// The shared counters and closing reason of the whole stream.
     pub fn info(&self) -> &Arc<FdInfo> {
         &self.info
+    }
+
+    /// Ready once the stream may take a write; for a TCP stream, once the kernel reports it
+    /// writable (with `TCP_NOTSENT_LOWAT`, once the unsent bytes fall below half the bound).
+    /// Other streams cannot tell without writing, and are always ready.
+    ///
+    /// A writer that found the stream full waits here without holding bytes it could not move.
+    ///
+    /// # Errors
+    /// The socket's error, if it has one.
+    pub fn poll_write_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.inner.poll_write_ready(cx)
     }
 
     /// Records `reason` (unless one was recorded already) and shuts down the write half, which

@@ -9,6 +9,9 @@
 #[cfg(not(loom))]
 use std::any::Any;
 
+use std::io;
+use std::task::{Context, Poll};
+
 use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
 #[cfg(not(loom))]
 use tokio::net::TcpStream;
@@ -58,6 +61,15 @@ impl Whole {
             #[cfg(not(loom))]
             Self::Tcp(t) => t,
             Self::Any(b) => &**b,
+        }
+    }
+
+    /// Where the unacknowledged bytes can be read from: a TCP socket's descriptor on Linux.
+    pub(crate) fn probe(&self) -> Option<crate::info::Probe> {
+        match self {
+            #[cfg(all(target_os = "linux", not(loom)))]
+            Self::Tcp(t) => Some(crate::info::Probe::Live(std::os::fd::AsRawFd::as_raw_fd(t))),
+            _ => None,
         }
     }
 
@@ -114,6 +126,17 @@ impl Writing {
             #[cfg(not(loom))]
             Self::Tcp(w) => w,
             Self::Any(w) => w,
+        }
+    }
+
+    pub(crate) fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            #[cfg(not(loom))]
+            Self::Tcp(w) => w.as_ref().poll_write_ready(cx),
+            Self::Any(_) => {
+                let _ = cx;
+                Poll::Ready(Ok(()))
+            }
         }
     }
 }

@@ -1,9 +1,10 @@
-//! The shared, thread-safe facts about one stream: id, byte counts, closing reason.
+//! The shared, thread-safe facts about one stream: id, byte counts, closing reason, and what
+//! the peer has acknowledged.
 
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock, PoisonError};
 
-use crate::CloseReason;
+use crate::{CloseReason, UnsentBound};
 
 /// Identity, byte counters and closing reason of one [`Fd`](crate::Fd).
 ///
@@ -15,15 +16,33 @@ pub struct FdInfo {
     read: AtomicU64,
     written: AtomicU64,
     reason: OnceLock<CloseReason>,
+    bound: UnsentBound,
+    probe: Mutex<Probe>,
+}
+
+/// Where the count of unacknowledged bytes comes from.
+#[derive(Debug)]
+pub(crate) enum Probe {
+    /// The platform cannot tell (not TCP, not Linux).
+    Unknown,
+    /// A TCP socket that is open: asked at each reading. The descriptor stays open while this
+    /// is set, because the half that owns the socket's writes sets [`Probe::Final`] (under the
+    /// lock) before it lets go of the socket.
+    #[cfg(all(target_os = "linux", not(loom)))]
+    Live(std::os::fd::RawFd),
+    /// The count read as the write half let go of the socket.
+    Final(Option<u64>),
 }
 
 impl FdInfo {
-    pub(crate) fn new(id: u64) -> Self {
+    pub(crate) fn new(id: u64, bound: UnsentBound, probe: Probe) -> Self {
         Self {
             id,
             read: AtomicU64::new(0),
             written: AtomicU64::new(0),
             reason: OnceLock::new(),
+            bound,
+            probe: Mutex::new(probe),
         }
     }
 
@@ -37,9 +56,35 @@ impl FdInfo {
         self.read.load(Ordering::Relaxed)
     }
 
-    /// Bytes written to the stream so far (accepted by the stream, not necessarily delivered).
+    /// Bytes written to the stream so far (accepted by the stream, not necessarily delivered:
+    /// see [`unacked`](Self::unacked)).
     pub fn bytes_written(&self) -> u64 {
         self.written.load(Ordering::Relaxed)
+    }
+
+    /// Of the [bytes written](Self::bytes_written), how many the peer has not acknowledged yet
+    /// (waiting unsent in the kernel, or sent and not acknowledged), where the platform tells:
+    /// a TCP stream on Linux (`SIOCOUTQ`). Once the stream's write half is gone, the figure it
+    /// had then. `None` where it cannot be known.
+    ///
+    /// `bytes_written() - unacked()` is what the peer's TCP has received (it may not have read
+    /// it yet).
+    pub fn unacked(&self) -> Option<u64> {
+        let probe = self.probe.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = match &*probe {
+            Probe::Unknown => None,
+            #[cfg(all(target_os = "linux", not(loom)))]
+            Probe::Live(fd) => crate::sys::unacked(*fd).ok(),
+            Probe::Final(n) => *n,
+        };
+        // A queued FIN takes a sequence number, and bytes written around the Fd (a handshake
+        // before it was wrapped) are in the kernel's count but not in ours.
+        n.map(|n| n.min(self.bytes_written()))
+    }
+
+    /// What bounds the bytes the kernel takes ahead of the peer.
+    pub fn unsent_bound(&self) -> UnsentBound {
+        self.bound
     }
 
     /// Why the stream closed, or `None` while it is open.
@@ -59,5 +104,26 @@ impl FdInfo {
 
     pub(crate) fn add_written(&self, n: usize) {
         self.written.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Takes the last reading of a live probe; called before the socket's write half goes.
+    pub(crate) fn retire_probe(&self) {
+        let mut probe = self.probe.lock().unwrap_or_else(PoisonError::into_inner);
+        #[cfg(all(target_os = "linux", not(loom)))]
+        if let Probe::Live(fd) = &*probe {
+            *probe = Probe::Final(crate::sys::unacked(*fd).ok());
+        }
+        let _ = &mut probe;
+    }
+}
+
+/// Retires the probe of its `FdInfo` when dropped; held by whatever owns the socket's writes,
+/// declared before the stream so it drops first.
+#[derive(Debug)]
+pub(crate) struct ProbeGuard(pub(crate) std::sync::Arc<FdInfo>);
+
+impl Drop for ProbeGuard {
+    fn drop(&mut self) {
+        self.0.retire_probe();
     }
 }

@@ -44,6 +44,7 @@ impl Meter {
             total_recv: self.total_recv(),
             current_inflow: self.inflow.load(Ordering::Relaxed),
             current_outflow: self.outflow.load(Ordering::Relaxed),
+            unacked: None,
         }
     }
 

@@ -137,6 +137,7 @@ fn global(inner: &Inner) -> Stat {
         total_recv: inner.retired_recv,
         current_inflow: inner.global_in.rate(),
         current_outflow: inner.global_out.rate(),
+        unacked: None,
     };
     for t in inner.live.values() {
         stat.total_sent += t.meter.total_sent();

@@ -16,6 +16,26 @@ pub struct Stat {
     pub current_inflow: u64,
     /// Moving average of the upload rate, bytes per second.
     pub current_outflow: u64,
+    /// Of `total_sent`, the bytes the peer has not acknowledged yet (waiting unsent in the
+    /// kernel, or sent and not acknowledged), so that `total_sent - unacked` is what the
+    /// peer's TCP has received. Read from the kernel when the snapshot is taken, for a TCP
+    /// connection on Linux (`SIOCOUTQ`); after a connection closed, the figure at its close.
+    /// `None` where it cannot be known (other streams and platforms, and sums over groups or
+    /// the whole scheduler).
+    pub unacked: Option<u64>,
+}
+
+impl Stat {
+    /// What the peer's TCP has acknowledged of `total_sent`, where [`unacked`](Self::unacked)
+    /// is known.
+    ///
+    /// ```
+    /// let stat = fairio_stats::Stat { total_sent: 100, unacked: Some(30), ..Default::default() };
+    /// assert_eq!(stat.acked(), Some(70));
+    /// ```
+    pub fn acked(&self) -> Option<u64> {
+        self.unacked.map(|u| self.total_sent.saturating_sub(u))
+    }
 }
 
 impl Add for Stat {
@@ -27,6 +47,8 @@ impl Add for Stat {
             total_recv: self.total_recv + rhs.total_recv,
             current_inflow: self.current_inflow + rhs.current_inflow,
             current_outflow: self.current_outflow + rhs.current_outflow,
+            // Known for the sum only where known for every part.
+            unacked: self.unacked.zip(rhs.unacked).map(|(a, b)| a + b),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! [`Config`]: the scheduler's settings, checked when the scheduler is made.
 
-use std::num::{NonZeroU64, NonZeroUsize};
+use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
 use std::time::Duration;
 
 use fairio_stats::StatsConfig;
@@ -41,6 +41,13 @@ pub struct Config {
     /// How long [`Scheduler::shutdown(None)`](crate::Scheduler::shutdown) lets connections flush
     /// before it drops what is left (5 s by default), so that shutdown never hangs.
     pub shutdown_timeout: Duration,
+    /// The most bytes a connection's kernel may hold unsent ahead of its peer, so that a slow
+    /// peer's socket stops taking bytes (and its share goes to the others) when the peer stops
+    /// taking them: `TCP_NOTSENT_LOWAT` on TCP streams, the send buffer on Unix streams (Linux;
+    /// see [`UnsentBound`](crate::UnsentBound) for what each stream gets). 128 KiB by default
+    /// ([`DEFAULT_UNSENT_LIMIT`](crate::DEFAULT_UNSENT_LIMIT)); `None` leaves the kernel's
+    /// buffers as they are.
+    pub unsent_limit: Option<u32>,
 }
 
 /// Settings once checked: zeros ruled out.
@@ -53,6 +60,7 @@ pub(crate) struct Checked {
     pub(crate) read_buffer_size: NonZeroUsize,
     pub(crate) moving_average: StatsConfig,
     pub(crate) shutdown_timeout: Duration,
+    pub(crate) unsent_limit: Option<NonZeroU32>,
 }
 
 impl Config {
@@ -66,6 +74,7 @@ impl Config {
             read_buffer_size,
             moving_average: StatsConfig::default(),
             shutdown_timeout: Duration::from_secs(5),
+            unsent_limit: Some(fairio_fd::DEFAULT_UNSENT_LIMIT.get()),
         }
     }
 
@@ -105,6 +114,18 @@ impl Config {
         self
     }
 
+    /// Sets the most bytes a connection's kernel may hold unsent ahead of its peer; `None`
+    /// leaves the kernel's buffers as they are (see [`Config::unsent_limit`]).
+    ///
+    /// ```
+    /// let config = fairio::Config::new(64 * 1024).unsent_limit(Some(16 * 1024));
+    /// assert_eq!(config.unsent_limit, Some(16 * 1024));
+    /// ```
+    pub fn unsent_limit(mut self, bytes: Option<u32>) -> Self {
+        self.unsent_limit = bytes;
+        self
+    }
+
     pub(crate) fn check(&self) -> Result<Checked, Error> {
         Ok(Checked {
             max_upload_speed: speed("max_upload_speed", self.max_upload_speed)?,
@@ -118,6 +139,16 @@ impl Config {
             })?,
             moving_average: self.moving_average,
             shutdown_timeout: self.shutdown_timeout,
+            unsent_limit: match self.unsent_limit {
+                None => None,
+                Some(n) => Some(NonZeroU32::new(n).ok_or_else(|| {
+                    Error::InvalidConfig(
+                        "unsent_limit must be at least 1 byte (128 KiB is the default), or None \
+                         to leave the kernel's buffers as they are; got 0"
+                            .into(),
+                    )
+                })?),
+            },
         })
     }
 }

@@ -189,9 +189,20 @@ impl<P: Policy> Connection<P> {
         Ok(())
     }
 
-    /// This connection's statistics.
+    /// This connection's statistics, with what its peer has not acknowledged where the
+    /// platform tells ([`Stat::unacked`]).
     pub fn stat(&self) -> Stat {
-        self.inner().meter.stat()
+        let inner = self.inner();
+        Stat {
+            unacked: inner.info.unacked(),
+            ..inner.meter.stat()
+        }
+    }
+
+    /// What bounds the bytes this connection's kernel holds ahead of its peer
+    /// ([`Config::unsent_limit`](crate::Config::unsent_limit)).
+    pub fn unsent_bound(&self) -> crate::UnsentBound {
+        self.inner().info.unsent_bound()
     }
 
     /// The group the connection was registered in, if any.

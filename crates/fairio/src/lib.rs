@@ -250,7 +250,7 @@ pub use config::Config;
 pub use connection::Connection;
 pub use error::Error;
 #[doc(inline)]
-pub use fairio_fd::{CloseReason, Stream};
+pub use fairio_fd::{CloseReason, DEFAULT_UNSENT_LIMIT, Stream, UnsentBound, limit_unsent};
 #[doc(inline)]
 pub use fairio_policy::{EqualShare, Policy, Weight, Weighted, WindowQuota, ZeroWeight};
 #[doc(inline)]

@@ -296,7 +296,7 @@ impl<P: Policy> Scheduler<P> {
             drop(stream);
             return Err(Error::SchedulerClosed);
         }
-        let fd = Fd::new(stream);
+        let fd = Fd::with_unsent_limit(stream, sh.config.unsent_limit);
         let info = Arc::clone(fd.info());
         let (r, w) = fd.split();
         let up_slot = Arc::new(GrantSlot::default());

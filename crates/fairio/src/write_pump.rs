@@ -83,6 +83,10 @@ pub(crate) async fn run<P: Policy>(
             }
             continue;
         }
+        // A stream that cannot take a byte asks for nothing: a peer that reads nothing costs
+        // no grant, timer or wake-up until its socket drains (TCP; other streams cannot tell
+        // without writing, and are found full by the write itself).
+        std::future::poll_fn(|cx| w.poll_write_ready(cx)).await?;
         let want = (batch.len() + conn.write_q.len_bytes()).max(1) as u64;
         asked = true;
         let Some(mut grant) = dir.acquire(key, slot, want).await else {
