@@ -1,6 +1,7 @@
 //! The command line, parsed once into [`Args`], which `main` hands to every scenario.
 
 use std::num::NonZeroUsize;
+use std::sync::OnceLock;
 
 use clap::Parser;
 
@@ -34,9 +35,46 @@ pub(crate) struct Args {
     /// Only uploads or only downloads in the overhead, slow and relimit scenarios.
     #[arg(long, value_enum)]
     pub(crate) dir: Option<Dir>,
+    /// fairio's bound on the bytes a socket holds unsent (`Config::unsent_limit`), in bytes,
+    /// or `none` to leave the kernel's buffers as they are; fairio's default unless set.
+    #[arg(long, value_name = "BYTES|none", value_parser = parse_unsent)]
+    unsent_limit: Option<Unsent>,
+}
+
+/// A value of `--unsent-limit`.
+#[derive(Clone, Copy, Debug)]
+struct Unsent(Option<u32>);
+
+fn parse_unsent(s: &str) -> Result<Unsent, String> {
+    if s == "none" {
+        return Ok(Unsent(None));
+    }
+    s.parse::<u32>()
+        .map(|n| Unsent(Some(n)))
+        .map_err(|e| format!("{s}: {e} (bytes, or none)"))
+}
+
+/// `--unsent-limit`, set once by `main`.
+static UNSENT: OnceLock<Option<u32>> = OnceLock::new();
+
+/// fairio's settings as every scenario starts from them: `chunk`-byte reads, and the unsent
+/// bound of `--unsent-limit`.
+pub(crate) fn config(chunk: usize) -> fairio::Config {
+    let base = fairio::Config::new(chunk);
+    match UNSENT.get() {
+        Some(&limit) => base.unsent_limit(limit),
+        None => base,
+    }
 }
 
 impl Args {
+    /// Makes `--unsent-limit` apply to every [`config`] from now on.
+    pub(crate) fn apply_globals(&self) {
+        if let Some(Unsent(limit)) = self.unsent_limit {
+            let _ = UNSENT.set(limit);
+        }
+    }
+
     /// Whether contender `c` runs: no `--only`, or one names it.
     pub(crate) fn selected(&self, c: Contender) -> bool {
         self.only.is_empty() || self.only.iter().any(|o| o == c.name())

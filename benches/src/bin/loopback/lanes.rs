@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use fairio::{Config, Policy, Scheduler};
+use fairio::{Policy, Scheduler};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -26,6 +26,24 @@ use crate::sys::{pin_thread, runtime};
 /// for 6 s before it pushed back: the peer then saw the limit's share of the slow lanes go to
 /// the kernel, not to the fast lanes, for longer than any settle time.
 pub(crate) const LANE_SOCKET_BUFFER: u32 = 64 * 1024;
+
+/// The socket buffers of the lanes: the kernel's (autotuned, as deployments run) or fixed at
+/// [`LANE_SOCKET_BUFFER`] on both ends of upload lanes (as the benchmark ran before fairio
+/// bounded unsent bytes itself).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Buffers {
+    Kernel,
+    Fixed,
+}
+
+impl Buffers {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Kernel => "kernel-default",
+            Self::Fixed => "fixed-64KiB",
+        }
+    }
+}
 
 /// One connection of the `slow` and `relimit` scenarios.
 #[derive(Clone, Copy, Debug)]
@@ -68,13 +86,19 @@ pub(crate) fn lanes(
 /// Runs `lanes` under `contender` limited to `limit`: once every lane has moved its first byte
 /// (at most 10 s), `timeline` runs on the measured thread with the limiter and the per-lane
 /// byte counts, and its result is returned.
-pub(crate) fn run_lanes<T, F>(contender: Contender, lanes: Vec<Lane>, limit: u64, timeline: F) -> T
+pub(crate) fn run_lanes<T, F>(
+    contender: Contender,
+    lanes: Vec<Lane>,
+    limit: u64,
+    buffers: Buffers,
+    timeline: F,
+) -> T
 where
     T: Send + 'static,
     F: AsyncFnOnce(&dyn Limits, &[AtomicU64]) -> T + Send + 'static,
 {
     let counts: Arc<[AtomicU64]> = lanes.iter().map(|_| AtomicU64::new(0)).collect();
-    let (addr, peer_stop, peer) = spawn_lane_peer(Arc::clone(&counts));
+    let (addr, peer_stop, peer) = spawn_lane_peer(Arc::clone(&counts), buffers);
     let measured_side = std::thread::spawn(move || {
         pin_thread(0);
         runtime().block_on(async move {
@@ -83,6 +107,7 @@ where
                 lanes: &lanes,
                 limit,
                 addr,
+                buffers,
                 counts: &counts,
                 stop: &stop,
             };
@@ -158,10 +183,10 @@ pub(crate) async fn take_bytes<R: AsyncRead + Unpin>(
 }
 
 /// Connects `lane` number `i` to the peer and announces it. Uploads send through a buffer of
-/// [`LANE_SOCKET_BUFFER`].
-async fn connect_lane(addr: SocketAddr, i: usize, lane: Lane) -> TcpStream {
+/// [`LANE_SOCKET_BUFFER`] under [`Buffers::Fixed`].
+async fn connect_lane(addr: SocketAddr, i: usize, lane: Lane, buffers: Buffers) -> TcpStream {
     let socket = TcpSocket::new_v4().unwrap();
-    if lane.dir == Dir::Up {
+    if lane.dir == Dir::Up && buffers == Buffers::Fixed {
         socket.set_send_buffer_size(LANE_SOCKET_BUFFER).unwrap();
     }
     let mut sock = socket.connect(addr).await.unwrap();
@@ -183,6 +208,7 @@ struct Open<'a> {
     lanes: &'a [Lane],
     limit: u64,
     addr: SocketAddr,
+    buffers: Buffers,
     counts: &'a Arc<[AtomicU64]>,
     stop: &'a Arc<AtomicBool>,
 }
@@ -192,7 +218,7 @@ impl Open<'_> {
     async fn asl(self) -> AslPair {
         let limits = AslPair::new(self.limit);
         for (i, &lane) in self.lanes.iter().enumerate() {
-            let sock = connect_lane(self.addr, i, lane).await;
+            let sock = connect_lane(self.addr, i, lane, self.buffers).await;
             let mut stream = limits.of(lane.dir).clone().limit(sock);
             let stop = Arc::clone(self.stop);
             match lane.dir {
@@ -222,14 +248,14 @@ impl WithPolicy for Open<'_> {
 
     async fn call<P: Policy>(self, policy: P, params: fn(u32) -> P::Params) -> Self::Output {
         let limited = |d: Dir| self.lanes.iter().any(|l| l.dir == d).then_some(self.limit);
-        let config = Config::new(CHUNK)
+        let config = crate::args::config(CHUNK)
             .max_upload_speed(limited(Dir::Up))
             .max_download_speed(limited(Dir::Down))
             .read_queue_size(Some(256 * 1024))
             .write_queue_size(Some(256 * 1024));
         let sched = Scheduler::with_policy(config, policy).unwrap();
         for (i, &lane) in self.lanes.iter().enumerate() {
-            let sock = connect_lane(self.addr, i, lane).await;
+            let sock = connect_lane(self.addr, i, lane, self.buffers).await;
             let conn = sched.register_with(sock, params(lane.weight)).unwrap();
             let stop = Arc::clone(self.stop);
             match lane.dir {

@@ -61,6 +61,7 @@ const SCENARIOS: [Scenario; 10] = [
 
 fn main() {
     let args = Args::parse();
+    args.apply_globals();
     let which = args.scenario.as_str();
     let mut ran = false;
     for (name, run) in SCENARIOS {

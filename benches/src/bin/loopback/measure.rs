@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fairio::{Config, Connection, Policy, Scheduler};
+use fairio::{Connection, Policy, Scheduler};
 
 use crate::CHUNK;
 use crate::client::{client, sparse_client};
@@ -144,7 +144,7 @@ async fn measured<P: Policy>(
             Dir::Down => (None, spec.limit),
             Dir::Up => (spec.limit, None),
         };
-        let config = Config::new(CHUNK)
+        let config = crate::args::config(CHUNK)
             .max_upload_speed(up)
             .max_download_speed(down)
             .read_queue_size(Some(256 * 1024))

@@ -13,7 +13,7 @@ use tokio::net::{TcpListener, TcpSocket};
 
 use crate::CHUNK;
 use crate::dir::Dir;
-use crate::lanes::{LANE_SOCKET_BUFFER, take_bytes};
+use crate::lanes::{Buffers, LANE_SOCKET_BUFFER, take_bytes};
 use crate::sys::{pin_thread, runtime};
 
 /// The peer: floods (Down) or drains (Up) every connection; a connection that starts with
@@ -86,13 +86,17 @@ pub(crate) fn spawn_peer(
 /// The peer of the lanes. Each connection opens with a 7-byte header: b'U' (the client
 /// uploads) or b'D' (it downloads), the lane's index (u16 LE) and the rate the peer drains an
 /// upload at (u32 LE, bytes per second; 0: as fast as it can). Uploads are counted into
-/// `counts`; downloads are flooded. Receive buffers: [`LANE_SOCKET_BUFFER`].
+/// `counts`; downloads are flooded. Receive buffers: the kernel's, or [`LANE_SOCKET_BUFFER`]
+/// under [`Buffers::Fixed`].
 pub(crate) fn spawn_lane_peer(
     counts: Arc<[AtomicU64]>,
+    buffers: Buffers,
 ) -> (SocketAddr, Arc<AtomicBool>, JoinHandle<()>) {
     let stop = Arc::new(AtomicBool::new(false));
     let socket = TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(LANE_SOCKET_BUFFER).unwrap();
+    if buffers == Buffers::Fixed {
+        socket.set_recv_buffer_size(LANE_SOCKET_BUFFER).unwrap();
+    }
     socket.bind(([127, 0, 0, 1], 0).into()).unwrap();
     let addr = socket.local_addr().unwrap();
     // Listening before the peer's thread starts, so that no connection is refused: the

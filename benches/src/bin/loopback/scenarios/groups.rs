@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use fairio::{Config, Connection, EqualShare, Group, Scheduler};
+use fairio::{Connection, EqualShare, Group, Scheduler};
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpSocket};
@@ -69,7 +69,7 @@ async fn client(
 
 fn scheduler() -> Scheduler<EqualShare> {
     Scheduler::new(
-        Config::new(CHUNK)
+        crate::args::config(CHUNK)
             .max_download_speed(Some(LIMIT))
             .read_queue_size(Some(256 * 1024)),
     )

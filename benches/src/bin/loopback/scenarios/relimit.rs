@@ -7,7 +7,7 @@ use serde_json::json;
 use crate::args::Args;
 use crate::contender::Contender;
 use crate::dir::Dir;
-use crate::lanes::{lanes, run_lanes};
+use crate::lanes::{Buffers, lanes, run_lanes};
 use crate::limits::{Limits, passed_both};
 use crate::report::emit;
 use crate::{KIB, MIB};
@@ -42,7 +42,7 @@ pub(crate) fn run(args: &Args) {
                 Duration::from_secs_f64(settle),
                 Duration::from_secs_f64(after),
             );
-            let run = run_lanes(c, lanes, limit, async move |l, _| {
+            let run = run_lanes(c, lanes, limit, Buffers::Kernel, async move |l, _| {
                 timeline(l, &d, limit, s, cycles, open, a).await
             });
             for &dir in &dirs {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use fairio::{Config, Scheduler};
+use fairio::Scheduler;
 use serde_json::json;
 
 use crate::args::Args;
@@ -21,7 +21,7 @@ pub(crate) fn run(args: &Args) {
         let before = resident();
         let pairs: Vec<_> = (0..n).map(|_| tokio::io::duplex(1024)).collect();
         let with_streams = resident();
-        let sched = Scheduler::new(Config::new(CHUNK).max_download_speed(Some(64 * MIB)).max_upload_speed(Some(64 * MIB))).unwrap();
+        let sched = Scheduler::new(crate::args::config(CHUNK).max_download_speed(Some(64 * MIB)).max_upload_speed(Some(64 * MIB))).unwrap();
         let mut conns = Vec::with_capacity(n);
         let mut peers = Vec::with_capacity(n);
         for (a, b) in pairs {

@@ -9,7 +9,7 @@ use serde_json::json;
 use crate::args::Args;
 use crate::contender::Contender;
 use crate::dir::Dir;
-use crate::lanes::{Lane, lanes, run_lanes, snapshot};
+use crate::lanes::{Buffers, Lane, lanes, run_lanes, snapshot};
 use crate::limits::{Limits, passed_both};
 use crate::report::emit;
 use crate::{KIB, MIB};
@@ -29,27 +29,40 @@ struct SlowRun {
 }
 
 /// k of N lanes are read slowly, under a global limit: is the limit still used in full (the
-/// slow lanes' unused share going to the others), and shared fairly among the fast lanes?
+/// slow lanes' unused share going to the others), and shared fairly among the fast lanes? With
+/// the kernel's own socket buffers first (as deployments run), then with fixed 64 KiB ones.
 pub(crate) fn run(args: &Args) {
     let quick = args.quick;
     // (N, k slow, limit, slow rate)
     let all: [(usize, usize, u64, u64); 2] =
-        [(8, 4, 8 * MIB, 100 * KIB), (16, 14, 4 * MIB, 20 * KIB)];
+        [(8, 4, 8 * MIB, 96 * KIB), (16, 14, 4 * MIB, 24 * KIB)];
     let settings = if quick { &all[..1] } else { &all[..] };
-    let (settle, measure) = if quick { (0.5, 0.5) } else { (2.0, 5.0) };
+    let buffer_sets: &[Buffers] = if quick {
+        &[Buffers::Kernel]
+    } else {
+        &[Buffers::Kernel, Buffers::Fixed]
+    };
+    // Full runs: seconds 2-6 (the first part) and 6-10 (steady).
+    let (settle, measure) = if quick { (0.5, 0.5) } else { (2.0, 8.0) };
     for &(n, k, limit, rate) in settings.iter().filter(|s| args.selected_n(s.0)) {
-        for dirs in args.dir_sets() {
-            for c in args.chosen(Contender::LIMITERS) {
-                let lanes = lanes(&dirs, n, c, |i| (i < k).then_some(rate));
-                let (s, m) = (
-                    Duration::from_secs_f64(settle),
-                    Duration::from_secs_f64(measure),
-                );
-                let run = run_lanes(c, lanes.clone(), limit, async move |l, counts| {
-                    timeline(l, counts, s, m).await
-                });
-                for &dir in &dirs {
-                    emit(row(c, dir, &lanes, &run, limit, rate, dirs.len() > 1));
+        for &buffers in buffer_sets {
+            for dirs in args.dir_sets() {
+                for c in args.chosen(Contender::LIMITERS) {
+                    let lanes = lanes(&dirs, n, c, |i| (i < k).then_some(rate));
+                    let (s, m) = (
+                        Duration::from_secs_f64(settle),
+                        Duration::from_secs_f64(measure),
+                    );
+                    let run =
+                        run_lanes(c, lanes.clone(), limit, buffers, async move |l, counts| {
+                            timeline(l, counts, s, m).await
+                        });
+                    for &dir in &dirs {
+                        let mut r = row(c, dir, &lanes, &run, limit, rate, dirs.len() > 1);
+                        r["socket_buffers"] = buffers.name().into();
+                        r["settle_secs"] = settle.into();
+                        emit(r);
+                    }
                 }
             }
         }
@@ -131,12 +144,29 @@ fn row(
             );
         }
     }
+    // Used over the first half of the samples and over the second (seconds 2-6 and 6-10 of a
+    // full run), counted at the receivers.
+    let half = run.samples.len() / 2;
+    let used_between = |a: usize, b: usize| -> f64 {
+        let bytes: u64 = idx
+            .iter()
+            .map(|&i| run.samples[b][i] - run.samples[a][i])
+            .sum();
+        bytes as f64 / (0.25 * (b - a) as f64) / l
+    };
+    let last = run.samples.len() - 1;
+    let (used_first, used_steady) = if half > 0 {
+        (used_between(0, half), used_between(half, last))
+    } else {
+        (total / l, total / l)
+    };
     let fold = |xs: &[f64], f: fn(f64, f64) -> f64, init: f64| xs.iter().copied().fold(init, f);
     let passed = run.passed[usize::from(dir == Dir::Down)];
     json!({"scenario": "slow", "contender": c.name(), "direction": dir.name(),
     "n": idx.len(), "k": slow.len(), "limit": limit, "slow_rate": rate,
     "concurrent_directions": concurrent, "measure_secs": run.elapsed,
-    "used": total / l, "used_at_limiter": passed as f64 / run.elapsed / l,
+    "used": total / l, "used_first_half": used_first, "used_second_half": used_steady,
+    "used_at_limiter": passed as f64 / run.elapsed / l,
     "slow_rates": slow_rates, "slow_vs_rate_min": fold(&slow_vs, f64::min, f64::INFINITY),
     "slow_vs_rate_max": fold(&slow_vs, f64::max, 0.0),
     "fast_weights": fast.iter().map(|&i| lanes[i].weight).collect::<Vec<_>>(),
