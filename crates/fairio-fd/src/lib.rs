@@ -5,6 +5,10 @@
 //! share one scheduler. Each `Fd` carries a unique id, counts the bytes it moved, and records why
 //! it closed.
 //!
+//! [`Fd::with_unsent_limit`] also bounds what the stream's kernel takes ahead of the peer
+//! (`TCP_NOTSENT_LOWAT` for TCP, the send buffer for Unix sockets; see [`UnsentBound`]), and
+//! [`FdInfo::unacked`] tells how many written bytes a TCP peer has not acknowledged yet.
+//!
 //! ```
 //! use fairio_fd::{CloseReason, Fd};
 //! use tokio::io::{AsyncReadExt, AsyncWriteExt};

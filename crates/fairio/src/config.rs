@@ -44,7 +44,7 @@ pub struct Config {
     /// The most bytes a connection's kernel may hold unsent ahead of its peer, so that a slow
     /// peer's socket stops taking bytes (and its share goes to the others) when the peer stops
     /// taking them: `TCP_NOTSENT_LOWAT` on TCP streams, the send buffer on Unix streams (Linux;
-    /// see [`UnsentBound`](crate::UnsentBound) for what each stream gets). 128 KiB by default
+    /// see [`UnsentBound`](crate::UnsentBound) for what each stream gets). 16 KiB by default
     /// ([`DEFAULT_UNSENT_LIMIT`](crate::DEFAULT_UNSENT_LIMIT)); `None` leaves the kernel's
     /// buffers as they are.
     pub unsent_limit: Option<u32>,
@@ -143,7 +143,7 @@ impl Config {
                 None => None,
                 Some(n) => Some(NonZeroU32::new(n).ok_or_else(|| {
                     Error::InvalidConfig(
-                        "unsent_limit must be at least 1 byte (128 KiB is the default), or None \
+                        "unsent_limit must be at least 1 byte (16 KiB is the default), or None \
                          to leave the kernel's buffers as they are; got 0"
                             .into(),
                     )

@@ -107,16 +107,31 @@
 //!
 //! # Slow peers and socket buffers
 //!
-//! fairio measures and shares bytes where they enter or leave the socket, not where the peer
-//! reads them. The kernel's socket buffers (often a few MiB on loopback and fast links) sit in
-//! between: a peer that reads at 20 KiB/s first absorbs a buffer's worth at full speed, then
-//! moves at its own pace. From then on its writes stop being taken, fairio withdraws its demand
-//! within one grant horizon (5 ms), and its unused share goes to the others: the limit is
-//! still used in full. So over short windows a slow peer's rate reads higher than its real
-//! pace, and a limit is exact over windows long compared with buffer size / rate. To keep the
-//! two close, shrink the send buffer (`SO_SNDBUF`, for example with `socket2`) before
-//! registering the stream. A peer that reads nothing at all holds only its write queue:
-//! [`Connection::close`] with a timeout drops and counts what it could not deliver.
+//! fairio shares bytes where they enter the socket, and a peer sees them where it reads them.
+//! In between sit the kernel's buffers: left as they are (a send buffer autotuned up to 4 MiB
+//! on Linux), a socket whose peer reads at 20 KiB/s takes in megabytes at its full share of
+//! the limit before it pushes back, and for seconds the peers that could use that share see
+//! it vanish into a kernel buffer. So fairio bounds what a connection's kernel holds unsent
+//! ([`Config::unsent_limit`], 16 KiB by default):
+//!
+//! | stream | what fairio sets | what may sit between fairio and the peer's reads |
+//! |---|---|---|
+//! | TCP (Linux) | `TCP_NOTSENT_LOWAT` | the bound + one segment (64 KiB) unsent, + the peer's receive window |
+//! | Unix stream (Linux) | `SO_SNDBUF` | about twice the bound, less the kernel's bookkeeping |
+//! | TLS, in-memory pipes, other platforms | nothing | the stream's own buffering |
+//!
+//! For TLS over TCP, call [`limit_unsent`] on the TCP stream before wrapping it.
+//! [`Connection::unsent_bound`] says what a connection got. A TCP stream that cannot take a
+//! byte holds no grant and asks for none until the kernel reports it writable again, so its
+//! share goes to the others at once and a peer that reads nothing costs nothing while it
+//! waits. On the loopback benchmark with the kernel's default buffers, 2 backlogged
+//! connections beside 14 read at 24 KiB/s used 0.21 of a 4 MiB/s limit without the bound and
+//! 1.00 with it (BENCHMARKS.md).
+//!
+//! A connection's [`Stat`] tells what was handed to the socket (`total_sent`) from what the
+//! peer's TCP has acknowledged ([`Stat::acked`], from `SIOCOUTQ` on Linux). A peer that reads
+//! nothing at all holds only its write queue: [`Connection::close`] with a timeout drops and
+//! counts what it could not deliver.
 //!
 //! # Serving a TCP listener
 //!
