@@ -65,7 +65,10 @@ struct ClientView {
     class: Option<String>,
     group: Option<u64>,
     age_secs: Option<f64>,
+    /// Handed to the client's socket.
     to_client_bytes: u64,
+    /// Of those, acknowledged by the client's TCP (Linux TCP clients; null elsewhere).
+    to_client_acked_bytes: Option<u64>,
     from_client_bytes: u64,
     to_client_rate: u64,
     from_client_rate: u64,
@@ -147,6 +150,7 @@ async fn handle<P: Policy>(
                     group: c.group().map(|g| g.id()),
                     age_secs: info.map(|i| i.since.elapsed().as_secs_f64()),
                     to_client_bytes: s.total_sent,
+                    to_client_acked_bytes: s.acked(),
                     from_client_bytes: s.total_recv,
                     to_client_rate: s.current_outflow,
                     from_client_rate: s.current_inflow,

@@ -58,6 +58,17 @@ pub(crate) fn render<P: Policy>(
         rate.clone(),
     );
 
+    let unacked = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
+    registry.register(
+        "fairio_to_clients_unacked_bytes",
+        "Bytes handed to open clients' sockets that their TCP has not acknowledged yet \
+         (Linux TCP clients)",
+        unacked.clone(),
+    );
+    let mut waiting = 0u64;
+    sched.iter_connection(|c| waiting += c.stat().unacked.unwrap_or(0));
+    unacked.set(i64::try_from(waiting).unwrap_or(i64::MAX));
+
     conns.set(i64::try_from(sched.connection_count()).unwrap_or(i64::MAX));
     let g = sched.global_stat();
     let to = Direction {

@@ -6,6 +6,21 @@ use clap::Args;
 
 use super::settings::Settings;
 use crate::rate::parse_rate;
+
+/// A value of `--unsent-limit`: bytes, or `None` for the kernel's own buffers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Unsent(pub(super) Option<u32>);
+
+fn parse_unsent(s: &str) -> Result<Unsent, String> {
+    if s.trim() == "none" {
+        return Ok(Unsent(None));
+    }
+    // Sizes take the units of rates: 16384, 16KiB, 1MiB.
+    let n = parse_rate(s).map_err(|e| e.replace("rate in bytes per second", "size in bytes"))?;
+    u32::try_from(n)
+        .map(|n| Unsent(Some(n)))
+        .map_err(|_| format!("'{s}' is above 4 GiB; expected a size such as 16KiB, or none"))
+}
 use crate::{PolicyName, Refusal};
 
 /// Flags of `fairio proxy`.
@@ -47,6 +62,11 @@ pub(crate) struct ProxyArgs {
     #[arg(long, default_value_t = 64 * 1024, allow_negative_numbers = true,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub(super) read_buffer_size: u32,
+    /// The most bytes each client's socket holds unsent (TCP_NOTSENT_LOWAT), so that a slow
+    /// client's share goes to the others rather than into a kernel buffer, e.g. 16KiB; "none"
+    /// leaves the kernel's buffers as they are [default: 16KiB].
+    #[arg(long, value_name = "BYTES|none", value_parser = parse_unsent)]
+    pub(super) unsent_limit: Option<Unsent>,
     /// Print per-client and global figures every this many seconds.
     #[arg(long, allow_negative_numbers = true, value_parser = positive_secs)]
     pub(super) stats_interval: Option<f64>,

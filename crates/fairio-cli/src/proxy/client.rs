@@ -330,6 +330,9 @@ pub(super) async fn serve<P: Policy, S: fairio::Stream>(
                 conn = conn.id(),
                 secs = format!("{secs:.1}"),
                 to_client = %human(s.total_sent as f64),
+                // What the client's TCP had acknowledged of it at the close ("?" where the
+                // platform cannot tell).
+                to_client_acked = %s.acked().map_or("?".to_owned(), |b| human(b as f64)),
                 from_client = %human(s.total_recv as f64),
                 unsent,
                 client = from.as_str(),

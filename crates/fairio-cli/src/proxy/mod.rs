@@ -168,7 +168,11 @@ where
         .max_download_speed(settings.max_from_clients)
         .read_queue_size(Some(256 * 1024))
         .write_queue_size(Some(256 * 1024))
-        .shutdown_timeout(FLUSH_AT_SHUTDOWN);
+        .shutdown_timeout(FLUSH_AT_SHUTDOWN)
+        .unsent_limit(match args.unsent_limit {
+            Some(args::Unsent(bytes)) => bytes,
+            None => Some(fairio::DEFAULT_UNSENT_LIMIT.get()),
+        });
     let sched = Scheduler::with_policy(config, policy).map_err(|e| e.to_string())?;
     let member = match args.fleet(&settings) {
         Some(fleet) => Some(fleet.join(&sched).map_err(|e| e.to_string())?),
