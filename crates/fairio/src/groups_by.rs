@@ -72,15 +72,26 @@ impl<K: Eq + Hash + Clone, P: Policy> GroupsBy<K, P> {
     /// The group of `key`, made if it has none and then set up by `init` (its parameters and
     /// caps, say) before any connection joins it.
     ///
+    /// `init` runs with no lock held, so it may use this map (or anything else). If two
+    /// callers make the same key's group at once, both `init`s run, the first group stored
+    /// wins, and the other is discarded before any connection joins it.
+    ///
     /// # Errors
     /// [`Error::SchedulerClosed`] after the scheduler's shutdown.
     pub fn group_init(&self, key: K, init: impl FnOnce(&Group<P>)) -> Result<Group<P>, Error> {
-        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(inner) = map.groups.get(&key).and_then(Weak::upgrade) {
+        if let Some(inner) = self.lock().groups.get(&key).and_then(Weak::upgrade) {
             return Ok(Group { inner });
         }
         let group = self.sched.group()?;
         init(&group);
+        let mut map = self.lock();
+        if let Some(inner) = map.groups.get(&key).and_then(Weak::upgrade) {
+            // Another caller stored this key's group meanwhile. Ours has no member and no
+            // other handle: it leaves the scheduler as it drops, after the lock is released.
+            drop(map);
+            drop(group);
+            return Ok(Group { inner });
+        }
         map.groups.insert(key, Arc::downgrade(&group.inner));
         if map.groups.len() >= 2 * map.swept.max(16) {
             map.groups.retain(|_, g| g.strong_count() > 0);
@@ -93,7 +104,7 @@ impl<K: Eq + Hash + Clone, P: Policy> GroupsBy<K, P> {
     /// missed).
     pub fn for_each(&self, mut f: impl FnMut(&K, &Group<P>)) {
         let live: Vec<(K, Group<P>)> = {
-            let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+            let map = self.lock();
             map.groups
                 .iter()
                 .filter_map(|(k, w)| w.upgrade().map(|inner| (k.clone(), Group { inner })))
@@ -128,13 +139,19 @@ impl<K: Eq + Hash + Clone, P: Policy> GroupsBy<K, P> {
 
     /// How many keys have a live group.
     pub fn len(&self) -> usize {
-        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let map = self.lock();
         map.groups.values().filter(|g| g.strong_count() > 0).count()
     }
 
     /// Whether no key has a live group.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+impl<K, P: Policy> GroupsBy<K, P> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Map<K, P>> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -149,7 +166,7 @@ impl<K, P: Policy> Clone for GroupsBy<K, P> {
 
 impl<K, P: Policy> fmt::Debug for GroupsBy<K, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let map = self.lock();
         f.debug_struct("GroupsBy")
             .field("keys", &map.groups.len())
             .finish_non_exhaustive()

@@ -305,3 +305,67 @@ async fn a_cap_imposed_at_run_time_holds_the_groups_sum() {
     );
     sched.shutdown(Some(Duration::from_millis(100))).await;
 }
+
+/// `init` runs with no lock held: it may ask the map for its size or another key's group (a
+/// deadlock when `init` ran under the map's lock). Run on a thread of its own so that a
+/// deadlock fails the test rather than hanging it.
+#[test]
+fn group_init_may_use_the_map() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _in = rt.enter();
+        let sched = Scheduler::new(config(MIB)).unwrap();
+        let by: fairio::GroupsBy<u32> = fairio::GroupsBy::new(&sched);
+        let mut seen = None;
+        let one = by
+            .group_init(1, |_| {
+                seen = Some(by.len());
+                by.group(2).unwrap();
+            })
+            .unwrap();
+        let _ = tx.send((seen, by.len(), one.id() == by.group(1).unwrap().id()));
+    });
+    let (seen, len, same) = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("group_init deadlocked");
+    assert_eq!(seen, Some(0));
+    // Group 2 went with its only handle, inside init; group 1 lives.
+    assert_eq!(len, 1);
+    assert!(same);
+}
+
+/// Two callers making the same key's group at once (each `init` waits for the other) end
+/// with one group, which both get.
+#[test]
+fn racing_group_inits_end_with_one_group() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let sched = rt.block_on(async { Scheduler::new(config(MIB)).unwrap() });
+    let by: fairio::GroupsBy<u32> = fairio::GroupsBy::new(&sched);
+    let barrier = Arc::new(std::sync::Barrier::new(2));
+    let (tx, rx) = std::sync::mpsc::channel();
+    for _ in 0..2 {
+        let (by, barrier, tx) = (by.clone(), Arc::clone(&barrier), tx.clone());
+        let handle = rt.handle().clone();
+        std::thread::spawn(move || {
+            let _in = handle.enter();
+            let g = by
+                .group_init(7, |_| {
+                    barrier.wait();
+                })
+                .unwrap();
+            let _ = tx.send(g);
+        });
+    }
+    let a = rx.recv_timeout(Duration::from_secs(30)).expect("deadlock");
+    let b = rx.recv_timeout(Duration::from_secs(30)).expect("deadlock");
+    assert_eq!(a.id(), b.id());
+    assert_eq!(by.len(), 1);
+}
