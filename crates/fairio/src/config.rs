@@ -7,6 +7,10 @@ use fairio_stats::StatsConfig;
 
 use crate::Error;
 
+/// The largest [`Config::read_buffer_size`]: 16 MiB. A socket read rarely returns more than a
+/// few hundred KiB, and each connection may hold one buffer.
+pub const MAX_READ_BUFFER_SIZE: usize = 16 << 20;
+
 /// The scheduler's settings. Defaults follow Tezos: no speed limit, unbounded queues.
 ///
 /// ```
@@ -34,7 +38,8 @@ pub struct Config {
     /// 256 KiB taken from it for the write under way are in flight (counted by
     /// [`Connection::pending_bytes`](crate::Connection::pending_bytes)).
     pub write_queue_size: Option<usize>,
-    /// The most bytes read from a stream at a time.
+    /// The most bytes read from a stream at a time: 1 byte to
+    /// [`MAX_READ_BUFFER_SIZE`] (16 MiB).
     pub read_buffer_size: usize,
     /// The moving averages of the statistics (alpha 0.2, refreshed every second by default).
     pub moving_average: StatsConfig,
@@ -132,11 +137,15 @@ impl Config {
             max_download_speed: speed("max_download_speed", self.max_download_speed)?,
             read_queue_size: queue("read_queue_size", self.read_queue_size)?,
             write_queue_size: queue("write_queue_size", self.write_queue_size)?,
-            read_buffer_size: NonZeroUsize::new(self.read_buffer_size).ok_or_else(|| {
-                Error::InvalidConfig(
-                    "read_buffer_size must be at least 1 byte (64 KiB is a good start)".into(),
-                )
-            })?,
+            read_buffer_size: NonZeroUsize::new(self.read_buffer_size)
+                .filter(|n| n.get() <= MAX_READ_BUFFER_SIZE)
+                .ok_or_else(|| {
+                    Error::InvalidConfig(format!(
+                        "read_buffer_size must be between 1 byte and 16 MiB (64 KiB is a good \
+                         start); got {}",
+                        self.read_buffer_size
+                    ))
+                })?,
             moving_average: self.moving_average,
             shutdown_timeout: self.shutdown_timeout,
             unsent_limit: match self.unsent_limit {
@@ -192,5 +201,17 @@ mod tests {
         assert!(msg(Config::new(1).read_queue_size(Some(0))).contains("read_queue_size"));
         assert!(msg(Config::new(1).write_queue_size(Some(0))).contains("write_queue_size"));
         assert!(Config::new(1).check().is_ok());
+    }
+
+    #[test]
+    fn a_read_buffer_above_the_maximum_is_refused() {
+        // usize::MAX passed once, and the first limited read panicked with "capacity overflow".
+        for n in [usize::MAX, MAX_READ_BUFFER_SIZE + 1] {
+            match Config::new(n).check() {
+                Err(Error::InvalidConfig(m)) => assert!(m.contains("read_buffer_size"), "{m}"),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(Config::new(MAX_READ_BUFFER_SIZE).check().is_ok());
     }
 }

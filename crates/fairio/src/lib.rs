@@ -252,6 +252,7 @@ mod group;
 mod groups_by;
 mod io;
 mod lifecycle;
+mod panics;
 mod read_pump;
 mod read_side;
 mod reading;
@@ -261,7 +262,7 @@ mod sync;
 mod task;
 mod write_pump;
 
-pub use config::Config;
+pub use config::{Config, MAX_READ_BUFFER_SIZE};
 pub use connection::Connection;
 pub use error::Error;
 #[doc(inline)]

@@ -15,6 +15,7 @@
 
 use std::collections::VecDeque;
 use std::io;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Wake, Waker};
@@ -25,6 +26,7 @@ use fairio_policy::Policy;
 use tokio::io::{AsyncRead, ReadBuf};
 
 use crate::conn::ConnInner;
+use crate::panics::panicked;
 
 /// The read half, and what was read from it and not yet handed on.
 pub(crate) struct ReadSide {
@@ -166,9 +168,14 @@ impl Locked<'_> {
         let (Some(r), End::Open) = (r.as_mut(), &*end) else {
             return Polled::Ended;
         };
-        match poll_registered(&self.side.fanout, &self.side.waker, cx, |wcx| {
-            read(Pin::new(&mut *r), &mut *buf, wcx)
-        }) {
+        // A stream whose read panics (a bug of its own) fails this connection, not the task
+        // of whoever read (a user's, or the connection's): the stream is not polled again.
+        let polled = catch_unwind(AssertUnwindSafe(|| {
+            poll_registered(&self.side.fanout, &self.side.waker, cx, |wcx| {
+                read(Pin::new(&mut *r), &mut *buf, wcx)
+            })
+        }));
+        match polled.unwrap_or_else(|_| Poll::Ready(Err(panicked("read")))) {
             Poll::Pending => Polled::Pending,
             Poll::Ready(Ok(0)) => {
                 *end = End::Eof;

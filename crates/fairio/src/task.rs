@@ -21,6 +21,7 @@ use fairio_policy::Policy;
 
 use crate::conn::ConnInner;
 use crate::lifecycle::Event;
+use crate::panics::{Caught, panicked};
 use crate::scheduler::Shared;
 use crate::{read_pump, write_pump};
 
@@ -35,10 +36,19 @@ pub(crate) async fn run<P: Policy>(
 ) {
     let reader = read_pump::run(&conn, &shared.down, shared.config.read_buffer_size);
     let writer = writer(&conn, &shared, w);
+    // A panic in a pump (a stream whose write panics) ends this connection with an error, as
+    // an I/O error would; the end below still runs, so the connection leaves the scheduler
+    // and its handles learn of it.
+    let pumps = Caught::new(async { tokio::join!(reader, writer) });
     // `conn.cancel` fires when the lifecycle says stop, or when the scheduler stops.
     tokio::select! {
         () = conn.cancel.cancelled() => {}
-        _ = async { tokio::join!(reader, writer) } => {}
+        r = pumps => {
+            if let Err(what) = r {
+                tracing::warn!(conn = conn.id(), panic = %what, "connection task panicked");
+                conn.fail(panicked("task"));
+            }
+        }
     }
     // Both pumps are dropped and the read half goes now (the guard's later close finds it
     // gone): the stream is closed before `Ended` says so, and the writer has stopped, so what

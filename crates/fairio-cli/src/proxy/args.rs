@@ -58,9 +58,9 @@ pub(crate) struct ProxyArgs {
     /// Each client's own cap in both directions, beneath the global limits, e.g. 256KiB.
     #[arg(long, value_parser = parse_rate, allow_hyphen_values = true)]
     pub(super) per_client_cap: Option<u64>,
-    /// Most bytes read from a client at a time.
+    /// Most bytes read from a client at a time (1 to 16777216).
     #[arg(long, default_value_t = 64 * 1024, allow_negative_numbers = true,
-          value_parser = clap::value_parser!(u32).range(1..))]
+          value_parser = clap::value_parser!(u32).range(1..=16 << 20))]
     pub(super) read_buffer_size: u32,
     /// The most bytes each client's socket holds unsent (TCP_NOTSENT_LOWAT), so that a slow
     /// client's share goes to the others rather than into a kernel buffer, e.g. 16KiB; "none"
