@@ -140,7 +140,9 @@ impl<P: Policy> Connection<P> {
     /// Takes received bytes without copying them: the front of what has arrived, at most `max`
     /// bytes, as the [`Bytes`] the scheduler read them into. Waits for at least one byte.
     ///
-    /// [`read`](Self::read) copies into the caller's buffer; this hands over the buffer itself.
+    /// [`read`](Self::read) copies into the caller's buffer; this hands over the buffer itself
+    /// (a read of under half a buffer is copied out, so that small messages do not each hold a
+    /// whole buffer while they wait).
     /// With no limit, the chunk is read from the stream in the caller's task, at most one read
     /// buffer ([`Config::read_buffer_size`](crate::Config::read_buffer_size)) at a time, into a
     /// buffer that is reused once the caller drops the chunk. The bytes arrive in the same order

@@ -84,7 +84,8 @@ struct Source {
     /// `None` once the connection's task has ended.
     r: Option<FdReadHalf>,
     stage: Stage,
-    /// Reused for every chunk once the user has dropped the previous one.
+    /// Reused for every chunk once the user has dropped the previous one; small reads are
+    /// copied out of it, so that it is not held by them.
     buf: BytesMut,
     end: End,
 }
@@ -135,9 +136,20 @@ impl Locked<'_> {
     pub(crate) fn poll_chunk(&mut self, cx: &Context<'_>, max: usize) -> Polled<Bytes> {
         // Reuses the allocation once the previous chunk has been dropped by its reader.
         self.source.buf.reserve(max);
+        let room = self.source.buf.capacity();
         match self.poll_stream(cx, |r, buf, wcx| {
             tokio_util::io::poll_read_buf(r, wcx, &mut buf.limit(max))
         }) {
+            // A chunk split off the buffer keeps the buffer's whole allocation alive for as
+            // long as it is staged or queued: 100-byte reads held 64 KiB each. A read that
+            // filled less than half the room is copied out instead, and the buffer, still ours
+            // alone, is reused; so queued chunks cost about their payload.
+            Polled::Got(n) if n.saturating_mul(2) < room => {
+                let buf = &mut self.source.buf;
+                let chunk = Bytes::copy_from_slice(buf);
+                buf.clear();
+                Polled::Got(chunk)
+            }
             Polled::Got(_) => Polled::Got(self.source.buf.split().freeze()),
             Polled::Ended => Polled::Ended,
             Polled::Pending => Polled::Pending,
