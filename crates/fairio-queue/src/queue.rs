@@ -27,6 +27,8 @@ pub struct ByteQueue {
 struct State {
     items: VecDeque<Bytes>,
     size: usize,
+    /// Bytes ever accepted, a running total (bytes popped or cleared since still count).
+    pushed: u64,
     closed: bool,
     pushers: Waiters,
     poppers: Waiters,
@@ -82,6 +84,7 @@ impl State {
     /// Appends a non-empty chunk; returns the popper to wake.
     fn enqueue(&mut self, msg: Bytes) -> Option<Waker> {
         self.size += msg.len();
+        self.pushed += msg.len() as u64;
         self.items.push_back(msg);
         self.poppers.head()
     }
@@ -145,6 +148,24 @@ impl ByteQueue {
     /// Bytes queued now.
     pub fn len_bytes(&self) -> usize {
         self.lock().size
+    }
+
+    /// Bytes ever accepted into the queue, a running total: bytes popped or cleared since
+    /// still count. A flush that starts when this reads `n` is over once the consumer has
+    /// passed on `n` bytes in all.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use fairio_queue::ByteQueue;
+    ///
+    /// let q = ByteQueue::with_bound(None);
+    /// assert!(q.push_now(Bytes::from_static(b"abc")));
+    /// q.clear();
+    /// assert!(q.push_now(Bytes::from_static(b"de")));
+    /// assert_eq!((q.len_bytes(), q.pushed_bytes()), (2, 5));
+    /// ```
+    pub fn pushed_bytes(&self) -> u64 {
+        self.lock().pushed
     }
 
     /// Chunks queued now.

@@ -1,7 +1,7 @@
 //! [`ConnInner`]: the state one connection's handles and its task share.
 
 use std::io;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
@@ -32,6 +32,9 @@ pub(crate) struct ConnInner<P: Policy> {
     /// Bytes taken from the write queue by the writer and not yet written to the stream. Only
     /// the writer changes it while it runs; once it has stopped, the task counts it as dropped.
     pub(crate) in_flight: AtomicUsize,
+    /// The largest flush target waited for (bytes accepted by the write queue in all, see
+    /// [`ConnInner::flushed_to`]): the writer wakes the flushes once it has written past it.
+    pub(crate) flush_want: AtomicU64,
     /// The I/O error that ended the connection, until a read reports it.
     pub(crate) io_error: Mutex<Option<io::Error>>,
     /// The lifecycle: changed only through [`event`](Self::event).
@@ -86,41 +89,48 @@ impl<P: Policy> ConnInner<P> {
         self.write_q.clear() + self.in_flight.swap(0, Ordering::AcqRel)
     }
 
-    /// Whether every queued byte has been written to the stream.
-    pub(crate) fn is_drained(&self) -> bool {
-        self.write_q.is_empty() && self.in_flight.load(Ordering::Acquire) == 0
+    /// The target of a flush that starts now: the bytes the write queue has accepted in all.
+    pub(crate) fn flush_target(&self) -> u64 {
+        self.write_q.pushed_bytes()
     }
 
-    /// Whether a flush is over: `Ok` once every queued byte was written, an error once the
-    /// writer stopped without writing them, `None` while it goes on.
-    pub(crate) fn try_flushed(&self) -> Option<Result<(), Error>> {
-        // The lifecycle first: a writer that stopped early leaves an empty queue behind, which
-        // is not a flush.
-        let s = self.status();
-        if matches!(s.write, WritePhase::Aborted | WritePhase::Failed) {
-            return Some(Err(Error::ConnectionClosed));
-        }
-        if self.is_drained() {
+    /// Whether the flush of `target` is over: `Ok` once the writer has written `target` bytes
+    /// in all (every byte accepted before the flush began, whatever was queued after), an
+    /// error once it stopped short of them, `None` meanwhile.
+    pub(crate) fn try_flushed_to(&self, target: u64) -> Option<Result<(), Error>> {
+        // Bytes written stay written, whatever the writer did afterwards.
+        if self.meter.total_sent() >= target {
             return Some(Ok(()));
         }
-        if s.ended || s.write.is_done() {
-            return Some(Err(Error::ConnectionClosed));
-        }
-        None
+        let s = self.status();
+        (s.ended || s.write.is_done()).then_some(Err(Error::ConnectionClosed))
     }
 
-    /// Waits until every byte queued so far has been written to the stream, or the connection
-    /// has stopped writing.
-    pub(crate) async fn flushed(&self) -> Result<(), Error> {
+    /// Waits until the writer has written `target` bytes in all (see
+    /// [`try_flushed_to`](Self::try_flushed_to)), or has stopped short of them.
+    pub(crate) async fn flushed_to(&self, target: u64) -> Result<(), Error> {
+        self.flush_want.fetch_max(target, Ordering::SeqCst);
         loop {
             let notified = self.drained.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if let Some(r) = self.try_flushed() {
+            // Pairs with the fence in the writer's count: either it sees this target, or this
+            // check sees its bytes.
+            std::sync::atomic::fence(Ordering::SeqCst);
+            if let Some(r) = self.try_flushed_to(target) {
                 return r;
             }
             notified.await;
         }
+    }
+
+    /// Counts `n` bytes written to the stream; returns whether a flush waits for bytes written
+    /// by now (the writer then flushes the stream and wakes it).
+    pub(crate) fn count_written(&self, n: usize) -> bool {
+        self.meter.add_sent(n as u64);
+        std::sync::atomic::fence(Ordering::SeqCst);
+        let before = self.meter.total_sent() - n as u64;
+        self.flush_want.load(Ordering::SeqCst) > before
     }
 
     /// The error a read reports once the read queue is drained: the I/O error once, then

@@ -21,13 +21,15 @@ use crate::{Connection, Error};
 /// - `poll_read` returns 0 (end of stream) once the connection has ended cleanly, and the I/O
 ///   error that ended it otherwise.
 /// - `poll_write` queues a copy of the bytes, waiting for room; it never returns `Ok(0)`.
-/// - `poll_flush` waits until every queued byte has been written to the stream.
+/// - `poll_flush` waits until every byte queued before it (through any handle) has been written
+///   to the stream, whatever is queued after it.
 /// - `poll_shutdown` closes the connection, flushing first.
 pub struct ConnectionIo<P: Policy = EqualShare> {
     conn: Connection<P>,
     reader: Poller,
     writer: Poller,
-    flushing: Option<Pending>,
+    /// A flush under way: its target (bytes accepted in all when it began) and its wait.
+    flushing: Option<(u64, Pending)>,
     /// The end of the stream was held back for a completed flush (see `poll_read`): once per
     /// connection, since every read after the end reports it again.
     eof_deferred: bool,
@@ -78,7 +80,11 @@ impl<P: Policy> AsyncRead for ConnectionIo<P> {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Ok(_)) => Poll::Ready(Ok(())),
             Poll::Ready(Err(Error::ConnectionClosed)) => {
-                if this.flushing.is_some() && this.conn.conn().is_drained() && !this.eof_deferred {
+                let flush_done = this
+                    .flushing
+                    .as_ref()
+                    .is_some_and(|(target, _)| this.conn.conn().meter.total_sent() >= *target);
+                if flush_done && !this.eof_deferred {
                     // A flush that has completed is seen before the end of the stream, as on a
                     // socket, where it completes within the write: the peer may have read the
                     // bytes and closed before this task polled the flush again, and a protocol
@@ -116,13 +122,17 @@ impl<P: Policy> AsyncWrite for ConnectionIo<P> {
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if self.flushing.is_none() {
-            if let Some(r) = self.conn.conn().try_flushed() {
+            // Every byte accepted so far, whatever is queued after: a flush does not wait for
+            // an empty queue, which another handle may keep busy.
+            let target = self.conn.conn().flush_target();
+            if let Some(r) = self.conn.conn().try_flushed_to(target) {
                 return Poll::Ready(r.map_err(io::Error::from));
             }
             let conn = self.conn.clone();
-            self.flushing = Some(Box::pin(async move { conn.conn().flushed().await }));
+            let wait: Pending = Box::pin(async move { conn.conn().flushed_to(target).await });
+            self.flushing = Some((target, wait));
         }
-        let Some(Poll::Ready(r)) = self.flushing.as_mut().map(|f| f.as_mut().poll(cx)) else {
+        let Some(Poll::Ready(r)) = self.flushing.as_mut().map(|(_, f)| f.as_mut().poll(cx)) else {
             return Poll::Pending;
         };
         self.flushing = None;

@@ -324,6 +324,7 @@ impl<P: Policy> Scheduler<P> {
             down: (down_key, down_slot),
             params: Mutex::new(params),
             in_flight: Default::default(),
+            flush_want: Default::default(),
             io_error: Mutex::new(None),
             status: watch::Sender::new(Default::default()),
             cancel,

@@ -79,7 +79,9 @@ pub(crate) async fn run<P: Policy>(
             if let Outcome::Written(n) =
                 write_within(w, &batch, MAX_WRITE, dir, generation, None, || {}).await?
             {
-                sent(conn, &mut batch, n);
+                if sent(conn, &mut batch, n) {
+                    flushed(conn, w).await?;
+                }
             }
             continue;
         }
@@ -120,8 +122,11 @@ async fn spend<P: Policy>(
         let withdraw = || dir.withdraw(conn.up.0, &conn.up.1);
         match write_within(w, batch, allowed, dir, generation, Some(STALL), withdraw).await? {
             Outcome::Written(n) => {
-                sent(conn, batch, n);
+                let flush = sent(conn, batch, n);
                 grant.spend(n as u64);
+                if flush {
+                    flushed(conn, w).await?;
+                }
                 if grant.bytes() == 0 {
                     // Asks again, with the demand as it is now (it may have been withdrawn).
                     return Ok(());
@@ -149,10 +154,20 @@ fn fill<P: Policy>(conn: &ConnInner<P>, batch: &mut Batch, max: usize) -> usize 
     taken
 }
 
-fn sent<P: Policy>(conn: &ConnInner<P>, batch: &mut Batch, n: usize) {
+/// Counts `n` bytes of the batch as written. Returns whether a flush waits for bytes written
+/// by now: the caller flushes the stream and wakes it ([`flushed`]).
+#[must_use]
+fn sent<P: Policy>(conn: &ConnInner<P>, batch: &mut Batch, n: usize) -> bool {
     batch.advance(n);
     conn.in_flight.fetch_sub(n, Ordering::AcqRel);
-    conn.meter.add_sent(n as u64);
+    conn.count_written(n)
+}
+
+/// Flushes the stream and wakes the flushes waiting for what it took.
+async fn flushed<P: Policy>(conn: &ConnInner<P>, w: &mut FdWriteHalf) -> io::Result<()> {
+    w.flush().await?;
+    conn.drained.notify_waiters();
+    Ok(())
 }
 
 /// Writes at most `max` bytes of the front of `batch`, unless the limit changes first or, with

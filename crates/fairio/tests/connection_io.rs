@@ -74,3 +74,65 @@ async fn the_end_is_held_back_once_for_an_abandoned_flush() {
     drop(io);
     sched.shutdown(None).await;
 }
+
+/// A flush waits for the bytes written before it, not for an empty queue: another handle that
+/// keeps the queue busy under a 64 KiB/s limit used to hold a 1-byte flush for over 60 s.
+#[tokio::test(start_paused = true)]
+async fn a_flush_waits_for_what_came_before_it_only() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use bytes::Bytes;
+    use tokio::io::AsyncWriteExt;
+
+    let sched = Scheduler::new(
+        Config::new(16 * 1024)
+            .max_upload_speed(Some(64 * 1024))
+            .write_queue_size(Some(64 * 1024)),
+    )
+    .unwrap();
+    let (ours, mut peer) = tokio::io::duplex(1 << 20);
+    let read = Arc::new(AtomicU64::new(0));
+    let counted = Arc::clone(&read);
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        while let Ok(n @ 1..) = peer.read(&mut buf).await {
+            counted.fetch_add(n as u64, Ordering::Relaxed);
+        }
+    });
+    let conn = sched.register(ours).unwrap();
+    let mut io = conn.clone().into_io();
+    let busy = {
+        let conn = conn.clone();
+        tokio::spawn(async move {
+            // Bounded: 64 KiB/s for at most a minute of the paused clock.
+            for _ in 0..256 {
+                if conn.write(Bytes::from(vec![1u8; 16 * 1024])).await.is_err() {
+                    return;
+                }
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    io.write_all(b"x").await.unwrap();
+    let accepted_before = conn.pending_bytes() as u64 + conn.stat().total_sent;
+    let start = tokio::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(30), io.flush())
+        .await
+        .expect("the flush is over once what came before it is written")
+        .unwrap();
+    // Everything accepted up to the flush, the 1 byte included, went to the stream.
+    assert!(conn.stat().total_sent >= accepted_before);
+    // And no sooner than the limit allows: about 64 KiB queued plus the batch, at 64 KiB/s.
+    assert!(
+        start.elapsed() >= Duration::from_millis(500),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(
+        !busy.is_finished(),
+        "the other handle still keeps the queue busy"
+    );
+    busy.abort();
+    sched.shutdown(Some(Duration::ZERO)).await;
+}
