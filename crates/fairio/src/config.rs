@@ -53,6 +53,13 @@ pub struct Config {
     /// ([`DEFAULT_UNSENT_LIMIT`](crate::DEFAULT_UNSENT_LIMIT)); `None` leaves the kernel's
     /// buffers as they are.
     pub unsent_limit: Option<u32>,
+    /// How long a connection whose last handle was dropped, or that
+    /// [`ConnectionIo`](crate::ConnectionIo)'s `poll_shutdown` closes (what hyper does at the
+    /// end of every connection), may go on flushing (30 s by default). Then what is still
+    /// queued is dropped and counted, FIN goes out behind what the kernel holds, and the
+    /// connection is released, as a socket's close does: a peer that never reads cannot keep
+    /// a connection for ever.
+    pub linger: Duration,
 }
 
 /// Settings once checked: zeros ruled out.
@@ -66,6 +73,7 @@ pub(crate) struct Checked {
     pub(crate) moving_average: StatsConfig,
     pub(crate) shutdown_timeout: Duration,
     pub(crate) unsent_limit: Option<NonZeroU32>,
+    pub(crate) linger: Duration,
 }
 
 impl Config {
@@ -80,6 +88,7 @@ impl Config {
             moving_average: StatsConfig::default(),
             shutdown_timeout: Duration::from_secs(5),
             unsent_limit: Some(fairio_fd::DEFAULT_UNSENT_LIMIT.get()),
+            linger: Duration::from_secs(30),
         }
     }
 
@@ -131,6 +140,12 @@ impl Config {
         self
     }
 
+    /// Sets how long a released connection may go on flushing (see [`Config::linger`]).
+    pub fn linger(mut self, linger: Duration) -> Self {
+        self.linger = linger;
+        self
+    }
+
     pub(crate) fn check(&self) -> Result<Checked, Error> {
         Ok(Checked {
             max_upload_speed: speed("max_upload_speed", self.max_upload_speed)?,
@@ -148,6 +163,7 @@ impl Config {
                 })?,
             moving_average: self.moving_average,
             shutdown_timeout: self.shutdown_timeout,
+            linger: self.linger,
             unsent_limit: match self.unsent_limit {
                 None => None,
                 Some(n) => Some(NonZeroU32::new(n).ok_or_else(|| {

@@ -29,6 +29,9 @@ pub(crate) struct ConnInner<P: Policy> {
     pub(crate) up: (Key, Arc<GrantSlot>),
     pub(crate) down: (Key, Arc<GrantSlot>),
     pub(crate) params: Mutex<P::Params>,
+    /// How long a released connection (no handle left), or one closed by
+    /// `ConnectionIo::poll_shutdown`, may go on flushing ([`Config::linger`](crate::Config)).
+    pub(crate) linger: Duration,
     /// Bytes taken from the write queue by the writer and not yet written to the stream. Only
     /// the writer changes it while it runs; once it has stopped, the task counts it as dropped.
     pub(crate) in_flight: AtomicUsize,
@@ -255,6 +258,6 @@ pub(crate) struct HandleGuard<P: Policy> {
 impl<P: Policy> Drop for HandleGuard<P> {
     fn drop(&mut self) {
         self.conn.info.set_close_reason(CloseReason::LocalClose);
-        self.conn.event(Event::Close);
+        self.conn.event(Event::Release);
     }
 }

@@ -23,7 +23,9 @@ use crate::{Connection, Error};
 /// - `poll_write` queues a copy of the bytes, waiting for room; it never returns `Ok(0)`.
 /// - `poll_flush` waits until every byte queued before it (through any handle) has been written
 ///   to the stream, whatever is queued after it.
-/// - `poll_shutdown` closes the connection, flushing first.
+/// - `poll_shutdown` closes the connection, flushing first within the linger
+///   ([`Config::linger`](crate::Config::linger), 30 s by default); what is left then is
+///   dropped and reported as a `TimedOut` error.
 pub struct ConnectionIo<P: Policy = EqualShare> {
     conn: Connection<P>,
     reader: Poller,
@@ -143,8 +145,12 @@ impl<P: Policy> AsyncWrite for ConnectionIo<P> {
         match &mut self.closing {
             Closing::Done => return Poll::Ready(Ok(())),
             Closing::Idle => {
+                // Bounded by the linger: hyper shuts every connection down this way, and a
+                // client that stopped reading must not keep it for ever.
                 let conn = self.conn.clone();
-                self.closing = Closing::Running(Box::pin(async move { conn.close(None).await }));
+                let linger = conn.conn().linger;
+                self.closing =
+                    Closing::Running(Box::pin(async move { conn.close(Some(linger)).await }));
             }
             Closing::Running(_) => {}
         }

@@ -131,7 +131,9 @@
 //! A connection's [`Stat`] tells what was handed to the socket (`total_sent`) from what the
 //! peer's TCP has acknowledged ([`Stat::acked`], from `SIOCOUTQ` on Linux). A peer that reads
 //! nothing at all holds only its write queue: [`Connection::close`] with a timeout drops and
-//! counts what it could not deliver.
+//! counts what it could not deliver, and a connection whose last handle is dropped (or that
+//! [`ConnectionIo`]'s `poll_shutdown` closes) flushes for at most [`Config::linger`] (30 s),
+//! then is released, as a socket's close would.
 //!
 //! # Serving a TCP listener
 //!

@@ -42,8 +42,11 @@ impl WritePhase {
 pub(crate) enum Event {
     /// `shutdown_write`: no new writes; flush, send FIN, keep reading.
     Flush,
-    /// `close`, or the last handle dropped: flush, then end the connection.
+    /// `close`: flush, then end the connection.
     Close,
+    /// The last handle was dropped: as `Close`, and the flush has the configured linger to
+    /// finish (the task stops the writer once it has passed).
+    Release,
     /// A flush timed out: stop writing now and drop the rest.
     Abort,
     /// The writer has flushed everything and sent FIN.
@@ -74,6 +77,8 @@ pub(crate) struct Status {
     pub(crate) stop: bool,
     /// The task has ended and the connection has left the scheduler.
     pub(crate) ended: bool,
+    /// No handle is left: the flush has the linger to finish.
+    pub(crate) released: bool,
     pub(crate) failed: bool,
     /// Bytes accepted for writing and dropped unsent.
     pub(crate) dropped: usize,
@@ -89,6 +94,7 @@ impl Default for Status {
             abort: false,
             stop: false,
             ended: false,
+            released: false,
             failed: false,
             dropped: 0,
             reported: 0,
@@ -105,6 +111,11 @@ impl Status {
             Event::Close => {
                 self.begin_flush();
                 self.closing = true;
+            }
+            Event::Release => {
+                self.begin_flush();
+                self.closing = true;
+                self.released = true;
             }
             Event::Abort => {
                 if !self.write.is_done() {
@@ -205,6 +216,7 @@ mod tests {
         let events = [
             Event::Flush,
             Event::Close,
+            Event::Release,
             Event::Abort,
             Event::Flushed,
             Event::WriterStopped { dropped: 0 },

@@ -15,6 +15,7 @@
 //! connection out of the scheduler, and only then reports `Ended`.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use fairio_fd::FdWriteHalf;
 use fairio_policy::Policy;
@@ -79,6 +80,19 @@ async fn writer<P: Policy>(conn: &ConnInner<P>, shared: &Shared<P>, mut w: FdWri
     let outcome = tokio::select! {
         r = write_pump::run(conn, &shared.up, &mut w) => Some(r),
         _ = conn.until(|s| s.abort) => None,
+        // Released with bytes still queued: they have the linger to go, then they are dropped
+        // and counted, as a close with that timeout would.
+        () = async {
+            conn.until(|s| s.released).await;
+            tokio::time::sleep(conn.linger).await;
+        } => {
+            tracing::info!(
+                conn = conn.id(),
+                unsent = conn.write_q.len_bytes() + conn.in_flight.load(Ordering::Acquire),
+                "linger expired"
+            );
+            None
+        }
     };
     let aborted = outcome.is_none();
     match outcome {
