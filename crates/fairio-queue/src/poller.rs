@@ -18,15 +18,50 @@ pub struct Poller {
     queue: Arc<ByteQueue>,
     push: Option<Ticket>,
     pop: Option<Ticket>,
+    lapsing: bool,
 }
 
 impl Poller {
-    /// A poller over `queue`.
+    /// A poller over `queue` that holds its place in line until it proceeds, leaves or is
+    /// dropped: for a poller owned by a future, whose drop is how its caller gives up.
     pub fn new(queue: Arc<ByteQueue>) -> Self {
         Self {
             queue,
             push: None,
             pop: None,
+            lapsing: false,
+        }
+    }
+
+    /// A poller over `queue` whose place in line lapses: once woken for its turn, it keeps it
+    /// only until another caller comes first, then rejoins at the back when polled again. For
+    /// a poller kept across returns by an `AsyncRead`/`AsyncWrite` adapter, whose caller may
+    /// give up on a pending poll (a timeout, a `select!`) and never poll again: it cannot hold
+    /// up the others. A live poller loses at most its place, never bytes.
+    ///
+    /// ```
+    /// use std::num::NonZeroUsize;
+    /// use std::sync::Arc;
+    /// use std::task::{Context, Waker};
+    ///
+    /// use bytes::Bytes;
+    /// use fairio_queue::{ByteQueue, Poller};
+    ///
+    /// let q = Arc::new(ByteQueue::bounded(NonZeroUsize::new(4).unwrap()));
+    /// assert!(q.push_now(Bytes::from_static(b"abcd")));
+    /// let mut abandoned = Poller::lapsing(Arc::clone(&q));
+    /// let mut cx = Context::from_waker(Waker::noop());
+    /// let mut msg = Some(Bytes::from_static(b"xy"));
+    /// assert!(abandoned.poll_push(&mut cx, &mut msg).is_pending()); // and never polled again
+    /// q.try_pop().unwrap(); // room: the abandoned poller is woken for its turn
+    /// assert!(q.push_now(Bytes::from_static(b"z"))); // another caller is not held up
+    /// ```
+    pub fn lapsing(queue: Arc<ByteQueue>) -> Self {
+        Self {
+            queue,
+            push: None,
+            pop: None,
+            lapsing: true,
         }
     }
 
@@ -42,7 +77,7 @@ impl Poller {
             return Poll::Ready(0);
         };
         self.queue
-            .poll_pop(&mut self.pop, max.get(), cx)
+            .poll_pop(&mut self.pop, max.get(), cx, self.lapsing)
             .map(|chunk| chunk.map_or(0, |c| copy_out(c, buf)))
     }
 
@@ -50,7 +85,8 @@ impl Poller {
     /// the queue is closed and drained. On `Pending` this poller keeps its place in line until it
     /// pops, [`leaves`](Self::leave_pop) or is dropped.
     pub fn poll_pop(&mut self, cx: &mut Context<'_>, max: NonZeroUsize) -> Poll<Option<Bytes>> {
-        self.queue.poll_pop(&mut self.pop, max.get(), cx)
+        self.queue
+            .poll_pop(&mut self.pop, max.get(), cx, self.lapsing)
     }
 
     /// Gives up this poller's place in the pop line, if it holds one: for a reader that got its
@@ -70,7 +106,7 @@ impl Poller {
         cx: &mut Context<'_>,
         msg: &mut Option<Bytes>,
     ) -> Poll<Result<(), Closed<Bytes>>> {
-        self.queue.poll_push(&mut self.push, msg, cx)
+        self.queue.poll_push(&mut self.push, msg, cx, self.lapsing)
     }
 }
 

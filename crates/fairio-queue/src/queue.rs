@@ -8,7 +8,7 @@ use std::task::{Context, Poll, Waker};
 use bytes::{Buf, Bytes};
 
 use crate::sync::{Mutex, MutexGuard};
-use crate::waiters::{Ticket, Waiters};
+use crate::waiters::{Heads, Ticket, Waiters};
 use crate::{Closed, TryPopError, TryPushError};
 
 /// A byte-bounded, closable, first-come-first-served async queue of [`Bytes`] chunks.
@@ -62,9 +62,7 @@ impl Drop for Place<'_> {
             let mut st = self.queue.lock();
             st.line(self.side).leave(&mut self.ticket)
         };
-        if let Some(w) = next {
-            w.wake();
-        }
+        next.wake();
     }
 }
 
@@ -82,7 +80,7 @@ impl State {
     }
 
     /// Appends a non-empty chunk; returns the popper to wake.
-    fn enqueue(&mut self, msg: Bytes) -> Option<Waker> {
+    fn enqueue(&mut self, msg: Bytes) -> Heads {
         self.size += msg.len();
         self.pushed += msg.len() as u64;
         self.items.push_back(msg);
@@ -104,13 +102,13 @@ impl State {
 
 /// Wakers collected under the lock and woken after it is released.
 #[derive(Default)]
-struct Wakeups(Option<Waker>, Option<Waker>, Option<Waker>);
+struct Wakeups(Heads, Heads, Heads);
 
 impl Wakeups {
     fn wake(self) {
-        for w in [self.0, self.1, self.2].into_iter().flatten() {
-            w.wake();
-        }
+        self.0.wake();
+        self.1.wake();
+        self.2.wake();
     }
 }
 
@@ -198,19 +196,21 @@ impl ByteQueue {
             ticket: None,
         };
         let mut msg = Some(msg);
-        poll_fn(|cx| self.poll_push(&mut place.ticket, &mut msg, cx)).await
+        poll_fn(|cx| self.poll_push(&mut place.ticket, &mut msg, cx, false)).await
     }
 
+    /// `lapsing`: whether a place the caller takes in line may lapse (see `Waiters`).
     pub(crate) fn poll_push(
         &self,
         ticket: &mut Option<Ticket>,
         msg: &mut Option<Bytes>,
         cx: &mut Context<'_>,
+        lapsing: bool,
     ) -> Poll<Result<(), Closed<Bytes>>> {
         let Some(len) = msg.as_ref().map(Bytes::len) else {
             return Poll::Ready(Ok(()));
         };
-        match self.try_push_inner(ticket, msg, len, Some(cx.waker())) {
+        match self.try_push_inner(ticket, msg, len, Some((cx.waker(), lapsing))) {
             Ok(wake) => {
                 wake.wake();
                 Poll::Ready(Ok(()))
@@ -230,7 +230,7 @@ impl ByteQueue {
         ticket: &mut Option<Ticket>,
         msg: &mut Option<Bytes>,
         len: usize,
-        waker: Option<&Waker>,
+        waker: Option<(&Waker, bool)>,
     ) -> Result<Wakeups, TryPushError<()>> {
         let mut st = self.lock();
         if st.closed {
@@ -240,17 +240,17 @@ impl ByteQueue {
         if len == 0 {
             msg.take();
             let next = st.pushers.leave(ticket);
-            return Ok(Wakeups(next, None, None));
+            return Ok(Wakeups(next, Heads::default(), Heads::default()));
         }
-        if !st.pushers.may_proceed(*ticket) || !st.fits(self.bound, len) {
-            if let Some(w) = waker {
-                st.pushers.wait(ticket, w);
+        if !st.pushers.may_proceed(ticket) || !st.fits(self.bound, len) {
+            if let Some((w, lapsing)) = waker {
+                st.pushers.wait(ticket, w, lapsing);
             }
             return Err(TryPushError::Full(()));
         }
         let next_pusher = st.pushers.leave(ticket);
-        let popper = msg.take().and_then(|m| st.enqueue(m));
-        Ok(Wakeups(popper, next_pusher, None))
+        let popper = msg.take().map(|m| st.enqueue(m)).unwrap_or_default();
+        Ok(Wakeups(popper, next_pusher, Heads::default()))
     }
 
     /// Pushes `msg` if it fits now, without waiting.
@@ -301,7 +301,7 @@ impl ByteQueue {
             side: Side::Pop,
             ticket: None,
         };
-        poll_fn(|cx| self.poll_pop(&mut place.ticket, max.get(), cx)).await
+        poll_fn(|cx| self.poll_pop(&mut place.ticket, max.get(), cx, false)).await
     }
 
     /// Copies the front bytes into `buf`, waiting for some. Returns how many were copied: 0
@@ -338,9 +338,7 @@ impl ByteQueue {
             }
             st.enqueue(msg)
         };
-        if let Some(w) = popper {
-            w.wake();
-        }
+        popper.wake();
         Ok(())
     }
 
@@ -379,7 +377,7 @@ impl ByteQueue {
     async fn wait_in_line<R>(
         &self,
         side: Side,
-        mut ready: impl FnMut(&State, Option<Ticket>) -> Option<R>,
+        mut ready: impl FnMut(&mut State, &mut Option<Ticket>) -> Option<R>,
     ) -> R {
         let mut place = Place {
             queue: self,
@@ -388,28 +386,28 @@ impl ByteQueue {
         };
         poll_fn(|cx| {
             let mut st = self.lock();
-            if let Some(answer) = ready(&st, place.ticket) {
+            if let Some(answer) = ready(&mut st, &mut place.ticket) {
                 let next = st.line(side).leave(&mut place.ticket);
                 drop(st);
-                if let Some(w) = next {
-                    w.wake();
-                }
+                next.wake();
                 return Poll::Ready(answer);
             }
-            st.line(side).wait(&mut place.ticket, cx.waker());
+            st.line(side).wait(&mut place.ticket, cx.waker(), false);
             Poll::Pending
         })
         .await
     }
 
+    /// `lapsing`: whether a place the caller takes in line may lapse (see `Waiters`).
     pub(crate) fn poll_pop(
         &self,
         ticket: &mut Option<Ticket>,
         max: usize,
         cx: &mut Context<'_>,
+        lapsing: bool,
     ) -> Poll<Option<Bytes>> {
         let mut st = self.lock();
-        if st.poppers.may_proceed(*ticket) {
+        if st.poppers.may_proceed(ticket) {
             match self.take_locked(&mut st, ticket, max) {
                 Ok((chunk, wake)) => {
                     drop(st);
@@ -419,15 +417,13 @@ impl ByteQueue {
                 Err(TryPopError::Closed) => {
                     let next = st.poppers.leave(ticket);
                     drop(st);
-                    if let Some(w) = next {
-                        w.wake();
-                    }
+                    next.wake();
                     return Poll::Ready(None);
                 }
                 Err(TryPopError::Empty) => {}
             }
         }
-        st.poppers.wait(ticket, cx.waker());
+        st.poppers.wait(ticket, cx.waker(), lapsing);
         Poll::Pending
     }
 
@@ -445,11 +441,12 @@ impl ByteQueue {
                 TryPopError::Empty
             });
         };
-        st.poppers.leave(ticket);
+        // The next popper's turn, if bytes remain: handed on by this one (it does not lapse).
+        let handoff = st.poppers.leave(ticket);
         let next_popper = if st.items.is_empty() {
-            None
+            Heads::default()
         } else {
-            st.poppers.head()
+            handoff
         };
         Ok((
             chunk,
@@ -472,7 +469,7 @@ impl ByteQueue {
     /// As [`try_pop`](Self::try_pop).
     pub fn try_pop_max(&self, max: NonZeroUsize) -> Result<Bytes, TryPopError> {
         let mut st = self.lock();
-        if !st.poppers.may_proceed(None) {
+        if !st.poppers.may_proceed(&mut None) {
             return Err(TryPopError::Empty);
         }
         let (chunk, wake) = self.take_locked(&mut st, &mut None, max.get())?;
@@ -524,7 +521,7 @@ impl ByteQueue {
         let (dropped, wake) = {
             let mut st = self.lock();
             st.items.clear();
-            let wake = Wakeups(st.pushers.head(), st.shrink.head(), None);
+            let wake = Wakeups(st.pushers.head(), st.shrink.head(), Heads::default());
             (std::mem::take(&mut st.size), wake)
         };
         wake.wake();
@@ -541,9 +538,7 @@ impl ByteQueue {
             st.line(if push_side { Side::Push } else { Side::Pop })
                 .leave(ticket)
         };
-        if let Some(w) = next {
-            w.wake();
-        }
+        next.wake();
     }
 }
 

@@ -53,8 +53,8 @@ impl<P: Policy> ConnectionIo<P> {
     pub(crate) fn new(conn: Connection<P>) -> Self {
         let c = conn.conn();
         Self {
-            reader: Poller::new(Arc::clone(&c.read_q)),
-            writer: Poller::new(Arc::clone(&c.write_q)),
+            reader: Poller::lapsing(Arc::clone(&c.read_q)),
+            writer: Poller::lapsing(Arc::clone(&c.write_q)),
             conn,
             flushing: None,
             eof_deferred: false,

@@ -107,8 +107,8 @@ async fn a_flush_waits_for_what_came_before_it_only() {
         tokio::spawn(async move {
             // Bounded: 64 KiB/s for at most a minute of the paused clock.
             for _ in 0..256 {
-                if conn.write(Bytes::from(vec![1u8; 16 * 1024])).await.is_err() {
-                    return;
+                if let Err(e) = conn.write(Bytes::from(vec![1u8; 16 * 1024])).await {
+                    panic!("busy: {e}");
                 }
             }
         })
@@ -131,8 +131,72 @@ async fn a_flush_waits_for_what_came_before_it_only() {
     );
     assert!(
         !busy.is_finished(),
-        "the other handle still keeps the queue busy"
+        "the other handle still keeps the queue busy: {:?} {} {}",
+        start.elapsed(),
+        conn.stat().total_sent,
+        read.load(Ordering::Relaxed)
     );
     busy.abort();
+    sched.shutdown(Some(Duration::ZERO)).await;
+}
+
+/// A `ConnectionIo` poll that its caller gave up on (a timeout) does not keep the head of the
+/// write queue's line: another handle's `write_now` and `write` go through once there is room
+/// (they used to wait until the `ConnectionIo` was dropped).
+#[tokio::test(start_paused = true)]
+async fn an_abandoned_write_poll_holds_up_no_one() {
+    use bytes::Bytes;
+    use tokio::io::AsyncWriteExt;
+
+    let sched = Scheduler::new(Config::new(64).write_queue_size(Some(8))).unwrap();
+    let (ours, mut peer) = tokio::io::duplex(8);
+    let conn = sched.register(ours).unwrap();
+    let mut io = conn.clone().into_io();
+    // One lot in the pipe, one with the writer, one in the queue: full everywhere.
+    for _ in 0..3 {
+        conn.write(Bytes::from_static(b"01234567")).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let gave_up = tokio::time::timeout(Duration::from_millis(10), io.write_all(b"abcdefgh")).await;
+    assert!(gave_up.is_err(), "the write waits for room");
+    let mut got = vec![0u8; 24];
+    peer.read_exact(&mut got).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert!(
+        conn.write_now(Bytes::from_static(b"x")),
+        "write_now is not held up"
+    );
+    tokio::time::timeout(Duration::from_secs(1), conn.write(Bytes::from_static(b"y")))
+        .await
+        .expect("write is not held up")
+        .unwrap();
+    let mut got = vec![0u8; 2];
+    peer.read_exact(&mut got).await.unwrap();
+    assert_eq!(&got, b"xy");
+    drop(io);
+    sched.shutdown(Some(Duration::ZERO)).await;
+}
+
+/// The same for reads under a limit: a `ConnectionIo` read given up on does not hold up
+/// another handle's read.
+#[tokio::test(start_paused = true)]
+async fn an_abandoned_read_poll_holds_up_no_one() {
+    use tokio::io::AsyncWriteExt;
+
+    let sched = Scheduler::new(Config::new(64).max_download_speed(Some(1 << 20))).unwrap();
+    let (ours, mut peer) = tokio::io::duplex(1024);
+    let conn = sched.register(ours).unwrap();
+    let mut io = conn.clone().into_io();
+    let mut buf = [0u8; 8];
+    let gave_up = tokio::time::timeout(Duration::from_millis(10), io.read(&mut buf)).await;
+    assert!(gave_up.is_err(), "nothing to read yet");
+    peer.write_all(b"data").await.unwrap();
+    let mut got = [0u8; 4];
+    tokio::time::timeout(Duration::from_secs(1), conn.read_full(&mut got))
+        .await
+        .expect("read is not held up")
+        .unwrap();
+    assert_eq!(&got, b"data");
+    drop(io);
     sched.shutdown(Some(Duration::ZERO)).await;
 }
