@@ -13,7 +13,7 @@ use crate::dir::Dir;
 #[command(name = "loopback")]
 pub(crate) struct Args {
     /// The scenario to run: overhead, accuracy, fairness, weighted, join, sparse, scale, slow,
-    /// relimit, groups, or all of them.
+    /// relimit, groups, stuck, or all of them.
     #[arg(value_name = "SCENARIO", default_value = "all")]
     pub(crate) scenario: String,
     /// Short runs, fewer sizes and one repetition (CI).

@@ -4,8 +4,8 @@
 //! `cargo run --release -p fairio-benches --bin loopback -- <scenario|all> [--quick]`
 //! `[--only CONTENDER]... [--n N]... [--msg BYTES] [--dir up|down]`
 //!
-//! Scenarios: overhead, accuracy, fairness, weighted, join, sparse, scale, slow, relimit,
-//! groups; `all` (the default) runs them in that order. `--help` describes the options.
+//! Scenarios: overhead, accuracy, fairness, weighted, join, sparse, scale, slow, relimit, groups,
+//! stuck; `all` (the default) runs them in that order. `--help` describes the options.
 //!
 //! Environment: `FAIRIO_BENCH_PIN=1` pins the peer and the measured side to a core each (the
 //! full run in BENCHMARKS.md does); `FAIRIO_BENCH_DEBUG=1` prints every 250 ms window whose
@@ -46,7 +46,7 @@ const CHUNK: usize = 64 * 1024;
 type Scenario = (&'static str, fn(&Args));
 
 /// Every scenario, in the order `all` runs them.
-const SCENARIOS: [Scenario; 10] = [
+const SCENARIOS: [Scenario; 11] = [
     ("overhead", scenarios::overhead::run),
     ("accuracy", scenarios::accuracy::run),
     ("fairness", scenarios::fairness::run),
@@ -57,6 +57,7 @@ const SCENARIOS: [Scenario; 10] = [
     ("slow", scenarios::slow::run),
     ("relimit", scenarios::relimit::run),
     ("groups", scenarios::groups::run),
+    ("stuck", scenarios::stuck::run),
 ];
 
 fn main() {

@@ -10,4 +10,5 @@ pub(crate) mod relimit;
 pub(crate) mod scale;
 pub(crate) mod slow;
 pub(crate) mod sparse;
+pub(crate) mod stuck;
 pub(crate) mod weighted;
