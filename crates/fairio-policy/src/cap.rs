@@ -58,6 +58,12 @@ impl Cap {
     pub(crate) fn spend(&mut self, bytes: u64) {
         self.prepaid = self.prepaid.saturating_sub(bytes);
     }
+
+    /// Gives back `bytes` of a grant that were not used, within the cap's burst: a connection
+    /// that stalls is not charged for bytes it never moved.
+    pub(crate) fn refund(&mut self, bytes: u64) {
+        self.gcra.refund(bytes);
+    }
 }
 
 /// Makes the cap for an optional rate.

@@ -668,9 +668,13 @@ impl<P: FlowWeight> Arbiter for Drr<P> {
         self.next_with(now, &mut Whole)
     }
 
-    fn unused(&mut self, _key: Key, bytes: u64) {
+    fn unused(&mut self, key: Key, bytes: u64) {
         if let Some(global) = self.global.as_mut() {
             global.refund(bytes);
+        }
+        // The flow's own cap was charged for them too.
+        if let Some(cap) = self.flows.get_mut(key).and_then(|f| f.cap.as_mut()) {
+            cap.refund(bytes);
         }
     }
 
@@ -700,6 +704,33 @@ mod tests {
                 Decision::Idle => panic!("a backlogged connection is not idle"),
             }
         }
+    }
+
+    /// A capped connection that uses half of every grant (a peer that stalls) is refunded on
+    /// its cap too: the bytes it moves still reach its cap.
+    #[test]
+    fn unused_bytes_go_back_to_the_cap() {
+        let t0 = Instant::now();
+        let cap = nz(64 * 1024);
+        let mut arb = Drr::<()>::new(Some(nz(1 << 30)), t0);
+        let k = arb.insert((), Some(cap), t0);
+        arb.set_demand(k, u64::MAX / 4, t0);
+        let (mut used, mut now, secs) = (0, t0, 2);
+        while now < t0 + Duration::from_secs(secs) {
+            match arb.next(now) {
+                Decision::Grant { key, bytes } => {
+                    used += bytes - bytes / 2;
+                    arb.unused(key, bytes / 2);
+                }
+                Decision::Wait { until } => now = until,
+                Decision::Idle => panic!("a backlogged connection is not idle"),
+            }
+        }
+        let (allowed, b) = (cap.get() * secs, crate::tuning::cap_burst(cap));
+        assert!(
+            used + b >= allowed * 99 / 100 && used <= allowed + b,
+            "used {used} of {allowed}"
+        );
     }
 
     #[test]

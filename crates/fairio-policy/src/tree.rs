@@ -226,7 +226,11 @@ impl<P: FlowWeight> Arbiter for Tree<P> {
     }
 
     fn unused(&mut self, key: Key, bytes: u64) {
-        if let Some(m) = self.members.get(key) {
+        if let Some(m) = self.members.get_mut(key) {
+            // The member's own cap was charged for them, and its group's (in the round).
+            if let Some(cap) = m.cap.as_mut() {
+                cap.refund(bytes);
+            }
             self.round.unused(m.group, bytes);
         }
     }
