@@ -55,11 +55,26 @@ pub(crate) async fn run<P: Policy>(
     // gone): the stream is closed before `Ended` says so, and the writer has stopped, so what
     // is left unsent is known exactly.
     conn.read_side.close();
+    hand_on_staged(&conn);
     let left = conn.take_unsent();
     conn.read_q.close();
     shared.forget(&conn);
     conn.event(Event::Ended { dropped: left });
     conn.drained.notify_waiters();
+}
+
+/// Hands what the read pump read ahead of its grants on to the read queue, outside the limit
+/// (at most one read-ahead, once): those bytes left the peer's socket, and dropping them would
+/// lose them without a count. A read queue closed already (a failure) refuses them.
+fn hand_on_staged<P: Policy>(conn: &ConnInner<P>) {
+    let mut side = conn.read_side.lock();
+    while let Some(chunk) = side.take_staged(usize::MAX) {
+        let n = chunk.len() as u64;
+        if n == 0 || conn.read_q.push_force(chunk).is_err() {
+            break;
+        }
+        conn.meter.add_recv(n);
+    }
 }
 
 /// Drops the connection's read half when dropped, the one place that does: owned by the task's

@@ -431,3 +431,75 @@ async fn a_writer_stopped_by_a_timeout_leaves_its_share_to_the_others() {
     );
     sched.shutdown(Some(Duration::from_millis(100))).await;
 }
+
+/// Bytes the read pump read ahead of its grants are handed on when the connection closes, and
+/// counted: what the readers get is exactly what was read from the stream.
+#[tokio::test(start_paused = true)]
+async fn bytes_read_ahead_are_handed_on_at_a_close() {
+    use std::io;
+    use std::pin::Pin;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::task::{Context, Poll};
+
+    use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, DuplexStream, ReadBuf};
+
+    struct Counting(DuplexStream, Arc<AtomicU64>);
+    impl AsyncRead for Counting {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            let before = buf.filled().len();
+            let r = Pin::new(&mut self.0).poll_read(cx, buf);
+            self.1
+                .fetch_add((buf.filled().len() - before) as u64, Ordering::Relaxed);
+            r
+        }
+    }
+    impl AsyncWrite for Counting {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            Pin::new(&mut self.0).poll_write(cx, buf)
+        }
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.0).poll_flush(cx)
+        }
+        fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.0).poll_shutdown(cx)
+        }
+    }
+
+    let sched = Scheduler::new(Config::new(4096).max_download_speed(Some(1024))).unwrap();
+    let (ours, mut peer) = tokio::io::duplex(64 * 1024);
+    let read = Arc::new(AtomicU64::new(0));
+    let conn = sched.register(Counting(ours, Arc::clone(&read))).unwrap();
+    peer.write_all(&[7u8; 16 * 1024]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let reader = conn.clone();
+    let _ = conn.close(Some(Duration::from_millis(10))).await;
+    let mut got = 0u64;
+    let mut buf = [0u8; 4096];
+    // Bounded: 16 KiB at most, in reads of at least one byte.
+    for _ in 0..(16 * 1024) {
+        match reader.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n as u64,
+        }
+    }
+    let from_stream = read.load(Ordering::Relaxed);
+    assert!(
+        from_stream > 1024,
+        "the pump read ahead of its grants: {from_stream}"
+    );
+    assert_eq!(
+        got, from_stream,
+        "every byte read from the stream reaches the readers"
+    );
+    assert_eq!(conn.stat().total_recv, from_stream);
+    sched.shutdown(None).await;
+}
