@@ -51,6 +51,12 @@ impl GrantSlot {
         self.notify.notify_one();
     }
 
+    /// What the slot holds under `generation` (0 under another).
+    pub(crate) fn held(&self, generation: u64) -> u64 {
+        let g = self.lock();
+        if g.0 == generation { g.1 } else { 0 }
+    }
+
     /// Takes everything granted so far, with its generation.
     pub(crate) fn take(&self) -> (u64, u64) {
         let mut g = self.lock();

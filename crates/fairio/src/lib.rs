@@ -268,7 +268,10 @@ pub use config::{Config, MAX_READ_BUFFER_SIZE};
 pub use connection::Connection;
 pub use error::Error;
 #[doc(inline)]
-pub use fairio_fd::{CloseReason, DEFAULT_UNSENT_LIMIT, Stream, UnsentBound, limit_unsent};
+pub use fairio_fd::{CloseReason, DEFAULT_UNSENT_LIMIT, Stream, UnsentBound};
+// tokio has no `net` under `--cfg loom` (the model-checking builds).
+#[cfg(not(loom))]
+pub use fairio_fd::limit_unsent;
 #[doc(inline)]
 pub use fairio_policy::{EqualShare, Policy, Weight, Weighted, WindowQuota, ZeroWeight};
 #[doc(inline)]
