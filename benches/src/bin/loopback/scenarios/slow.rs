@@ -33,9 +33,12 @@ struct SlowRun {
 /// the kernel's own socket buffers first (as deployments run), then with fixed 64 KiB ones.
 pub(crate) fn run(args: &Args) {
     let quick = args.quick;
-    // (N, k slow, limit, slow rate)
-    let all: [(usize, usize, u64, u64); 2] =
-        [(8, 4, 8 * MIB, 96 * KIB), (16, 14, 4 * MIB, 24 * KIB)];
+    // (N, k slow, limit, slow rate); k = 0: every lane backlogged.
+    let all: [(usize, usize, u64, u64); 3] = [
+        (8, 4, 8 * MIB, 96 * KIB),
+        (16, 14, 4 * MIB, 24 * KIB),
+        (8, 0, 8 * MIB, 0),
+    ];
     let settings = if quick { &all[..1] } else { &all[..] };
     let buffer_sets: &[Buffers] = if quick {
         &[Buffers::Kernel]
