@@ -210,3 +210,80 @@ async fn small_shares_are_fair_in_every_250ms_window_with_large_reads() {
     assert!(worst >= 0.99, "smallest window Jain {worst}");
     sched.shutdown(Some(Duration::from_secs(1))).await;
 }
+
+/// Jain's index over `xs`.
+fn jain(xs: &[f64]) -> f64 {
+    let (s, q) = xs.iter().fold((0.0, 0.0), |(s, q), x| (s + x, q + x * x));
+    if q == 0.0 {
+        1.0
+    } else {
+        s * s / (xs.len() as f64 * q)
+    }
+}
+
+/// 64 connections registered together at 1 MiB/s (16 KiB/s each): every 250 ms window is
+/// fair, the first included; no burst goes to whoever registered first.
+#[tokio::test(start_paused = true)]
+async fn sixty_four_registered_together_share_from_the_first_window() {
+    for dir_up in [false, true] {
+        let config = if dir_up {
+            Config::new(16 * 1024)
+                .max_upload_speed(Some(MIB))
+                .write_queue_size(Some(64 * 1024))
+        } else {
+            config(MIB)
+        };
+        let sched = Scheduler::new(config).unwrap();
+        let mut counts = Vec::new();
+        let mut conns = Vec::new();
+        for _ in 0..64 {
+            let (ours, theirs) = tokio::io::duplex(64 * 1024);
+            let conn = sched.register(ours).unwrap();
+            if dir_up {
+                let count = Arc::new(AtomicU64::new(0));
+                sink(theirs, Arc::clone(&count));
+                counts.push(count);
+                conns.push(conn);
+            } else {
+                flood(theirs);
+                counts.push(reader(conn));
+            }
+        }
+        if dir_up {
+            for c in &conns {
+                let c = c.clone();
+                tokio::spawn(async move {
+                    let msg = Bytes::from(vec![1u8; 16 * 1024]);
+                    while c.write(msg.clone()).await.is_ok() {}
+                });
+            }
+        }
+        let mut before = snapshot(&counts);
+        let mut worst = (1.0f64, 0);
+        for w in 0..8 {
+            sleep(Duration::from_millis(250)).await;
+            let now = snapshot(&counts);
+            let xs: Vec<f64> = now
+                .iter()
+                .zip(&before)
+                .map(|(a, b)| (a - b) as f64)
+                .collect();
+            let j = jain(&xs);
+            println!(
+                "up {dir_up} window {w}: jain {j:.4}, bytes {}",
+                xs.iter().sum::<f64>()
+            );
+            if j < worst.0 {
+                worst = (j, w);
+            }
+            before = now;
+        }
+        assert!(
+            worst.0 >= 0.99,
+            "up {dir_up}: Jain {:.4} in window {}",
+            worst.0,
+            worst.1
+        );
+        sched.shutdown(Some(Duration::ZERO)).await;
+    }
+}

@@ -18,6 +18,23 @@ pub(crate) fn pct(sorted: &[f64], p: f64) -> f64 {
 }
 
 /// The smallest Jain index over consecutive 250 ms windows, from samples every `step`.
+/// Jain's index over the first 250 ms window of the measured interval (by weight): start-up,
+/// which [`min_window_jain`] skips.
+pub(crate) fn first_window_jain(out: &Outcome, weights: &[f64], step: std::time::Duration) -> f64 {
+    let per = (0.25 / step.as_secs_f64()).round().max(1.0) as usize;
+    if per >= out.samples.len() {
+        return f64::NAN;
+    }
+    let (a, b) = (&out.samples[0].1, &out.samples[per].1);
+    let xs: Vec<f64> = a
+        .iter()
+        .zip(b)
+        .zip(weights)
+        .map(|((x, y), w)| (y - x) as f64 / w)
+        .collect();
+    jain(&xs)
+}
+
 pub(crate) fn min_window_jain(out: &Outcome, weights: &[f64], step: std::time::Duration) -> f64 {
     let per = (0.25 / step.as_secs_f64()).round().max(1.0) as usize;
     let mut worst: f64 = 1.0;

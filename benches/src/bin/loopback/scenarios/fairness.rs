@@ -11,7 +11,7 @@ use crate::args::Args;
 use crate::contender::Contender;
 use crate::dir::Dir;
 use crate::measure::{self, Spec};
-use crate::report::{emit, min_window_jain};
+use crate::report::{emit, first_window_jain, min_window_jain};
 
 /// Downloads at each limit and connection count, then (full runs) 1,000 active connections.
 pub(crate) fn run(args: &Args) {
@@ -28,6 +28,7 @@ pub(crate) fn run(args: &Args) {
                 emit(
                     json!({"scenario": "fairness", "contender": c.name(), "n": n, "limit": limit,
                     "jain": jain(&xs), "min_window_jain": min_window_jain(&out, &ones, Duration::from_millis(250)),
+                    "first_window_jain": first_window_jain(&out, &ones, Duration::from_millis(250)),
                     "warmup_secs": out.warmup_secs,
                     "bytes": if n <= 8 { Some(&out.bytes) } else { None }}),
                 );
