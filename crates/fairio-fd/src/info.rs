@@ -127,3 +127,28 @@ impl Drop for ProbeGuard {
         self.0.retire_probe();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The accounting of "sent" against "acknowledged", with the kernel's answer simulated.
+    #[test]
+    fn unacked_is_what_the_kernel_says_within_what_was_written() {
+        let info = FdInfo::new(1, UnsentBound::Unbounded, Probe::Final(Some(30)));
+        info.add_written(100);
+        assert_eq!(info.unacked(), Some(30));
+        // A queued FIN, or bytes written around the Fd, never count beyond what it wrote.
+        let info = FdInfo::new(2, UnsentBound::Unbounded, Probe::Final(Some(500)));
+        info.add_written(100);
+        assert_eq!(info.unacked(), Some(100));
+        // Platforms and streams that cannot tell.
+        let info = FdInfo::new(3, UnsentBound::Unbounded, Probe::Unknown);
+        info.add_written(100);
+        assert_eq!(info.unacked(), None);
+        info.retire_probe();
+        assert_eq!(info.unacked(), None);
+        let info = FdInfo::new(4, UnsentBound::Unbounded, Probe::Final(None));
+        assert_eq!(info.unacked(), None);
+    }
+}

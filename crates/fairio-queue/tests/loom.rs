@@ -84,3 +84,29 @@ fn readable_sees_a_concurrent_push() {
         producer.join().unwrap();
     });
 }
+
+/// An abandoned poll-based pusher (a `ConnectionIo` whose caller gave up) at the head of the
+/// line holds up no one: the pusher behind it is woken by the pop that makes room, whatever
+/// the interleaving.
+#[test]
+fn an_abandoned_lapsing_poller_holds_up_no_one() {
+    loom::model(|| {
+        use std::task::{Context, Waker};
+
+        use fairio_queue::Poller;
+
+        let q = Arc::new(ByteQueue::bounded(NonZeroUsize::new(4).unwrap()));
+        assert!(q.push_now(bytes(4)));
+        let mut abandoned = Poller::lapsing(Arc::clone(&q));
+        let mut msg = Some(bytes(2));
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(abandoned.poll_push(&mut cx, &mut msg).is_pending());
+        let p = Arc::clone(&q);
+        let pusher = thread::spawn(move || block_on(p.push(bytes(2))).is_ok());
+        let got = block_on(q.pop()).map(|b| b.len());
+        assert_eq!(got, Some(4));
+        assert!(pusher.join().unwrap());
+        assert_eq!(q.len_bytes(), 2);
+        drop(abandoned);
+    });
+}
