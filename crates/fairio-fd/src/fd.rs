@@ -249,6 +249,11 @@ impl FdWriteHalf {
         self.inner.poll_write_ready(cx)
     }
 
+    /// Whether [`poll_write_ready`](Self::poll_write_ready) tells anything: a TCP stream.
+    pub fn reports_readiness(&self) -> bool {
+        self.inner.reports_readiness()
+    }
+
     /// Records `reason` (unless one was recorded already) and shuts down the write half, which
     /// sends a FIN on TCP. The stream itself closes once the read half is dropped too.
     ///

@@ -129,6 +129,14 @@ impl Writing {
         }
     }
 
+    pub(crate) fn reports_readiness(&self) -> bool {
+        match self {
+            #[cfg(not(loom))]
+            Self::Tcp(_) => true,
+            Self::Any(_) => false,
+        }
+    }
+
     pub(crate) fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self {
             #[cfg(not(loom))]

@@ -102,6 +102,11 @@ impl<'a, P: Policy> Grant<'a, P> {
         g
     }
 
+    /// The limit's generation the grant was made under.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
+    }
+
     /// Bytes left to spend, or 0 once the limit it was made under has changed.
     pub(crate) fn bytes(&self) -> u64 {
         if self.is_current() { self.bytes } else { 0 }

@@ -58,6 +58,8 @@ pub(crate) async fn run<P: Policy>(
     let mut batch = Batch::default();
     // Whether the arbiter may hold a demand or a grant of ours.
     let mut asked = false;
+    // The generation under which a probe wrote one byte not yet paid from a grant.
+    let mut probed = None;
     loop {
         if batch.is_empty() && conn.write_q.is_empty() {
             if asked {
@@ -94,10 +96,54 @@ pub(crate) async fn run<P: Policy>(
         let Some(mut grant) = dir.acquire(key, slot, want).await else {
             continue;
         };
-        spend(conn, dir, w, &mut batch, &mut grant).await?;
+        // A byte a probe wrote ahead of its grant, under this limit, is paid from this one.
+        if probed == Some(grant.generation()) {
+            grant.spend(1);
+        }
+        probed = None;
+        if spend(conn, dir, w, &mut batch, &mut grant).await? == Spent::Stalled {
+            // Its rest goes back before the wait.
+            drop(grant);
+            probed = probe(conn, dir, w, &mut batch).await?;
+        }
     }
     w.info().set_close_reason(CloseReason::LocalClose);
     w.shutdown().await
+}
+
+/// Why [`spend`] returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Spent {
+    /// The grant is spent, there is nothing more to write, or the limit changed.
+    Done,
+    /// The stream took nothing within [`STALL`].
+    Stalled,
+}
+
+/// After a stall, on a stream that cannot say when it is writable without a write (TLS, an
+/// in-memory pipe; a TCP stream says so, see `poll_write_ready`): waits, holding no grant and
+/// asking for none, until the stream takes one byte of the batch. Returns the generation the
+/// byte was written under, to be paid from the next grant, or `None` if the limit changed
+/// first (nothing was written). A peer that reads nothing so costs no wake-up while it waits.
+async fn probe<P: Policy>(
+    conn: &ConnInner<P>,
+    dir: &Direction<P>,
+    w: &mut FdWriteHalf,
+    batch: &mut Batch,
+) -> io::Result<Option<u64>> {
+    if w.reports_readiness() || batch.is_empty() {
+        return Ok(None);
+    }
+    let generation = dir.generation();
+    match write_within(w, batch, 1, dir, generation, None, || {}).await? {
+        Outcome::Written(n) => {
+            if sent(conn, batch, n) {
+                flushed(conn, w).await?;
+            }
+            Ok(Some(generation))
+        }
+        Outcome::Stalled | Outcome::Changed => Ok(None),
+    }
 }
 
 /// Writes what `grant` allows, until it is spent, the batch and queue are empty, the limit
@@ -109,13 +155,13 @@ async fn spend<P: Policy>(
     w: &mut FdWriteHalf,
     batch: &mut Batch,
     grant: &mut Grant<'_, P>,
-) -> io::Result<()> {
+) -> io::Result<Spent> {
     let generation = dir.generation();
     loop {
         grant.top_up(&conn.up.1);
         let allowed = usize::try_from(grant.bytes()).unwrap_or(usize::MAX);
         if allowed == 0 || (batch.is_empty() && fill(conn, batch, allowed.min(MAX_WRITE)) == 0) {
-            return Ok(());
+            return Ok(Spent::Done);
         }
         // The stream is not ready: no more grants until it is, and those already in the slot
         // go back at once.
@@ -129,10 +175,11 @@ async fn spend<P: Policy>(
                 }
                 if grant.bytes() == 0 {
                     // Asks again, with the demand as it is now (it may have been withdrawn).
-                    return Ok(());
+                    return Ok(Spent::Done);
                 }
             }
-            Outcome::Stalled | Outcome::Changed => return Ok(()),
+            Outcome::Stalled => return Ok(Spent::Stalled),
+            Outcome::Changed => return Ok(Spent::Done),
         }
     }
 }

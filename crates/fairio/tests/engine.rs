@@ -479,7 +479,7 @@ async fn bytes_read_ahead_are_handed_on_at_a_close() {
     let read = Arc::new(AtomicU64::new(0));
     let conn = sched.register(Counting(ours, Arc::clone(&read))).unwrap();
     peer.write_all(&[7u8; 16 * 1024]).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    sleep(Duration::from_millis(100)).await;
     let reader = conn.clone();
     let _ = conn.close(Some(Duration::from_millis(10))).await;
     let mut got = 0u64;
@@ -502,4 +502,70 @@ async fn bytes_read_ahead_are_handed_on_at_a_close() {
     );
     assert_eq!(conn.stat().total_recv, from_stream);
     sched.shutdown(None).await;
+}
+
+/// A stream that cannot say when it is writable (an in-memory pipe, TLS) and whose peer reads
+/// nothing costs no wake-up while it waits under a limit: it used to be offered a grant, tried
+/// and stalled every 5 ms. Its bytes still all arrive once the peer reads, none beyond the
+/// limit.
+#[tokio::test(start_paused = true)]
+async fn a_stuck_pipe_is_not_polled_while_it_waits() {
+    use std::io;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+    struct Polls(DuplexStream, Arc<AtomicU64>);
+    impl AsyncRead for Polls {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.0).poll_read(cx, buf)
+        }
+    }
+    impl AsyncWrite for Polls {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.1.fetch_add(1, Ordering::Relaxed);
+            Pin::new(&mut self.0).poll_write(cx, buf)
+        }
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.0).poll_flush(cx)
+        }
+        fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.0).poll_shutdown(cx)
+        }
+    }
+
+    let limit = 1 << 20;
+    let sched = Scheduler::new(Config::new(4096).max_upload_speed(Some(limit))).unwrap();
+    let polls = Arc::new(AtomicU64::new(0));
+    let (ours, mut peer) = tokio::io::duplex(16 * 1024);
+    let conn = sched.register(Polls(ours, Arc::clone(&polls))).unwrap();
+    let total = 256 * 1024;
+    conn.write(Bytes::from(vec![4u8; total])).await.unwrap();
+    sleep(Duration::from_secs(1)).await;
+    let before = polls.load(Ordering::Relaxed);
+    sleep(Duration::from_secs(10)).await;
+    let during = polls.load(Ordering::Relaxed) - before;
+    assert!(during <= 2, "{during} writes tried in 10 s of a full pipe");
+    // The peer reads it all: every byte, and no faster than the limit.
+    let start = Instant::now();
+    let mut got = vec![0u8; total];
+    peer.read_exact(&mut got).await.unwrap();
+    assert!(got.iter().all(|&b| b == 4));
+    assert_eq!(conn.stat().total_sent, total as u64);
+    let floor = (total - 16 * 1024 - 64 * 1024) as f64 / limit as f64;
+    assert!(
+        start.elapsed().as_secs_f64() >= floor,
+        "{:?}",
+        start.elapsed()
+    );
+    sched.shutdown(Some(Duration::ZERO)).await;
 }
