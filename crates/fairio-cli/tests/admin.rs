@@ -61,6 +61,15 @@ fn clients_are_listed_and_limits_change_live() {
         listed["group"].as_u64().is_some(),
         "grouped by host: {listed}"
     );
+    // What the client's TCP acknowledged, beside what was handed to its socket (Linux).
+    let (handed, acked) = (
+        listed["to_client_bytes"].as_u64().unwrap(),
+        listed["to_client_acked_bytes"].as_u64(),
+    );
+    if cfg!(target_os = "linux") {
+        let acked = acked.unwrap_or_else(|| panic!("acked bytes reported: {listed}"));
+        assert!(acked > 0 && acked <= handed, "{listed}");
+    }
 
     let before = rate(&count, 1.0);
     let (status, body) = http(

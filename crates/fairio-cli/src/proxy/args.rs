@@ -175,3 +175,18 @@ impl ProxyArgs {
         Some(fleet)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unsent_limits_take_sizes_or_none() {
+        assert_eq!(parse_unsent("16KiB"), Ok(Unsent(Some(16 * 1024))));
+        assert_eq!(parse_unsent("none"), Ok(Unsent(None)));
+        let zero = parse_unsent("0").unwrap_err();
+        assert!(zero.contains("size in bytes"), "{zero}");
+        let big = parse_unsent("8GiB").unwrap_err();
+        assert!(big.contains("above 4 GiB"), "{big}");
+    }
+}
