@@ -11,6 +11,9 @@ client's rate, and the share of the limit used. Max-min fairness gives the fast 
 """
 import argparse, json, os, socket, subprocess, sys, threading, time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from run import free_port, wait_port  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MIB = 1024 * 1024
 LIMIT = 8 * MIB
@@ -38,17 +41,6 @@ def upstream():
 
     threading.Thread(target=accept, daemon=True).start()
     return srv.getsockname()[1]
-
-
-def wait_port(port, secs=30):
-    end = time.time() + secs
-    while time.time() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    sys.exit(f"nothing listens on {port}")
 
 
 def client(port, rate, samples, stop):
@@ -87,10 +79,7 @@ def main():
     a = ap.parse_args()
     subprocess.run(["cargo", "build", "-q", "--release", "-p", "fairio-cli"], cwd=ROOT, check=True)
     up = upstream()
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
+    port = free_port()
     cmd = [os.path.join(ROOT, "target", "release", "fairio"), "proxy",
            "--listen", f"127.0.0.1:{port}", "--upstream", f"127.0.0.1:{up}",
            "--max-to-clients", "8MiB", "--fair-by", "connection"]

@@ -706,16 +706,10 @@ mod tests {
         }
     }
 
-    /// A capped connection that uses half of every grant (a peer that stalls) is refunded on
-    /// its cap too: the bytes it moves still reach its cap.
-    #[test]
-    fn unused_bytes_go_back_to_the_cap() {
-        let t0 = Instant::now();
-        let cap = nz(64 * 1024);
-        let mut arb = Drr::<()>::new(Some(nz(1 << 30)), t0);
-        let k = arb.insert((), Some(cap), t0);
-        arb.set_demand(k, u64::MAX / 4, t0);
-        let (mut used, mut now, secs) = (0, t0, 2);
+    /// Bytes used over `secs` seconds from `t0` by a backlogged connection that uses half of
+    /// every grant and gives the other half back, and the time it ended at.
+    fn half_used<P: FlowWeight>(arb: &mut Drr<P>, t0: Instant, secs: u64) -> (u64, Instant) {
+        let (mut used, mut now) = (0, t0);
         while now < t0 + Duration::from_secs(secs) {
             match arb.next(now) {
                 Decision::Grant { key, bytes } => {
@@ -726,6 +720,20 @@ mod tests {
                 Decision::Idle => panic!("a backlogged connection is not idle"),
             }
         }
+        (used, now)
+    }
+
+    /// A capped connection that uses half of every grant (a peer that stalls) is refunded on
+    /// its cap too: the bytes it moves still reach its cap.
+    #[test]
+    fn unused_bytes_go_back_to_the_cap() {
+        let t0 = Instant::now();
+        let cap = nz(64 * 1024);
+        let mut arb = Drr::<()>::new(Some(nz(1 << 30)), t0);
+        let k = arb.insert((), Some(cap), t0);
+        arb.set_demand(k, u64::MAX / 4, t0);
+        let secs = 2;
+        let (used, _) = half_used(&mut arb, t0, secs);
         let (allowed, b) = (cap.get() * secs, crate::tuning::cap_burst(cap));
         assert!(
             used + b >= allowed * 99 / 100 && used <= allowed + b,
@@ -742,17 +750,8 @@ mod tests {
         arb.set_demand(k, u64::MAX / 4, t0);
         // A reader that uses half of every grant: the other half is granted again, so the bytes
         // used still reach the limit, and do not exceed it.
-        let (mut used, mut now, secs) = (0, t0, 2);
-        while now < t0 + Duration::from_secs(secs) {
-            match arb.next(now) {
-                Decision::Grant { key, bytes } => {
-                    used += bytes - bytes / 2;
-                    arb.unused(key, bytes / 2);
-                }
-                Decision::Wait { until } => now = until,
-                Decision::Idle => panic!("a backlogged connection is not idle"),
-            }
-        }
+        let secs = 2;
+        let (used, now) = half_used(&mut arb, t0, secs);
         let (allowed, b) = (limit.get() * secs, burst(limit));
         assert!(
             used + b >= allowed * 99 / 100 && used <= allowed + b,

@@ -13,7 +13,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::time::{Instant, sleep};
 
 mod common;
+#[path = "common/tapped.rs"]
+mod tapped;
 use common::{flood_with, reader, snapshot};
+use tapped::Tapped;
 
 /// A peer that sends as fast as the stream takes, in 64 KiB pieces.
 fn flood(peer: DuplexStream) {
@@ -436,48 +439,15 @@ async fn a_writer_stopped_by_a_timeout_leaves_its_share_to_the_others() {
 /// counted: what the readers get is exactly what was read from the stream.
 #[tokio::test(start_paused = true)]
 async fn bytes_read_ahead_are_handed_on_at_a_close() {
-    use std::io;
-    use std::pin::Pin;
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::task::{Context, Poll};
-
-    use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, DuplexStream, ReadBuf};
-
-    struct Counting(DuplexStream, Arc<AtomicU64>);
-    impl AsyncRead for Counting {
-        fn poll_read(
-            mut self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-            buf: &mut ReadBuf<'_>,
-        ) -> Poll<io::Result<()>> {
-            let before = buf.filled().len();
-            let r = Pin::new(&mut self.0).poll_read(cx, buf);
-            self.1
-                .fetch_add((buf.filled().len() - before) as u64, Ordering::Relaxed);
-            r
-        }
-    }
-    impl AsyncWrite for Counting {
-        fn poll_write(
-            mut self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-            buf: &[u8],
-        ) -> Poll<io::Result<usize>> {
-            Pin::new(&mut self.0).poll_write(cx, buf)
-        }
-        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Pin::new(&mut self.0).poll_flush(cx)
-        }
-        fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Pin::new(&mut self.0).poll_shutdown(cx)
-        }
-    }
-
     let sched = Scheduler::new(Config::new(4096).max_download_speed(Some(1024))).unwrap();
     let (ours, mut peer) = tokio::io::duplex(64 * 1024);
     let read = Arc::new(AtomicU64::new(0));
-    let conn = sched.register(Counting(ours, Arc::clone(&read))).unwrap();
+    let mut stream = Tapped::new(ours);
+    let counted = Arc::clone(&read);
+    stream.on_read = Box::new(move |n| {
+        counted.fetch_add(n as u64, Ordering::Relaxed);
+    });
+    let conn = sched.register(stream).unwrap();
     peer.write_all(&[7u8; 16 * 1024]).await.unwrap();
     sleep(Duration::from_millis(100)).await;
     let reader = conn.clone();
@@ -510,44 +480,16 @@ async fn bytes_read_ahead_are_handed_on_at_a_close() {
 /// limit.
 #[tokio::test(start_paused = true)]
 async fn a_stuck_pipe_is_not_polled_while_it_waits() {
-    use std::io;
-    use std::pin::Pin;
-    use std::task::{Context, Poll};
-
-    use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-
-    struct Polls(DuplexStream, Arc<AtomicU64>);
-    impl AsyncRead for Polls {
-        fn poll_read(
-            mut self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-            buf: &mut ReadBuf<'_>,
-        ) -> Poll<io::Result<()>> {
-            Pin::new(&mut self.0).poll_read(cx, buf)
-        }
-    }
-    impl AsyncWrite for Polls {
-        fn poll_write(
-            mut self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-            buf: &[u8],
-        ) -> Poll<io::Result<usize>> {
-            self.1.fetch_add(1, Ordering::Relaxed);
-            Pin::new(&mut self.0).poll_write(cx, buf)
-        }
-        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Pin::new(&mut self.0).poll_flush(cx)
-        }
-        fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Pin::new(&mut self.0).poll_shutdown(cx)
-        }
-    }
-
     let limit = 1 << 20;
     let sched = Scheduler::new(Config::new(4096).max_upload_speed(Some(limit))).unwrap();
     let polls = Arc::new(AtomicU64::new(0));
     let (ours, mut peer) = tokio::io::duplex(16 * 1024);
-    let conn = sched.register(Polls(ours, Arc::clone(&polls))).unwrap();
+    let mut stream = Tapped::new(ours);
+    let counted = Arc::clone(&polls);
+    stream.on_write = Box::new(move || {
+        counted.fetch_add(1, Ordering::Relaxed);
+    });
+    let conn = sched.register(stream).unwrap();
     let total = 256 * 1024;
     conn.write(Bytes::from(vec![4u8; total])).await.unwrap();
     sleep(Duration::from_secs(1)).await;

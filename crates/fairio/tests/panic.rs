@@ -1,64 +1,28 @@
 //! A stream that panics ends its own connection with an error, releases it from the scheduler,
 //! and leaves the other connections (and the caller's task) running. Paused clock.
 
-use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
+#[path = "common/tapped.rs"]
+mod tapped;
+
 use std::time::Duration;
 
 use bytes::Bytes;
 use fairio::{Config, Error, Scheduler};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream, ReadBuf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::time::timeout;
 
+use tapped::Tapped;
+
 /// A duplex stream whose reads or writes panic.
-struct Panicky {
-    inner: DuplexStream,
-    on_read: bool,
-    on_write: bool,
-}
-
-impl AsyncRead for Panicky {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if self.on_read {
-            panic!("a read that panics");
-        }
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Panicky {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        if self.on_write {
-            panic!("a write that panics");
-        }
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
-fn panicky(on_read: bool, on_write: bool) -> (Panicky, DuplexStream) {
+fn panicky(on_read: bool, on_write: bool) -> (Tapped, DuplexStream) {
     let (inner, peer) = tokio::io::duplex(64 * 1024);
-    let stream = Panicky {
-        inner,
-        on_read,
-        on_write,
-    };
+    let mut stream = Tapped::new(inner);
+    if on_read {
+        stream.on_read = Box::new(|_| panic!("a read that panics"));
+    }
+    if on_write {
+        stream.on_write = Box::new(|| panic!("a write that panics"));
+    }
     (stream, peer)
 }
 

@@ -25,14 +25,17 @@ pub(crate) fn first_window_jain(out: &Outcome, weights: &[f64], step: std::time:
     if per >= out.samples.len() {
         return f64::NAN;
     }
-    let (a, b) = (&out.samples[0].1, &out.samples[per].1);
-    let xs: Vec<f64> = a
-        .iter()
+    jain(&window(out, weights, 0, per))
+}
+
+/// Bytes per weight moved between samples `k` and `k + per`.
+fn window(out: &Outcome, weights: &[f64], k: usize, per: usize) -> Vec<f64> {
+    let (a, b) = (&out.samples[k].1, &out.samples[k + per].1);
+    a.iter()
         .zip(b)
         .zip(weights)
         .map(|((x, y), w)| (y - x) as f64 / w)
-        .collect();
-    jain(&xs)
+        .collect()
 }
 
 pub(crate) fn min_window_jain(out: &Outcome, weights: &[f64], step: std::time::Duration) -> f64 {
@@ -41,13 +44,7 @@ pub(crate) fn min_window_jain(out: &Outcome, weights: &[f64], step: std::time::D
     let mut k = per;
     // Skip the first window: start-up.
     while k + per < out.samples.len() {
-        let (a, b) = (&out.samples[k].1, &out.samples[k + per].1);
-        let xs: Vec<f64> = a
-            .iter()
-            .zip(b)
-            .zip(weights)
-            .map(|((x, y), w)| (y - x) as f64 / w)
-            .collect();
+        let xs = window(out, weights, k, per);
         worst = worst.min(jain(&xs));
         if std::env::var_os("FAIRIO_BENCH_DEBUG").is_some() && jain(&xs) < 0.97 {
             let mut h = std::collections::BTreeMap::new();
