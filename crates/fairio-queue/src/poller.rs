@@ -33,11 +33,12 @@ impl Poller {
         }
     }
 
-    /// A poller over `queue` whose place in line lapses: once woken for its turn, it keeps it
-    /// only until another caller comes first, then rejoins at the back when polled again. For
-    /// a poller kept across returns by an `AsyncRead`/`AsyncWrite` adapter, whose caller may
-    /// give up on a pending poll (a timeout, a `select!`) and never poll again: it cannot hold
-    /// up the others. A live poller loses at most its place, never bytes.
+    /// A poller over `queue` whose place in line may be passed: once woken for its turn, and
+    /// until it polls again, any other caller may go ahead of it; it keeps its place for when
+    /// it comes back. For a poller kept across returns by an `AsyncRead`/`AsyncWrite` adapter,
+    /// whose caller may give up on a pending poll (a timeout, a `select!`) and never poll
+    /// again: it cannot hold up the others. A live poller loses at most a turn, never its
+    /// place or bytes.
     ///
     /// ```
     /// use std::num::NonZeroUsize;

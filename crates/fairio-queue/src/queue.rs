@@ -84,7 +84,7 @@ impl State {
         self.size += msg.len();
         self.pushed += msg.len() as u64;
         self.items.push_back(msg);
-        self.poppers.head()
+        self.poppers.turn()
     }
 
     /// Takes at most `max` bytes from the front chunk, splitting it without copying.
@@ -450,7 +450,7 @@ impl ByteQueue {
         };
         Ok((
             chunk,
-            Wakeups(st.pushers.head(), next_popper, st.shrink.head()),
+            Wakeups(st.pushers.turn(), next_popper, st.shrink.turn()),
         ))
     }
 
@@ -521,7 +521,7 @@ impl ByteQueue {
         let (dropped, wake) = {
             let mut st = self.lock();
             st.items.clear();
-            let wake = Wakeups(st.pushers.head(), st.shrink.head(), Heads::default());
+            let wake = Wakeups(st.pushers.turn(), st.shrink.turn(), Heads::default());
             (std::mem::take(&mut st.size), wake)
         };
         wake.wake();

@@ -12,11 +12,10 @@ pub(crate) type Ticket = u64;
 ///
 /// A *lapsing* place belongs to a poll-based owner (an `AsyncRead`/`AsyncWrite` adapter), which
 /// may stop polling without a word: a caller that gives up on a pending `poll_write` keeps no
-/// future whose drop could leave the line. Such a place, once woken for its turn by the queue
-/// (room, or bytes, came), keeps it only until another caller comes first; it then rejoins at
-/// the back when it polls again. So an abandoned poll never holds up the others, and a live
-/// poller loses at most its place, never bytes. A turn handed on by the waiter before it
-/// (which proceeded and left) does not lapse: the leaver's next call must not take it.
+/// future whose drop could leave the line. Once such a place has been woken for its turn and
+/// its owner has not come back, it is *passable*: any other caller may go ahead of it, and it
+/// keeps its place for when its owner comes back. So an abandoned poll never holds up the
+/// others, and a live poller loses at most a turn, never its place or bytes.
 #[derive(Debug, Default)]
 pub(crate) struct Waiters {
     next: Ticket,
@@ -32,51 +31,68 @@ struct Entry {
     woken: bool,
 }
 
-/// The wakers to wake for the head's turn: the head's and, when the head's place may lapse,
-/// the next one's, which takes the turn if the head does not come back first.
+impl Entry {
+    fn passable(&self) -> bool {
+        self.lapsing && self.woken
+    }
+}
+
+/// The wakers to wake for a turn (see [`Waiters::turn`]), once the queue's lock is released.
+/// The usual turn wakes one waiter, with no allocation; places that may lapse add more.
 #[derive(Debug, Default)]
-pub(crate) struct Heads(Option<Waker>, Option<Waker>);
+pub(crate) struct Heads(Option<Waker>, Vec<Waker>);
 
 impl Heads {
-    /// Wakes them, once the queue's lock is released.
+    fn push(&mut self, w: Waker) {
+        if self.0.is_none() {
+            self.0 = Some(w);
+        } else {
+            self.1.push(w);
+        }
+    }
+
+    /// How many wakers.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        usize::from(self.0.is_some()) + self.1.len()
+    }
+
+    /// Wakes them.
     pub(crate) fn wake(self) {
-        for w in [self.0, self.1].into_iter().flatten() {
+        for w in self.0.into_iter().chain(self.1) {
             w.wake();
         }
     }
 }
 
 impl Waiters {
-    /// Whether a caller holding `ticket` (or none, for a newcomer) may proceed now. A lapsed
-    /// head gives way first; a caller whose place lapsed counts as a newcomer.
+    /// Whether a caller holding `ticket` (or none, for a newcomer) may proceed now: every place
+    /// ahead of it is passable (or there is none). A caller whose place is gone counts as a
+    /// newcomer.
     pub(crate) fn may_proceed(&mut self, ticket: &mut Option<Ticket>) -> bool {
-        while self
-            .list
-            .front()
-            .is_some_and(|e| e.lapsing && e.woken && Some(e.ticket) != *ticket)
-        {
-            self.list.pop_front();
-        }
         if let Some(t) = *ticket {
             if !self.list.iter().any(|e| e.ticket == t) {
                 *ticket = None;
             }
         }
-        match *ticket {
-            None => self.list.is_empty(),
-            Some(t) => match self.list.front_mut() {
-                Some(head) if head.ticket == t => {
-                    // Back for its turn.
-                    head.woken = false;
-                    true
-                }
-                _ => false,
-            },
+        let Some(t) = *ticket else {
+            return self.list.iter().all(Entry::passable);
+        };
+        for e in &mut self.list {
+            if e.ticket == t {
+                // Back for its turn.
+                e.woken = false;
+                return true;
+            }
+            if !e.passable() {
+                return false;
+            }
         }
+        false
     }
 
-    /// Joins the line (at the back, also for a caller whose place lapsed), or refreshes the
-    /// waker of a caller already in it. `lapsing`: see [`Waiters`].
+    /// Joins the line at the back, or refreshes the waker of a caller already in it.
+    /// `lapsing`: see [`Waiters`].
     pub(crate) fn wait(&mut self, ticket: &mut Option<Ticket>, waker: &Waker, lapsing: bool) {
         if let Some(t) = *ticket {
             if let Some(e) = self.list.iter_mut().find(|e| e.ticket == t) {
@@ -96,8 +112,8 @@ impl Waiters {
         *ticket = Some(t);
     }
 
-    /// Leaves the line. Returns the wakers of the new head when the leaver was the head, since
-    /// the head may have been woken for something the leaver no longer takes.
+    /// Leaves the line. When the leaver had the turn (every place ahead of it passable), the
+    /// turn passes on: the wakers to wake for it.
     pub(crate) fn leave(&mut self, ticket: &mut Option<Ticket>) -> Heads {
         let Some(t) = ticket.take() else {
             return Heads::default();
@@ -106,28 +122,27 @@ impl Waiters {
             return Heads::default();
         };
         self.list.remove(pos);
-        match self.list.front() {
-            // The turn passes to the new head: it does not lapse for this wake-up, which came
-            // from the one before it and not from the queue (a newcomer arriving in the same
-            // breath, such as the leaver's next call, must not take the turn from it).
-            Some(head) if pos == 0 => Heads(Some(head.waker.clone()), None),
-            _ => Heads::default(),
+        if self.list.iter().take(pos).all(Entry::passable) {
+            self.turn()
+        } else {
+            Heads::default()
         }
     }
 
-    /// The wakers for the head's turn (see [`Heads`]), to be woken once the lock is released.
-    pub(crate) fn head(&mut self) -> Heads {
-        let mut it = self.list.iter_mut();
-        let Some(head) = it.next() else {
-            return Heads::default();
-        };
-        head.woken = true;
-        let next = if head.lapsing {
-            it.next().map(|e| e.waker.clone())
-        } else {
-            None
-        };
-        Heads(Some(head.waker.clone()), next)
+    /// The turn comes (room, or bytes, or the one before left): the places at the front that
+    /// may lapse are woken and marked (each may be abandoned), and so is the first that may not,
+    /// which takes the turn if none of them comes back first. Wake them once the lock is
+    /// released.
+    pub(crate) fn turn(&mut self) -> Heads {
+        let mut heads = Heads::default();
+        for e in &mut self.list {
+            heads.push(e.waker.clone());
+            if !e.lapsing {
+                break;
+            }
+            e.woken = true;
+        }
+        heads
     }
 
     /// Every waker in the line, for close.
@@ -140,51 +155,85 @@ impl Waiters {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_lapsed_head_gives_way_and_rejoins_at_the_back() {
-        let w = Waker::noop();
+    fn line_of(lapsing: &[bool]) -> (Waiters, Vec<Option<Ticket>>) {
         let mut line = Waiters::default();
-        let (mut a, mut b) = (None, None);
-        line.wait(&mut a, w, true);
-        line.wait(&mut b, w, false);
-        assert!(!line.may_proceed(&mut b));
-        // Not woken yet: the head keeps its place.
+        let tickets = lapsing
+            .iter()
+            .map(|&l| {
+                let mut t = None;
+                line.wait(&mut t, Waker::noop(), l);
+                t
+            })
+            .collect();
+        (line, tickets)
+    }
+
+    #[test]
+    fn a_woken_lapsing_head_is_passed_and_keeps_its_place() {
+        let (mut line, mut t) = line_of(&[true, false]);
+        assert!(!line.may_proceed(&mut t[1]));
+        // Not woken yet: the head keeps its turn.
         assert!(!line.may_proceed(&mut None));
         // Woken for its turn, and the next is woken with it.
-        let heads = line.head();
-        assert!(heads.0.is_some() && heads.1.is_some());
-        assert!(line.may_proceed(&mut b), "the next takes the turn");
-        let _ = line.leave(&mut b);
-        // The lapsed owner comes back: a newcomer now, and alone, so it may go.
-        assert!(line.may_proceed(&mut a));
-        assert_eq!(a, None);
-        line.wait(&mut a, w, true);
-        assert!(line.may_proceed(&mut a));
+        assert_eq!(line.turn().len(), 2);
+        assert!(line.may_proceed(&mut t[1]), "the next takes the turn");
+        let _ = line.leave(&mut t[1]);
+        // The owner comes back: still first in line.
+        assert!(line.may_proceed(&mut t[0]));
+        assert!(t[0].is_some());
+        assert!(
+            !line.may_proceed(&mut None),
+            "back, it holds its turn again"
+        );
     }
 
     #[test]
     fn a_lapsing_head_that_comes_back_first_keeps_its_turn() {
-        let w = Waker::noop();
-        let mut line = Waiters::default();
-        let (mut a, mut b) = (None, None);
-        line.wait(&mut a, w, true);
-        line.wait(&mut b, w, false);
-        let _ = line.head();
-        assert!(line.may_proceed(&mut a));
-        assert!(!line.may_proceed(&mut b));
+        let (mut line, mut t) = line_of(&[true, false]);
+        let _ = line.turn();
+        assert!(line.may_proceed(&mut t[0]));
+        assert!(!line.may_proceed(&mut t[1]));
     }
 
     #[test]
-    fn a_holding_head_keeps_its_place_when_woken() {
-        let w = Waker::noop();
-        let mut line = Waiters::default();
-        let (mut a, mut b) = (None, None);
-        line.wait(&mut a, w, false);
-        line.wait(&mut b, w, false);
-        let heads = line.head();
-        assert!(heads.1.is_none());
-        assert!(!line.may_proceed(&mut b));
+    fn a_holding_head_keeps_its_turn_when_woken() {
+        let (mut line, mut t) = line_of(&[false, false]);
+        assert_eq!(line.turn().len(), 1);
+        assert!(!line.may_proceed(&mut t[1]));
         assert!(!line.may_proceed(&mut None));
-        assert!(line.may_proceed(&mut a));
+        assert!(line.may_proceed(&mut t[0]));
+    }
+
+    /// Two abandoned pollers in a row: one turn makes both passable.
+    #[test]
+    fn a_chain_of_abandoned_places_holds_up_no_one() {
+        let (mut line, _abandoned) = line_of(&[true, true]);
+        let _ = line.turn();
+        assert!(line.may_proceed(&mut None));
+    }
+
+    /// The turn handed on by a leaver to an abandoned place: passable at once, so a newcomer
+    /// goes on with no further event (a reader with bytes still queued).
+    #[test]
+    fn a_turn_handed_to_an_abandoned_place_is_passable() {
+        let (mut line, mut t) = line_of(&[false, true]);
+        let _ = line.turn();
+        assert!(line.may_proceed(&mut t[0]));
+        let heads = line.leave(&mut t[0]);
+        assert_eq!(heads.len(), 1);
+        assert!(line.may_proceed(&mut None));
+    }
+
+    /// A caller that went ahead of passable places hands the turn on when it leaves.
+    #[test]
+    fn a_caller_that_passed_hands_the_turn_on() {
+        let (mut line, mut t) = line_of(&[true, false, false]);
+        let _ = line.turn();
+        assert!(line.may_proceed(&mut t[1]));
+        assert!(!line.may_proceed(&mut t[2]));
+        let heads = line.leave(&mut t[1]);
+        // The abandoned head and the next that may take the turn.
+        assert_eq!(heads.len(), 2);
+        assert!(line.may_proceed(&mut t[2]));
     }
 }

@@ -110,3 +110,30 @@ fn an_abandoned_lapsing_poller_holds_up_no_one() {
         drop(abandoned);
     });
 }
+
+/// Two abandoned poll-based pushers in a row hold up no one either.
+#[test]
+fn two_abandoned_lapsing_pollers_hold_up_no_one() {
+    loom::model(|| {
+        use std::task::{Context, Waker};
+
+        use fairio_queue::Poller;
+
+        let q = Arc::new(ByteQueue::bounded(NonZeroUsize::new(4).unwrap()));
+        assert!(q.push_now(bytes(4)));
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut first = Poller::lapsing(Arc::clone(&q));
+        let mut second = Poller::lapsing(Arc::clone(&q));
+        for p in [&mut first, &mut second] {
+            let mut msg = Some(bytes(2));
+            assert!(p.poll_push(&mut cx, &mut msg).is_pending());
+        }
+        let p = Arc::clone(&q);
+        let pusher = thread::spawn(move || block_on(p.push(bytes(2))).is_ok());
+        let got = block_on(q.pop()).map(|b| b.len());
+        assert_eq!(got, Some(4));
+        assert!(pusher.join().unwrap());
+        assert!(q.push_now(bytes(1)), "a newcomer is not held up");
+        drop((first, second));
+    });
+}

@@ -200,3 +200,35 @@ async fn an_abandoned_read_poll_holds_up_no_one() {
     drop(io);
     sched.shutdown(Some(Duration::ZERO)).await;
 }
+
+/// A reader hands its turn to an abandoned `ConnectionIo` read behind it, with bytes still
+/// queued and no more coming: the next reader gets them at once.
+#[tokio::test(start_paused = true)]
+async fn a_turn_handed_to_an_abandoned_read_holds_up_no_one() {
+    use tokio::io::AsyncWriteExt;
+
+    let sched = Scheduler::new(Config::new(256).max_download_speed(Some(1 << 20))).unwrap();
+    let (ours, mut peer) = tokio::io::duplex(1024);
+    let conn = sched.register(ours).unwrap();
+    let mut io = conn.clone().into_io();
+    let first = {
+        let conn = conn.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 4];
+            conn.read(&mut buf).await.map(|n| n as u64)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    let mut buf = [0u8; 8];
+    let gave_up = tokio::time::timeout(Duration::from_millis(10), io.read(&mut buf)).await;
+    assert!(gave_up.is_err(), "nothing to read yet");
+    peer.write_all(&[3u8; 100]).await.unwrap();
+    assert_eq!(first.await.unwrap().unwrap(), 4);
+    let mut rest = [0u8; 96];
+    tokio::time::timeout(Duration::from_secs(1), conn.read_full(&mut rest))
+        .await
+        .expect("the bytes still queued are read at once")
+        .unwrap();
+    drop(io);
+    sched.shutdown(Some(Duration::ZERO)).await;
+}
