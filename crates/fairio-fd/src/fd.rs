@@ -32,7 +32,7 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 /// tokio's owned halves); reads and writes allocate nothing.
 pub struct Fd {
     // Drops before the stream: the probe's last reading needs the socket open.
-    _probe: ProbeGuard,
+    _probe: Arc<ProbeGuard>,
     stream: Whole,
     info: Arc<FdInfo>,
 }
@@ -75,7 +75,7 @@ impl Fd {
         };
         let info = Arc::new(FdInfo::new(id, bound, probe));
         Self {
-            _probe: ProbeGuard(Arc::clone(&info)),
+            _probe: Arc::new(ProbeGuard(Arc::clone(&info))),
             stream,
             info,
         }
@@ -96,6 +96,7 @@ impl Fd {
         let (r, w) = self.stream.split();
         (
             FdReadHalf {
+                _probe: Arc::clone(&self._probe),
                 inner: r,
                 info: Arc::clone(&self.info),
             },
@@ -117,7 +118,9 @@ impl Fd {
     /// Dropping the future drops the stream: it closes, possibly without the FIN.
     pub async fn close(mut self, reason: CloseReason) -> io::Result<()> {
         self.info.set_close_reason(reason);
-        self.stream.get().shutdown().await
+        self.stream.get().shutdown().await?;
+        self.info.set_fin_sent();
+        Ok(())
     }
 }
 
@@ -185,12 +188,19 @@ impl AsyncWrite for Fd {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(self.stream.get()).poll_shutdown(cx)
+        let r = ready!(Pin::new(self.stream.get()).poll_shutdown(cx));
+        if r.is_ok() {
+            self.info.set_fin_sent();
+        }
+        Poll::Ready(r)
     }
 }
 
 /// The read half of a split [`Fd`].
 pub struct FdReadHalf {
+    // Shared with the write half; whichever drops last takes the probe's last reading, before
+    // its own half of the socket goes.
+    _probe: Arc<ProbeGuard>,
     inner: Reading,
     info: Arc<FdInfo>,
 }
@@ -226,7 +236,7 @@ impl AsyncRead for FdReadHalf {
 /// The write half of a split [`Fd`].
 pub struct FdWriteHalf {
     // Drops before the half: the probe's last reading needs the socket open.
-    _probe: ProbeGuard,
+    _probe: Arc<ProbeGuard>,
     inner: Writing,
     info: Arc<FdInfo>,
 }
@@ -265,7 +275,9 @@ impl FdWriteHalf {
     /// sends it as it is dropped).
     pub async fn close(mut self, reason: CloseReason) -> io::Result<()> {
         self.info.set_close_reason(reason);
-        self.inner.get().shutdown().await
+        self.inner.get().shutdown().await?;
+        self.info.set_fin_sent();
+        Ok(())
     }
 }
 
@@ -307,7 +319,11 @@ impl AsyncWrite for FdWriteHalf {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(self.inner.get()).poll_shutdown(cx)
+        let r = ready!(Pin::new(self.inner.get()).poll_shutdown(cx));
+        if r.is_ok() {
+            self.info.set_fin_sent();
+        }
+        Poll::Ready(r)
     }
 }
 

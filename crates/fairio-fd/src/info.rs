@@ -1,7 +1,7 @@
 //! The shared, thread-safe facts about one stream: id, byte counts, closing reason, and what
 //! the peer has acknowledged.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError};
 
 use crate::{CloseReason, UnsentBound};
@@ -18,6 +18,8 @@ pub struct FdInfo {
     reason: OnceLock<CloseReason>,
     bound: UnsentBound,
     probe: Mutex<Probe>,
+    /// The write side was shut down (a FIN queued): the kernel counts it as one more byte.
+    fin: AtomicBool,
 }
 
 /// Where the count of unacknowledged bytes comes from.
@@ -43,6 +45,7 @@ impl FdInfo {
             reason: OnceLock::new(),
             bound,
             probe: Mutex::new(probe),
+            fin: AtomicBool::new(false),
         }
     }
 
@@ -64,8 +67,8 @@ impl FdInfo {
 
     /// Of the [bytes written](Self::bytes_written), how many the peer has not acknowledged yet
     /// (waiting unsent in the kernel, or sent and not acknowledged), where the platform tells:
-    /// a TCP stream on Linux (`SIOCOUTQ`). Once the stream's write half is gone, the figure it
-    /// had then. `None` where it cannot be known.
+    /// a TCP stream on Linux (`SIOCOUTQ`). Once the stream is closed (both halves gone), the
+    /// figure it had then. `None` where it cannot be known.
     ///
     /// `bytes_written() - unacked()` is what the peer's TCP has received (it may not have read
     /// it yet).
@@ -79,7 +82,8 @@ impl FdInfo {
         };
         // A queued FIN takes a sequence number, and bytes written around the Fd (a handshake
         // before it was wrapped) are in the kernel's count but not in ours.
-        n.map(|n| n.min(self.bytes_written()))
+        let fin = u64::from(self.fin.load(Ordering::Acquire));
+        n.map(|n| n.saturating_sub(fin).min(self.bytes_written()))
     }
 
     /// What bounds the bytes the kernel takes ahead of the peer.
@@ -100,6 +104,10 @@ impl FdInfo {
 
     pub(crate) fn add_read(&self, n: usize) {
         self.read.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_fin_sent(&self) {
+        self.fin.store(true, Ordering::Release);
     }
 
     pub(crate) fn add_written(&self, n: usize) {
@@ -150,5 +158,10 @@ mod tests {
         assert_eq!(info.unacked(), None);
         let info = FdInfo::new(4, UnsentBound::Unbounded, Probe::Final(None));
         assert_eq!(info.unacked(), None);
+        // After a FIN, the kernel counts it too: every data byte acknowledged reads 0.
+        let info = FdInfo::new(5, UnsentBound::Unbounded, Probe::Final(Some(1)));
+        info.add_written(100);
+        info.set_fin_sent();
+        assert_eq!(info.unacked(), Some(0));
     }
 }

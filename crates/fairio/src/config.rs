@@ -7,6 +7,9 @@ use fairio_stats::StatsConfig;
 
 use crate::Error;
 
+/// The largest [`Config::unsent_limit`]: 2 GiB - 1 (the socket option is a C `int`).
+pub const MAX_UNSENT_LIMIT: u32 = i32::MAX as u32;
+
 /// The largest [`Config::read_buffer_size`]: 16 MiB. A socket read rarely returns more than a
 /// few hundred KiB, and each connection may hold one buffer.
 pub const MAX_READ_BUFFER_SIZE: usize = 16 << 20;
@@ -166,13 +169,17 @@ impl Config {
             linger: self.linger,
             unsent_limit: match self.unsent_limit {
                 None => None,
-                Some(n) => Some(NonZeroU32::new(n).ok_or_else(|| {
-                    Error::InvalidConfig(
-                        "unsent_limit must be at least 1 byte (16 KiB is the default), or None \
-                         to leave the kernel's buffers as they are; got 0"
-                            .into(),
-                    )
-                })?),
+                Some(n) => Some(
+                    NonZeroU32::new(n)
+                        .filter(|n| n.get() <= MAX_UNSENT_LIMIT)
+                        .ok_or_else(|| {
+                            Error::InvalidConfig(format!(
+                                "unsent_limit must be between 1 byte and 2 GiB - 1 (16 KiB is \
+                                 the default), or None to leave the kernel's buffers as they \
+                                 are; got {n}"
+                            ))
+                        })?,
+                ),
             },
         })
     }
@@ -229,5 +236,22 @@ mod tests {
             }
         }
         assert!(Config::new(MAX_READ_BUFFER_SIZE).check().is_ok());
+    }
+
+    #[test]
+    fn unsent_limits_out_of_range_are_refused() {
+        for n in [0, MAX_UNSENT_LIMIT + 1, u32::MAX] {
+            match Config::new(1024).unsent_limit(Some(n)).check() {
+                Err(Error::InvalidConfig(m)) => assert!(m.contains("unsent_limit"), "{m}"),
+                other => panic!("{n}: {other:?}"),
+            }
+        }
+        assert!(
+            Config::new(1)
+                .unsent_limit(Some(MAX_UNSENT_LIMIT))
+                .check()
+                .is_ok()
+        );
+        assert!(Config::new(1).unsent_limit(None).check().is_ok());
     }
 }

@@ -32,6 +32,8 @@ pub struct ConnectionIo<P: Policy = EqualShare> {
     writer: Poller,
     /// A flush under way: its target (bytes accepted in all when it began) and its wait.
     flushing: Option<(u64, Pending)>,
+    /// The queue's running total just after this handle's last write.
+    written_upto: u64,
     /// The end of the stream was held back for a completed flush (see `poll_read`): once per
     /// connection, since every read after the end reports it again.
     eof_deferred: bool,
@@ -57,6 +59,7 @@ impl<P: Policy> ConnectionIo<P> {
             writer: Poller::lapsing(Arc::clone(&c.write_q)),
             conn,
             flushing: None,
+            written_upto: 0,
             eof_deferred: false,
             closing: Closing::Idle,
         }
@@ -116,17 +119,30 @@ impl<P: Policy> AsyncWrite for ConnectionIo<P> {
         // A copy per attempt: a pending attempt queues nothing and keeps its place in line.
         let mut msg = Some(Bytes::copy_from_slice(buf));
         match self.writer.poll_push(cx, &mut msg) {
-            Poll::Ready(Ok(())) => Poll::Ready(Ok(buf.len())),
+            Poll::Ready(Ok(())) => {
+                // What a flush polled again waits for (a little more, if another handle pushed
+                // in between).
+                self.written_upto = self.conn.conn().flush_target();
+                Poll::Ready(Ok(buf.len()))
+            }
             Poll::Ready(Err(_)) => Poll::Ready(Err(Error::ConnectionClosed.into())),
             Poll::Pending => Poll::Pending,
         }
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // Every byte accepted so far, whatever is queued after: a flush does not wait for an
+        // empty queue, which another handle may keep busy. A flush polled again after more
+        // writes of this handle (hyper and codecs write, then poll the flush again) waits for
+        // those too.
+        let target = match &self.flushing {
+            None => self.conn.conn().flush_target(),
+            Some((t, _)) => (*t).max(self.written_upto),
+        };
+        if self.flushing.as_ref().is_some_and(|(t, _)| *t < target) {
+            self.flushing = None;
+        }
         if self.flushing.is_none() {
-            // Every byte accepted so far, whatever is queued after: a flush does not wait for
-            // an empty queue, which another handle may keep busy.
-            let target = self.conn.conn().flush_target();
             if let Some(r) = self.conn.conn().try_flushed_to(target) {
                 return Poll::Ready(r.map_err(io::Error::from));
             }

@@ -264,7 +264,7 @@ mod sync;
 mod task;
 mod write_pump;
 
-pub use config::{Config, MAX_READ_BUFFER_SIZE};
+pub use config::{Config, MAX_READ_BUFFER_SIZE, MAX_UNSENT_LIMIT};
 pub use connection::Connection;
 pub use error::Error;
 #[doc(inline)]

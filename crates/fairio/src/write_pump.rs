@@ -82,7 +82,7 @@ pub(crate) async fn run<P: Policy>(
                 write_within(w, &batch, MAX_WRITE, dir, generation, None, || {}).await?
             {
                 if sent(conn, &mut batch, n) {
-                    flushed(conn, w).await?;
+                    flushed(conn, w, || {}).await?;
                 }
             }
             continue;
@@ -101,10 +101,16 @@ pub(crate) async fn run<P: Policy>(
             grant.spend(1);
         }
         probed = None;
-        if spend(conn, dir, w, &mut batch, &mut grant).await? == Spent::Stalled {
-            // Its rest goes back before the wait.
-            drop(grant);
-            probed = probe(conn, dir, w, &mut batch).await?;
+        let spent = spend(conn, dir, w, &mut batch, &mut grant).await?;
+        // Its rest goes back before any wait.
+        drop(grant);
+        match spent {
+            Spent::Done => {}
+            Spent::Stalled => probed = probe(conn, dir, w, &mut batch).await?,
+            Spent::Flush => {
+                // A flush the stream does not finish at once asks for nothing meanwhile.
+                flushed(conn, w, || dir.withdraw(key, slot)).await?;
+            }
         }
     }
     w.info().set_close_reason(CloseReason::LocalClose);
@@ -118,6 +124,8 @@ enum Spent {
     Done,
     /// The stream took nothing within [`STALL`].
     Stalled,
+    /// A flush waits for bytes written by now: the stream is to be flushed.
+    Flush,
 }
 
 /// After a stall, on a stream that cannot say when it is writable without a write (TLS, an
@@ -138,7 +146,7 @@ async fn probe<P: Policy>(
     match write_within(w, batch, 1, dir, generation, None, || {}).await? {
         Outcome::Written(n) => {
             if sent(conn, batch, n) {
-                flushed(conn, w).await?;
+                flushed(conn, w, || {}).await?;
             }
             Ok(Some(generation))
         }
@@ -171,7 +179,9 @@ async fn spend<P: Policy>(
                 let flush = sent(conn, batch, n);
                 grant.spend(n as u64);
                 if flush {
-                    flushed(conn, w).await?;
+                    // The flush waits for the stream, which may take long (TLS to a slow
+                    // peer): without the grant, which goes back first.
+                    return Ok(Spent::Flush);
                 }
                 if grant.bytes() == 0 {
                     // Asks again, with the demand as it is now (it may have been withdrawn).
@@ -210,9 +220,24 @@ fn sent<P: Policy>(conn: &ConnInner<P>, batch: &mut Batch, n: usize) -> bool {
     conn.count_written(n)
 }
 
-/// Flushes the stream and wakes the flushes waiting for what it took.
-async fn flushed<P: Policy>(conn: &ConnInner<P>, w: &mut FdWriteHalf) -> io::Result<()> {
-    w.flush().await?;
+/// Flushes the stream and wakes the flushes waiting for what it took; `on_pending` runs once
+/// if the stream does not finish the flush at once.
+async fn flushed<P: Policy>(
+    conn: &ConnInner<P>,
+    w: &mut FdWriteHalf,
+    on_pending: impl FnOnce(),
+) -> io::Result<()> {
+    let mut on_pending = Some(on_pending);
+    std::future::poll_fn(|cx| {
+        let r = Pin::new(&mut *w).poll_flush(cx);
+        if r.is_pending() {
+            if let Some(f) = on_pending.take() {
+                f();
+            }
+        }
+        r
+    })
+    .await?;
     conn.drained.notify_waiters();
     Ok(())
 }

@@ -232,3 +232,33 @@ async fn a_turn_handed_to_an_abandoned_read_holds_up_no_one() {
     drop(io);
     sched.shutdown(Some(Duration::ZERO)).await;
 }
+
+/// A flush polled again after more writes of the same handle (hyper's and the codecs' way)
+/// waits for those writes too.
+#[tokio::test(start_paused = true)]
+async fn a_flush_polled_again_after_more_writes_waits_for_them() {
+    use tokio::io::AsyncWriteExt;
+
+    let sched = Scheduler::new(Config::new(1024).max_upload_speed(Some(4096))).unwrap();
+    let (ours, mut peer) = tokio::io::duplex(64 * 1024);
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 4096];
+        while let Ok(1..) = peer.read(&mut buf).await {}
+    });
+    let conn = sched.register(ours).unwrap();
+    let mut io = conn.clone().into_io();
+    let mut cx = Context::from_waker(Waker::noop());
+    io.write_all(&[1u8; 8192]).await.unwrap();
+    assert!(Pin::new(&mut io).poll_flush(&mut cx).is_pending());
+    io.write_all(&[2u8; 8192]).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(30), io.flush())
+        .await
+        .expect("the flush completes")
+        .unwrap();
+    assert!(
+        conn.stat().total_sent >= 16384,
+        "{}",
+        conn.stat().total_sent
+    );
+    sched.shutdown(Some(Duration::ZERO)).await;
+}

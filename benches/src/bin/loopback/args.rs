@@ -49,9 +49,11 @@ fn parse_unsent(s: &str) -> Result<Unsent, String> {
     if s == "none" {
         return Ok(Unsent(None));
     }
-    s.parse::<u32>()
-        .map(|n| Unsent(Some(n)))
-        .map_err(|e| format!("{s}: {e} (bytes, or none)"))
+    match s.parse::<u32>() {
+        Ok(0) => Err(format!("{s}: at least 1 byte, or none")),
+        Ok(n) => Ok(Unsent(Some(n))),
+        Err(e) => Err(format!("{s}: {e} (bytes, or none)")),
+    }
 }
 
 /// `--unsent-limit`, set once by `main`.

@@ -17,7 +17,6 @@ pub(crate) fn pct(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-/// The smallest Jain index over consecutive 250 ms windows, from samples every `step`.
 /// Jain's index over the first 250 ms window of the measured interval (by weight): start-up,
 /// which [`min_window_jain`] skips.
 pub(crate) fn first_window_jain(out: &Outcome, weights: &[f64], step: std::time::Duration) -> f64 {
@@ -38,6 +37,7 @@ fn window(out: &Outcome, weights: &[f64], k: usize, per: usize) -> Vec<f64> {
         .collect()
 }
 
+/// The smallest Jain index over consecutive 250 ms windows, from samples every `step`.
 pub(crate) fn min_window_jain(out: &Outcome, weights: &[f64], step: std::time::Duration) -> f64 {
     let per = (0.25 / step.as_secs_f64()).round().max(1.0) as usize;
     let mut worst: f64 = 1.0;

@@ -12,14 +12,16 @@ use crate::rate::parse_rate;
 pub(super) struct Unsent(pub(super) Option<u32>);
 
 fn parse_unsent(s: &str) -> Result<Unsent, String> {
-    if s.trim() == "none" {
+    if s.trim().eq_ignore_ascii_case("none") {
         return Ok(Unsent(None));
     }
     // Sizes take the units of rates: 16384, 16KiB, 1MiB.
     let n = parse_rate(s).map_err(|e| e.replace("rate in bytes per second", "size in bytes"))?;
     u32::try_from(n)
+        .ok()
+        .filter(|&n| n <= fairio::MAX_UNSENT_LIMIT)
         .map(|n| Unsent(Some(n)))
-        .map_err(|_| format!("'{s}' is above 4 GiB; expected a size such as 16KiB, or none"))
+        .ok_or_else(|| format!("'{s}' is above 2 GiB; expected a size such as 16KiB, or none"))
 }
 use crate::{PolicyName, Refusal};
 
@@ -187,6 +189,7 @@ mod tests {
         let zero = parse_unsent("0").unwrap_err();
         assert!(zero.contains("size in bytes"), "{zero}");
         let big = parse_unsent("8GiB").unwrap_err();
-        assert!(big.contains("above 4 GiB"), "{big}");
+        assert!(big.contains("above 2 GiB"), "{big}");
+        assert_eq!(parse_unsent("None"), Ok(Unsent(None)));
     }
 }
