@@ -266,12 +266,36 @@ struct Fanout {
     wakers: Mutex<Vec<Waker>>,
 }
 
+/// How many wakers the fan-out keeps before it wakes them all: tasks that polled once and
+/// stopped (a read given up on by a timeout, say) would otherwise stay listed, with their
+/// task's memory, until the stream next has something.
+const FANOUT_MAX: usize = 32;
+
 impl Fanout {
     fn add(&self, waker: &Waker) {
-        let mut ws = self.wakers.lock().unwrap_or_else(|e| e.into_inner());
-        if !ws.iter().any(|w| w.will_wake(waker)) {
+        let stale = {
+            let mut ws = self.wakers.lock().unwrap_or_else(|e| e.into_inner());
+            if ws.iter().any(|w| w.will_wake(waker)) {
+                return;
+            }
+            // Full: each listed task is woken once, and a task that still waits polls again
+            // and is listed again.
+            let stale = if ws.len() >= FANOUT_MAX {
+                std::mem::take(&mut *ws)
+            } else {
+                Vec::new()
+            };
             ws.push(waker.clone());
+            stale
+        };
+        for w in stale {
+            w.wake();
         }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.wakers.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 }
 
@@ -311,5 +335,29 @@ impl Stage {
         };
         self.len -= out.len();
         Some(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Task;
+
+    impl Wake for Task {
+        fn wake(self: Arc<Self>) {}
+    }
+
+    /// Wakers of tasks that polled once and went away do not pile up.
+    #[test]
+    fn the_fanout_keeps_a_bounded_list() {
+        let fanout = Fanout::default();
+        let tasks: Vec<Arc<Task>> = (0..1000).map(|_| Arc::new(Task)).collect();
+        for t in &tasks {
+            fanout.add(&Waker::from(Arc::clone(t)));
+        }
+        assert!(fanout.len() <= FANOUT_MAX, "{}", fanout.len());
+        let held = tasks.iter().filter(|t| Arc::strong_count(t) > 1).count();
+        assert!(held <= FANOUT_MAX, "{held} tasks still held");
     }
 }
