@@ -281,6 +281,17 @@ impl FdWriteHalf {
     }
 }
 
+impl Drop for FdWriteHalf {
+    fn drop(&mut self) {
+        // A TCP write half dropped without a shutdown sends its FIN as it goes. If the read
+        // half outlives it, the probe's last reading comes later and counts that FIN: mark it.
+        // (If this half goes last, its reading comes first, before the FIN.)
+        if self.inner.is_tcp() && Arc::strong_count(&self._probe) > 1 {
+            self.info.set_fin_sent();
+        }
+    }
+}
+
 impl fmt::Debug for FdWriteHalf {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FdWriteHalf")

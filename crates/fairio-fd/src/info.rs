@@ -28,8 +28,8 @@ pub(crate) enum Probe {
     /// The platform cannot tell (not TCP, not Linux).
     Unknown,
     /// A TCP socket that is open: asked at each reading. The descriptor stays open while this
-    /// is set, because the half that owns the socket's writes sets [`Probe::Final`] (under the
-    /// lock) before it lets go of the socket.
+    /// is set, because the last half of the stream to go sets [`Probe::Final`] (under the lock)
+    /// before it lets go of its part of the socket.
     #[cfg(all(target_os = "linux", not(loom)))]
     Live(std::os::fd::RawFd),
     /// The count read as the write half let go of the socket.
@@ -125,8 +125,8 @@ impl FdInfo {
     }
 }
 
-/// Retires the probe of its `FdInfo` when dropped; held by whatever owns the socket's writes,
-/// declared before the stream so it drops first.
+/// Retires the probe of its `FdInfo` when dropped; shared by the halves of a split stream (or
+/// held by the whole one), each declaring it before its part of the stream so it drops first.
 #[derive(Debug)]
 pub(crate) struct ProbeGuard(pub(crate) std::sync::Arc<FdInfo>);
 

@@ -441,9 +441,9 @@ impl ByteQueue {
                 TryPopError::Empty
             });
         };
-        // The next popper's turn, if bytes remain: handed on by this one (it does not lapse).
+        // The next popper's turn, if bytes remain or the queue is closed (it must see the end).
         let handoff = st.poppers.leave(ticket);
-        let next_popper = if st.items.is_empty() {
+        let next_popper = if st.items.is_empty() && !st.closed {
             Heads::default()
         } else {
             handoff

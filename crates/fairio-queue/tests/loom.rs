@@ -137,3 +137,21 @@ fn two_abandoned_lapsing_pollers_hold_up_no_one() {
         drop((first, second));
     });
 }
+
+/// Two poppers, a last chunk and a close: whichever is polled first, both finish (the second
+/// sees the end).
+#[test]
+fn two_poppers_see_the_last_chunk_and_the_end() {
+    loom::model(|| {
+        let q = Arc::new(ByteQueue::unbounded());
+        let p = Arc::clone(&q);
+        let second = thread::spawn(move || block_on(p.pop()).map(|b| b.len()));
+        q.push_force(bytes(3)).unwrap();
+        q.close();
+        let first = block_on(q.pop()).map(|b| b.len());
+        let second = second.join().unwrap();
+        let mut got = [first, second];
+        got.sort();
+        assert_eq!(got, [None, Some(3)]);
+    });
+}

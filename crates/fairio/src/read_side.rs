@@ -263,29 +263,39 @@ fn poll_registered<T>(
 /// Wakes every task waiting for the stream; the stream holds this as its only waker.
 #[derive(Default)]
 struct Fanout {
-    wakers: Mutex<Vec<Waker>>,
+    wakers: Mutex<FanoutList>,
 }
 
-/// How many wakers the fan-out keeps before it wakes them all: tasks that polled once and
-/// stopped (a read given up on by a timeout, say) would otherwise stay listed, with their
-/// task's memory, until the stream next has something.
+#[derive(Default)]
+struct FanoutList {
+    wakers: Vec<Waker>,
+    /// The length at which the list is woken and emptied (0: [`FANOUT_MAX`]).
+    bound: usize,
+}
+
+/// How many wakers the fan-out keeps at first before it wakes them all: tasks that polled
+/// once and stopped (a read given up on by a timeout, say) would otherwise stay listed, with
+/// their task's memory, until the stream next has something.
 const FANOUT_MAX: usize = 32;
 
 impl Fanout {
     fn add(&self, waker: &Waker) {
         let stale = {
-            let mut ws = self.wakers.lock().unwrap_or_else(|e| e.into_inner());
-            if ws.iter().any(|w| w.will_wake(waker)) {
+            let mut list = self.wakers.lock().unwrap_or_else(|e| e.into_inner());
+            let FanoutList { wakers, bound } = &mut *list;
+            if wakers.iter().any(|w| w.will_wake(waker)) {
                 return;
             }
-            // Full: each listed task is woken once, and a task that still waits polls again
-            // and is listed again.
-            let stale = if ws.len() >= FANOUT_MAX {
-                std::mem::take(&mut *ws)
+            // Full: each listed task is woken once, and a task that still waits polls again and
+            // is listed again. The bound doubles, so that many live waiters settle instead of
+            // waking each other for ever; the stream's next wake-up resets it.
+            let stale = if wakers.len() >= (*bound).max(FANOUT_MAX) {
+                *bound = 2 * (*bound).max(FANOUT_MAX);
+                std::mem::take(wakers)
             } else {
                 Vec::new()
             };
-            ws.push(waker.clone());
+            wakers.push(waker.clone());
             stale
         };
         for w in stale {
@@ -295,7 +305,11 @@ impl Fanout {
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.wakers.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.wakers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .wakers
+            .len()
     }
 }
 
@@ -305,7 +319,11 @@ impl Wake for Fanout {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        let ws = std::mem::take(&mut *self.wakers.lock().unwrap_or_else(|e| e.into_inner()));
+        let ws = {
+            let mut list = self.wakers.lock().unwrap_or_else(|e| e.into_inner());
+            list.bound = 0;
+            std::mem::take(&mut list.wakers)
+        };
         for w in ws {
             w.wake();
         }
@@ -359,5 +377,37 @@ mod tests {
         assert!(fanout.len() <= FANOUT_MAX, "{}", fanout.len());
         let held = tasks.iter().filter(|t| Arc::strong_count(t) > 1).count();
         assert!(held <= FANOUT_MAX, "{held} tasks still held");
+    }
+
+    /// Many live waiters (each lists itself again when woken) settle: the list is not emptied
+    /// at every addition.
+    #[test]
+    fn many_live_waiters_settle() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+
+        struct Counting(AtomicUsize);
+        impl Wake for Counting {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let fanout = Fanout::default();
+        let tasks: Vec<Arc<Counting>> = (0..40)
+            .map(|_| Arc::new(Counting(AtomicUsize::new(0))))
+            .collect();
+        // Each round, every task that was woken lists itself again, as a live waiter does.
+        let mut listed = vec![false; tasks.len()];
+        for _ in 0..10 {
+            for (i, t) in tasks.iter().enumerate() {
+                let woken = t.0.swap(0, Ordering::Relaxed) > 0;
+                if !listed[i] || woken {
+                    fanout.add(&Waker::from(Arc::clone(t)));
+                    listed[i] = true;
+                }
+            }
+        }
+        let wakes: usize = tasks.iter().map(|t| t.0.load(Ordering::Relaxed)).sum();
+        assert_eq!(wakes, 0, "settled: no task woken in the last round");
+        assert_eq!(fanout.len(), 40);
     }
 }

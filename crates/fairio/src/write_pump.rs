@@ -90,7 +90,17 @@ pub(crate) async fn run<P: Policy>(
         // A stream that cannot take a byte asks for nothing: a peer that reads nothing costs
         // no grant, timer or wake-up until its socket drains (TCP; other streams cannot tell
         // without writing, and are found full by the write itself).
-        std::future::poll_fn(|cx| w.poll_write_ready(cx)).await?;
+        let mut withdrawn = false;
+        std::future::poll_fn(|cx| {
+            let r = w.poll_write_ready(cx);
+            if r.is_pending() && asked && !withdrawn {
+                // What is asked for would only wait in the slot meanwhile.
+                dir.withdraw(key, slot);
+                withdrawn = true;
+            }
+            r
+        })
+        .await?;
         let want = (batch.len() + conn.write_q.len_bytes()).max(1) as u64;
         asked = true;
         let Some(mut grant) = dir.acquire(key, slot, want).await else {
@@ -179,9 +189,18 @@ async fn spend<P: Policy>(
                 let flush = sent(conn, batch, n);
                 grant.spend(n as u64);
                 if flush {
-                    // The flush waits for the stream, which may take long (TLS to a slow
-                    // peer): without the grant, which goes back first.
-                    return Ok(Spent::Flush);
+                    // Tried at once, grant in hand (a TCP stream flushes at once); one that
+                    // waits for the stream (TLS to a slow peer) waits without the grant,
+                    // which goes back first.
+                    match std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *w).poll_flush(cx)))
+                        .await
+                    {
+                        Poll::Ready(r) => {
+                            r?;
+                            conn.drained.notify_waiters();
+                        }
+                        Poll::Pending => return Ok(Spent::Flush),
+                    }
                 }
                 if grant.bytes() == 0 {
                     // Asks again, with the demand as it is now (it may have been withdrawn).
