@@ -38,6 +38,9 @@ pub(crate) struct ConnInner<P: Policy> {
     /// The largest flush target waited for (bytes accepted by the write queue in all, see
     /// [`ConnInner::flushed_to`]): the writer wakes the flushes once it has written past it.
     pub(crate) flush_want: AtomicU64,
+    /// Bytes written to the stream and flushed by it (a TLS stream holds what it has not
+    /// flushed): what a flush waits for. Only the writer changes it.
+    pub(crate) flushed: AtomicU64,
     /// The I/O error that ended the connection, until a read reports it.
     pub(crate) io_error: Mutex<Option<io::Error>>,
     /// The lifecycle: changed only through [`event`](Self::event).
@@ -97,19 +100,19 @@ impl<P: Policy> ConnInner<P> {
         self.write_q.pushed_bytes()
     }
 
-    /// Whether the flush of `target` is over: `Ok` once the writer has written `target` bytes
-    /// in all (every byte accepted before the flush began, whatever was queued after), an
-    /// error once it stopped short of them, `None` meanwhile.
+    /// Whether the flush of `target` is over: `Ok` once the writer has written and flushed
+    /// `target` bytes in all (every byte accepted before the flush began, whatever was queued
+    /// after), an error once it stopped short of them, `None` meanwhile.
     pub(crate) fn try_flushed_to(&self, target: u64) -> Option<Result<(), Error>> {
-        // Bytes written stay written, whatever the writer did afterwards.
-        if self.meter.total_sent() >= target {
+        // Bytes flushed stay flushed, whatever the writer did afterwards.
+        if self.flushed.load(Ordering::SeqCst) >= target {
             return Some(Ok(()));
         }
         let s = self.status();
         (s.ended || s.write.is_done()).then_some(Err(Error::ConnectionClosed))
     }
 
-    /// Waits until the writer has written `target` bytes in all (see
+    /// Waits until the writer has written and flushed `target` bytes in all (see
     /// [`try_flushed_to`](Self::try_flushed_to)), or has stopped short of them.
     pub(crate) async fn flushed_to(&self, target: u64) -> Result<(), Error> {
         self.flush_want.fetch_max(target, Ordering::SeqCst);
@@ -117,8 +120,9 @@ impl<P: Policy> ConnInner<P> {
             let notified = self.drained.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            // Pairs with the fence in the writer's count: either it sees this target, or this
-            // check sees its bytes.
+            // Pairs with the fence in the writer's count: either it sees this target (and
+            // flushes at its next write, or when it runs out of bytes), or this check sees
+            // them flushed.
             std::sync::atomic::fence(Ordering::SeqCst);
             if let Some(r) = self.try_flushed_to(target) {
                 return r;
@@ -127,13 +131,22 @@ impl<P: Policy> ConnInner<P> {
         }
     }
 
-    /// Counts `n` bytes written to the stream; returns whether a flush waits for bytes written
-    /// by now (the writer then flushes the stream and wakes it).
+    /// Counts `n` bytes written to the stream; returns whether a flush waits for more than the
+    /// stream has flushed (the writer then flushes it and calls [`flushed_now`]).
+    ///
+    /// [`flushed_now`]: Self::flushed_now
     pub(crate) fn count_written(&self, n: usize) -> bool {
         self.meter.add_sent(n as u64);
         std::sync::atomic::fence(Ordering::SeqCst);
-        let before = self.meter.total_sent() - n as u64;
-        self.flush_want.load(Ordering::SeqCst) > before
+        self.flush_want.load(Ordering::SeqCst) > self.flushed.load(Ordering::SeqCst)
+    }
+
+    /// The stream has flushed everything written so far: wakes the flushes waiting for it.
+    /// Called by the writer only.
+    pub(crate) fn flushed_now(&self) {
+        self.flushed
+            .store(self.meter.total_sent(), Ordering::SeqCst);
+        self.drained.notify_waiters();
     }
 
     /// The error a read reports once the read queue is drained: the I/O error once, then

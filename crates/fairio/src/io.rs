@@ -85,10 +85,13 @@ impl<P: Policy> AsyncRead for ConnectionIo<P> {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Ok(_)) => Poll::Ready(Ok(())),
             Poll::Ready(Err(Error::ConnectionClosed)) => {
-                let flush_done = this
-                    .flushing
-                    .as_ref()
-                    .is_some_and(|(target, _)| this.conn.conn().meter.total_sent() >= *target);
+                let flush_done = this.flushing.as_ref().is_some_and(|(target, _)| {
+                    this.conn
+                        .conn()
+                        .flushed
+                        .load(std::sync::atomic::Ordering::Acquire)
+                        >= *target
+                });
                 if flush_done && !this.eof_deferred {
                     // A flush that has completed is seen before the end of the stream, as on a
                     // socket, where it completes within the write: the peer may have read the

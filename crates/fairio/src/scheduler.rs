@@ -325,6 +325,7 @@ impl<P: Policy> Scheduler<P> {
             params: Mutex::new(params),
             in_flight: Default::default(),
             flush_want: Default::default(),
+            flushed: Default::default(),
             linger: sh.config.linger,
             io_error: Mutex::new(None),
             status: watch::Sender::new(Default::default()),

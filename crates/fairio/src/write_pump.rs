@@ -68,7 +68,7 @@ pub(crate) async fn run<P: Policy>(
                 asked = false;
             }
             w.flush().await?;
-            conn.drained.notify_waiters();
+            conn.flushed_now();
             if !conn.write_q.readable().await {
                 break;
             }
@@ -197,7 +197,7 @@ async fn spend<P: Policy>(
                     {
                         Poll::Ready(r) => {
                             r?;
-                            conn.drained.notify_waiters();
+                            conn.flushed_now();
                         }
                         Poll::Pending => return Ok(Spent::Flush),
                     }
@@ -257,7 +257,7 @@ async fn flushed<P: Policy>(
         r
     })
     .await?;
-    conn.drained.notify_waiters();
+    conn.flushed_now();
     Ok(())
 }
 

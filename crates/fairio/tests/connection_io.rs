@@ -262,3 +262,94 @@ async fn a_flush_polled_again_after_more_writes_waits_for_them() {
     );
     sched.shutdown(Some(Duration::ZERO)).await;
 }
+
+/// A flush is over when the stream has flushed the bytes, not when it took them: a stream
+/// that buffers (TLS does) used to report a flush done while the bytes sat in its buffer.
+#[tokio::test(start_paused = true)]
+async fn a_flush_waits_for_the_stream_to_flush() {
+    use std::io;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use tokio::io::AsyncWriteExt;
+
+    /// Takes every write into a buffer; flushes it into `inner` only once `open` is set (and
+    /// `gate` woken).
+    struct Buffering {
+        inner: tokio::io::DuplexStream,
+        buf: Vec<u8>,
+        open: Arc<AtomicBool>,
+        gate: Arc<tokio::sync::Notify>,
+        waiting: Option<Pin<Box<tokio::sync::futures::OwnedNotified>>>,
+    }
+    impl AsyncRead for Buffering {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.inner).poll_read(cx, buf)
+        }
+    }
+    impl AsyncWrite for Buffering {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.buf.extend_from_slice(buf);
+            Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            while !self.open.load(Ordering::Relaxed) {
+                let gate = Arc::clone(&self.gate);
+                let w = self
+                    .waiting
+                    .get_or_insert_with(|| Box::pin(gate.notified_owned()));
+                std::task::ready!(w.as_mut().poll(cx));
+                self.waiting = None;
+            }
+            while !self.buf.is_empty() {
+                let this = &mut *self;
+                let n = std::task::ready!(Pin::new(&mut this.inner).poll_write(cx, &this.buf))?;
+                this.buf.drain(..n);
+            }
+            Pin::new(&mut self.inner).poll_flush(cx)
+        }
+        fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.inner).poll_shutdown(cx)
+        }
+    }
+
+    let sched = Scheduler::new(Config::new(1024)).unwrap();
+    let (inner, mut peer) = tokio::io::duplex(64 * 1024);
+    let open = Arc::new(AtomicBool::new(false));
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let stream = Buffering {
+        inner,
+        buf: Vec::new(),
+        open: Arc::clone(&open),
+        gate: Arc::clone(&gate),
+        waiting: None,
+    };
+    let conn = sched.register(stream).unwrap();
+    let mut io = conn.clone().into_io();
+    io.write_all(b"hello").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(conn.stat().total_sent, 5, "the stream took the bytes");
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(
+        Pin::new(&mut io).poll_flush(&mut cx).is_pending(),
+        "not flushed while the stream holds them"
+    );
+    open.store(true, Ordering::Relaxed);
+    gate.notify_waiters();
+    tokio::time::timeout(Duration::from_secs(5), io.flush())
+        .await
+        .expect("the flush completes once the stream has flushed")
+        .unwrap();
+    let mut got = [0u8; 5];
+    peer.read_exact(&mut got).await.unwrap();
+    assert_eq!(&got, b"hello");
+    sched.shutdown(Some(Duration::ZERO)).await;
+}
