@@ -69,10 +69,7 @@ impl Fd {
     fn build<S: Stream>(stream: S, bound: UnsentBound) -> Self {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let stream = Whole::new(stream);
-        let probe = match stream.probe() {
-            Some(p) => p,
-            None => Probe::Unknown,
-        };
+        let probe = stream.probe().unwrap_or(Probe::Unknown);
         let info = Arc::new(FdInfo::new(id, bound, probe));
         Self {
             _probe: Arc::new(ProbeGuard(Arc::clone(&info))),
@@ -118,9 +115,7 @@ impl Fd {
     /// Dropping the future drops the stream: it closes, possibly without the FIN.
     pub async fn close(mut self, reason: CloseReason) -> io::Result<()> {
         self.info.set_close_reason(reason);
-        self.stream.get().shutdown().await?;
-        self.info.set_fin_sent();
-        Ok(())
+        self.shutdown().await
     }
 }
 
@@ -136,6 +131,13 @@ impl fmt::Debug for Fd {
 fn count_read(info: &FdInfo, buf: &ReadBuf<'_>, before: usize, r: &io::Result<()>) {
     if r.is_ok() {
         info.add_read(buf.filled().len() - before);
+    }
+}
+
+/// A shutdown that succeeded queued a FIN, which the kernel counts as one more byte.
+fn count_shutdown(info: &FdInfo, r: &io::Result<()>) {
+    if r.is_ok() {
+        info.set_fin_sent();
     }
 }
 
@@ -189,9 +191,7 @@ impl AsyncWrite for Fd {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let r = ready!(Pin::new(self.stream.get()).poll_shutdown(cx));
-        if r.is_ok() {
-            self.info.set_fin_sent();
-        }
+        count_shutdown(&self.info, &r);
         Poll::Ready(r)
     }
 }
@@ -261,7 +261,7 @@ impl FdWriteHalf {
 
     /// Whether [`poll_write_ready`](Self::poll_write_ready) tells anything: a TCP stream.
     pub fn reports_readiness(&self) -> bool {
-        self.inner.reports_readiness()
+        self.inner.is_tcp()
     }
 
     /// Records `reason` (unless one was recorded already) and shuts down the write half, which
@@ -275,9 +275,7 @@ impl FdWriteHalf {
     /// sends it as it is dropped).
     pub async fn close(mut self, reason: CloseReason) -> io::Result<()> {
         self.info.set_close_reason(reason);
-        self.inner.get().shutdown().await?;
-        self.info.set_fin_sent();
-        Ok(())
+        self.shutdown().await
     }
 }
 
@@ -331,9 +329,7 @@ impl AsyncWrite for FdWriteHalf {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let r = ready!(Pin::new(self.inner.get()).poll_shutdown(cx));
-        if r.is_ok() {
-            self.info.set_fin_sent();
-        }
+        count_shutdown(&self.info, &r);
         Poll::Ready(r)
     }
 }

@@ -130,10 +130,6 @@ impl Writing {
     }
 
     pub(crate) fn is_tcp(&self) -> bool {
-        self.reports_readiness()
-    }
-
-    pub(crate) fn reports_readiness(&self) -> bool {
         match self {
             #[cfg(not(loom))]
             Self::Tcp(_) => true,

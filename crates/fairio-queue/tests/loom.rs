@@ -85,57 +85,37 @@ fn readable_sees_a_concurrent_push() {
     });
 }
 
-/// An abandoned poll-based pusher (a `ConnectionIo` whose caller gave up) at the head of the
-/// line holds up no one: the pusher behind it is woken by the pop that makes room, whatever
-/// the interleaving.
+/// Abandoned poll-based pushers (a `ConnectionIo` whose caller gave up), one or two in a row
+/// at the head of the line, hold up no one: the pusher behind them is woken by the pop that
+/// makes room, whatever the interleaving, and a newcomer goes on after it.
 #[test]
-fn an_abandoned_lapsing_poller_holds_up_no_one() {
-    loom::model(|| {
-        use std::task::{Context, Waker};
+fn abandoned_lapsing_pollers_hold_up_no_one() {
+    use std::task::{Context, Waker};
 
-        use fairio_queue::Poller;
+    use fairio_queue::Poller;
 
-        let q = Arc::new(ByteQueue::bounded(NonZeroUsize::new(4).unwrap()));
-        assert!(q.push_now(bytes(4)));
-        let mut abandoned = Poller::lapsing(Arc::clone(&q));
-        let mut msg = Some(bytes(2));
-        let mut cx = Context::from_waker(Waker::noop());
-        assert!(abandoned.poll_push(&mut cx, &mut msg).is_pending());
-        let p = Arc::clone(&q);
-        let pusher = thread::spawn(move || block_on(p.push(bytes(2))).is_ok());
-        let got = block_on(q.pop()).map(|b| b.len());
-        assert_eq!(got, Some(4));
-        assert!(pusher.join().unwrap());
-        assert_eq!(q.len_bytes(), 2);
-        drop(abandoned);
-    });
-}
-
-/// Two abandoned poll-based pushers in a row hold up no one either.
-#[test]
-fn two_abandoned_lapsing_pollers_hold_up_no_one() {
-    loom::model(|| {
-        use std::task::{Context, Waker};
-
-        use fairio_queue::Poller;
-
-        let q = Arc::new(ByteQueue::bounded(NonZeroUsize::new(4).unwrap()));
-        assert!(q.push_now(bytes(4)));
-        let mut cx = Context::from_waker(Waker::noop());
-        let mut first = Poller::lapsing(Arc::clone(&q));
-        let mut second = Poller::lapsing(Arc::clone(&q));
-        for p in [&mut first, &mut second] {
-            let mut msg = Some(bytes(2));
-            assert!(p.poll_push(&mut cx, &mut msg).is_pending());
-        }
-        let p = Arc::clone(&q);
-        let pusher = thread::spawn(move || block_on(p.push(bytes(2))).is_ok());
-        let got = block_on(q.pop()).map(|b| b.len());
-        assert_eq!(got, Some(4));
-        assert!(pusher.join().unwrap());
-        assert!(q.push_now(bytes(1)), "a newcomer is not held up");
-        drop((first, second));
-    });
+    for abandoned in 1..=2 {
+        loom::model(move || {
+            let q = Arc::new(ByteQueue::bounded(NonZeroUsize::new(4).unwrap()));
+            assert!(q.push_now(bytes(4)));
+            let mut cx = Context::from_waker(Waker::noop());
+            let pollers: Vec<Poller> = (0..abandoned)
+                .map(|_| {
+                    let mut p = Poller::lapsing(Arc::clone(&q));
+                    let mut msg = Some(bytes(2));
+                    assert!(p.poll_push(&mut cx, &mut msg).is_pending());
+                    p
+                })
+                .collect();
+            let p = Arc::clone(&q);
+            let pusher = thread::spawn(move || block_on(p.push(bytes(2))).is_ok());
+            let got = block_on(q.pop()).map(|b| b.len());
+            assert_eq!(got, Some(4));
+            assert!(pusher.join().unwrap());
+            assert!(q.push_now(bytes(1)), "a newcomer is not held up");
+            drop(pollers);
+        });
+    }
 }
 
 /// Two poppers, a last chunk and a close: whichever is polled first, both finish (the second

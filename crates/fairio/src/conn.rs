@@ -95,6 +95,11 @@ impl<P: Policy> ConnInner<P> {
         self.write_q.clear() + self.in_flight.swap(0, Ordering::AcqRel)
     }
 
+    /// Bytes accepted for writing and not yet written: queued, or with the writer.
+    pub(crate) fn pending_bytes(&self) -> usize {
+        self.write_q.len_bytes() + self.in_flight.load(Ordering::Acquire)
+    }
+
     /// The target of a flush that starts now: the bytes the write queue has accepted in all.
     pub(crate) fn flush_target(&self) -> u64 {
         self.write_q.pushed_bytes()

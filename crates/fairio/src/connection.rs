@@ -249,8 +249,7 @@ impl<P: Policy> Connection<P> {
 
     /// Bytes queued for sending and not yet written to the stream.
     pub fn pending_bytes(&self) -> usize {
-        let c = self.inner();
-        c.write_q.len_bytes() + c.in_flight.load(std::sync::atomic::Ordering::Acquire)
+        self.inner().pending_bytes()
     }
 
     /// Whether the connection has ended (closed, or failed).

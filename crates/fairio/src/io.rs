@@ -86,11 +86,7 @@ impl<P: Policy> AsyncRead for ConnectionIo<P> {
             Poll::Ready(Ok(_)) => Poll::Ready(Ok(())),
             Poll::Ready(Err(Error::ConnectionClosed)) => {
                 let flush_done = this.flushing.as_ref().is_some_and(|(target, _)| {
-                    this.conn
-                        .conn()
-                        .flushed
-                        .load(std::sync::atomic::Ordering::Acquire)
-                        >= *target
+                    matches!(this.conn.conn().try_flushed_to(*target), Some(Ok(())))
                 });
                 if flush_done && !this.eof_deferred {
                     // A flush that has completed is seen before the end of the stream, as on a
@@ -139,13 +135,12 @@ impl<P: Policy> AsyncWrite for ConnectionIo<P> {
         // writes of this handle (hyper and codecs write, then poll the flush again) waits for
         // those too.
         let target = match &self.flushing {
-            None => self.conn.conn().flush_target(),
-            Some((t, _)) => (*t).max(self.written_upto),
+            None => Some(self.conn.conn().flush_target()),
+            Some((t, _)) if *t < self.written_upto => Some(self.written_upto),
+            Some(_) => None,
         };
-        if self.flushing.as_ref().is_some_and(|(t, _)| *t < target) {
+        if let Some(target) = target {
             self.flushing = None;
-        }
-        if self.flushing.is_none() {
             if let Some(r) = self.conn.conn().try_flushed_to(target) {
                 return Poll::Ready(r.map_err(io::Error::from));
             }

@@ -15,7 +15,6 @@
 //! connection out of the scheduler, and only then reports `Ended`.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use fairio_fd::FdWriteHalf;
 use fairio_policy::Policy;
@@ -101,11 +100,7 @@ async fn writer<P: Policy>(conn: &ConnInner<P>, shared: &Shared<P>, mut w: FdWri
             conn.until(|s| s.released).await;
             tokio::time::sleep(conn.linger).await;
         } => {
-            tracing::info!(
-                conn = conn.id(),
-                unsent = conn.write_q.len_bytes() + conn.in_flight.load(Ordering::Acquire),
-                "linger expired"
-            );
+            tracing::info!(conn = conn.id(), unsent = conn.pending_bytes(), "linger expired");
             None
         }
     };

@@ -12,7 +12,7 @@ use std::future::Future;
 use std::io::{self, IoSlice};
 use std::pin::{Pin, pin};
 use std::sync::atomic::Ordering;
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use fairio_fd::{CloseReason, FdWriteHalf};
@@ -67,8 +67,7 @@ pub(crate) async fn run<P: Policy>(
                 dir.withdraw(key, slot);
                 asked = false;
             }
-            w.flush().await?;
-            conn.flushed_now();
+            flushed(conn, w, || {}).await?;
             if !conn.write_q.readable().await {
                 break;
             }
@@ -90,17 +89,13 @@ pub(crate) async fn run<P: Policy>(
         // A stream that cannot take a byte asks for nothing: a peer that reads nothing costs
         // no grant, timer or wake-up until its socket drains (TCP; other streams cannot tell
         // without writing, and are found full by the write itself).
-        let mut withdrawn = false;
-        std::future::poll_fn(|cx| {
-            let r = w.poll_write_ready(cx);
-            if r.is_pending() && asked && !withdrawn {
-                // What is asked for would only wait in the slot meanwhile.
+        // What is asked for would only wait in the slot meanwhile.
+        let withdraw = || {
+            if asked {
                 dir.withdraw(key, slot);
-                withdrawn = true;
             }
-            r
-        })
-        .await?;
+        };
+        ready_or(|cx| w.poll_write_ready(cx), withdraw).await?;
         let want = (batch.len() + conn.write_q.len_bytes()).max(1) as u64;
         asked = true;
         let Some(mut grant) = dir.acquire(key, slot, want).await else {
@@ -246,9 +241,19 @@ async fn flushed<P: Policy>(
     w: &mut FdWriteHalf,
     on_pending: impl FnOnce(),
 ) -> io::Result<()> {
+    ready_or(|cx| Pin::new(&mut *w).poll_flush(cx), on_pending).await?;
+    conn.flushed_now();
+    Ok(())
+}
+
+/// Polls `poll` until it is ready; `on_pending` runs once, the first time it is not.
+async fn ready_or<T>(
+    mut poll: impl FnMut(&mut Context<'_>) -> Poll<T>,
+    on_pending: impl FnOnce(),
+) -> T {
     let mut on_pending = Some(on_pending);
     std::future::poll_fn(|cx| {
-        let r = Pin::new(&mut *w).poll_flush(cx);
+        let r = poll(cx);
         if r.is_pending() {
             if let Some(f) = on_pending.take() {
                 f();
@@ -256,9 +261,7 @@ async fn flushed<P: Policy>(
         }
         r
     })
-    .await?;
-    conn.flushed_now();
-    Ok(())
+    .await
 }
 
 /// Writes at most `max` bytes of the front of `batch`, unless the limit changes first or, with
