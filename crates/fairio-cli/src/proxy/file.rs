@@ -4,7 +4,8 @@
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::class::{Class, Classes, Net};
+use super::class::{Class, Classes};
+use super::prefixes::parse_net;
 use crate::rate::parse_rate;
 
 /// The file, as written. Every key is optional; flags override what the file says.
@@ -126,7 +127,7 @@ impl FileClass {
         let networks = self
             .networks
             .iter()
-            .map(|n| Net::parse(n.get_ref()).map_err(|e| src.at(n, "networks", e)))
+            .map(|n| parse_net(n.get_ref()).map_err(|e| src.at(n, "networks", e)))
             .collect::<Result<Vec<_>, _>>()?;
         let weight = match &self.weight {
             Some(w) if *w.get_ref() == 0 => {
@@ -186,6 +187,6 @@ impl File {
                 ));
             }
         }
-        Ok(Classes { list, default })
+        Ok(Classes::new(list, default))
     }
 }

@@ -6,6 +6,7 @@ mod client;
 mod file;
 mod guard;
 mod listeners;
+mod prefixes;
 mod settings;
 mod stats;
 
