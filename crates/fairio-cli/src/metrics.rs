@@ -26,6 +26,11 @@ struct ClassDirection {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Reason {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Direction {
     direction: &'static str,
 }
@@ -163,6 +168,20 @@ pub(crate) fn render<P: Policy>(
             "fairio_class_bytes",
             "Bytes moved per class of clients, closed ones included",
             class_bytes,
+        );
+        let proxy_refused = Family::<Reason, Counter<u64, AtomicU64>>::default();
+        for (why, n) in a.proxy_refused() {
+            proxy_refused
+                .get_or_create(&Reason {
+                    reason: why.as_str(),
+                })
+                .inc_by(n);
+        }
+        registry.register(
+            "fairio_proxy_protocol_refused",
+            "Connections closed for their PROXY protocol header: untrusted (from outside the \
+             trusted networks), missing, malformed, truncated, oversized, or timeout",
+            proxy_refused,
         );
     }
     if let Some(lease) = lease {

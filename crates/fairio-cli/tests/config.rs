@@ -115,6 +115,22 @@ fn errors_name_the_line_and_the_key_and_suggest_a_value() {
             "[[listener]]\nlisten = \"127.0.0.1:1\"\nupstream = \"h:2\"\n[[class]]\nname = \"b\"\nnetworks = [\"10.0.0.0/8\"]\nweight = 2\n",
             &["weight", "--policy weighted"][..],
         ),
+        (
+            "[[listener]]\nlisten = \"unix:/tmp/x.sock\"\nupstream = \"h:2\"\naccept_proxy_protocol_from = [\"10.0.0.0/8\"]\n",
+            &["line 2", "accept_proxy_protocol_from", "TCP listeners only"][..],
+        ),
+        (
+            "[[listener]]\nlisten = \"127.0.0.1:1\"\nupstream = \"h:2\"\naccept_proxy_protocol_from = []\n",
+            &["line 4", "accept_proxy_protocol_from", "10.0.0.0/8"][..],
+        ),
+        (
+            "[[listener]]\nlisten = \"127.0.0.1:1\"\nupstream = \"h:2\"\naccept_proxy_protocol_from = [\"10.0.0.0/40\"]\n",
+            &["line 4", "accept_proxy_protocol_from", "prefix length"][..],
+        ),
+        (
+            "[[listener]]\nlisten = \"127.0.0.1:1\"\nupstream = \"h:2\"\nsend_proxy_protocol = \"v3\"\n",
+            &["line 4", "send_proxy_protocol", "\"v2\""][..],
+        ),
     ];
     for (text, needles) in cases {
         let path = write_config(text);

@@ -42,6 +42,14 @@ pub(crate) struct ProxyArgs {
     /// is resolved at each connection, its addresses tried in turn).
     #[arg(long, value_name = "HOST:PORT")]
     pub(super) upstream: Option<String>,
+    /// Networks of the load balancers in front of --listen, comma-separated, e.g.
+    /// 10.0.0.0/8,192.168.1.7: their connections start with a PROXY protocol header (v1 or
+    /// v2) naming the client, and connections from anywhere else are refused.
+    #[arg(long, value_name = "NETWORKS")]
+    pub(super) accept_proxy_protocol_from: Option<String>,
+    /// Send the upstream a PROXY protocol header (v1 or v2) naming the client before its bytes.
+    #[arg(long, value_name = "v1|v2", value_parser = super::pp::Version::parse)]
+    pub(super) send_proxy_protocol: Option<super::pp::Version>,
     /// Limit on bytes sent to the clients (the upstream's replies, i.e. the clients' download),
     /// shared fairly among them, e.g. 8MiB.
     #[arg(long, value_parser = parse_rate, allow_hyphen_values = true)]

@@ -76,6 +76,8 @@ pub(super) struct Session<P: Policy> {
     /// The groups by (class, host), when fair by host.
     pub(super) hosts: Option<GroupsBy<(Arc<str>, IpAddr), P>>,
     pub(super) upstream: String,
+    /// The PROXY protocol header to send the upstream first, if any.
+    pub(super) send_proxy: Option<super::pp::Version>,
     pub(super) settings: Arc<Settings>,
     pub(super) admission: Arc<Admission>,
 }
@@ -86,6 +88,9 @@ pub(super) struct Session<P: Policy> {
 pub(super) struct Peer {
     pub(super) ip: Option<IpAddr>,
     pub(super) name: String,
+    /// (client, destination), for a PROXY protocol header to the upstream: the accepted
+    /// socket's, or those a trusted header carried.
+    pub(super) addrs: Option<(std::net::SocketAddr, std::net::SocketAddr)>,
 }
 
 /// Connects the upstream, a name resolved now and each address tried in turn, each within
@@ -203,13 +208,20 @@ pub(super) async fn serve<P: Policy, S: fairio::Stream>(
     let upstream = &session.upstream;
     let settings = Arc::clone(&session.settings);
     let name = &peer.name;
-    let up = match connect(upstream, settings.connect_timeout).await {
+    let mut up = match connect(upstream, settings.connect_timeout).await {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(peer = %name, %upstream, error = %e, "upstream unreachable; closing the client");
             return;
         }
     };
+    if let Some(v) = session.send_proxy {
+        let header = super::pp::build(v, peer.addrs);
+        if let Err(e) = up.write_all(&header).await {
+            tracing::warn!(peer = %name, %upstream, error = %e, "upstream failed taking the PROXY header; closing the client");
+            return;
+        }
+    }
     let conn = match register(&session, client, &peer, &class) {
         Ok(c) => c,
         Err(e) => {

@@ -43,6 +43,10 @@ pub(super) struct Listener {
     pub(super) listen: Spanned<String>,
     /// `host:port`: a name is resolved at each connection, its addresses tried in turn.
     pub(super) upstream: Spanned<String>,
+    /// Networks whose connections start with a PROXY protocol header (v1 or v2).
+    pub(super) accept_proxy_protocol_from: Option<Spanned<Vec<String>>>,
+    /// `"v1"` or `"v2"`: the header sent to the upstream before the client's bytes.
+    pub(super) send_proxy_protocol: Option<Spanned<String>>,
 }
 
 /// One `[[class]]`, or the `[default_class]` (which has no networks).

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::pp::Refused;
+
 /// What the proxy admits, and what it counted turning away.
 #[derive(Debug)]
 pub(crate) struct Admission {
@@ -25,6 +27,8 @@ pub(crate) struct Admission {
     pub(crate) idle_closed: AtomicU64,
     /// Pairs closed by the half-close timeout.
     pub(crate) half_close_closed: AtomicU64,
+    /// Connections closed for their PROXY protocol header, by [`Refused`]'s order.
+    proxy_refused: [AtomicU64; Refused::ALL.len()],
 }
 
 #[derive(Debug, Default)]
@@ -98,7 +102,22 @@ impl Admission {
             accept_errors: AtomicU64::new(0),
             idle_closed: AtomicU64::new(0),
             half_close_closed: AtomicU64::new(0),
+            proxy_refused: Default::default(),
         })
+    }
+
+    /// Counts a connection closed for its PROXY protocol header.
+    pub(crate) fn count_proxy_refused(&self, why: Refused) {
+        let i = Refused::ALL.iter().position(|r| *r == why).unwrap_or(0);
+        self.proxy_refused[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Connections closed for their PROXY protocol header, by reason.
+    pub(crate) fn proxy_refused(&self) -> impl Iterator<Item = (Refused, u64)> + '_ {
+        Refused::ALL
+            .into_iter()
+            .zip(&self.proxy_refused)
+            .map(|(r, n)| (r, n.load(Ordering::Relaxed)))
     }
 
     /// The total limit in force.

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use fairio::Policy;
@@ -11,14 +11,15 @@ use tokio::task::JoinHandle;
 
 use super::client::{self, Peer, Session};
 use super::guard::Throttled;
-use super::settings::Listen;
+use super::pp;
+use super::settings::{Listen, Route};
 use super::{FromWeight, Proxy};
 
-/// The accept loops running, by address; each reads its upstream from a cell a reload can
-/// change.
+/// The accept loops running, by address; each reads its route (upstream, PROXY protocol)
+/// from a cell a reload can change.
 #[derive(Debug, Default)]
 pub(super) struct Running {
-    loops: HashMap<Listen, (Arc<RwLock<String>>, JoinHandle<()>)>,
+    loops: HashMap<Listen, (Arc<RwLock<Route>>, JoinHandle<()>)>,
 }
 
 /// Removes a Unix socket file left by an earlier run: a socket nothing accepts on any more
@@ -43,7 +44,7 @@ impl Running {
     pub(super) async fn update<P: Policy>(
         &mut self,
         proxy: &Arc<Proxy<P>>,
-        wanted: &[(Listen, String)],
+        wanted: &[(Listen, Route)],
     ) -> Result<(), String>
     where
         P::Params: FromWeight,
@@ -112,13 +113,20 @@ impl Running {
     }
 }
 
+/// What an accept loop logs at most once a second.
+#[derive(Debug)]
+struct Logs {
+    refusals: Mutex<Throttled>,
+    proxy_refused: Mutex<Throttled>,
+}
+
 /// Admits a client under the settings in force, and serves it.
 fn admit<P: Policy, S: fairio::Stream>(
     proxy: &Arc<Proxy<P>>,
     client: S,
     peer: Peer,
-    upstream: &str,
-    refusals: &mut Throttled,
+    route: &Route,
+    logs: &Logs,
 ) where
     P::Params: FromWeight,
 {
@@ -126,17 +134,73 @@ fn admit<P: Policy, S: fairio::Stream>(
     let class = settings.classes.get(settings.classes.of(peer.ip)).clone();
     let name: Arc<str> = Arc::from(class.name.as_str());
     let Some(ticket) = proxy.admission.admit(peer.ip, &name, class.max_connections) else {
-        refusals.hit(&peer.name);
+        logs.refusals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .hit(&peer.name);
         return;
     };
     let session = Session {
         sched: proxy.sched.clone(),
         hosts: proxy.hosts.clone(),
-        upstream: upstream.to_owned(),
+        upstream: route.upstream.clone(),
+        send_proxy: route.send_proxy,
         settings,
         admission: Arc::clone(&proxy.admission),
     };
     tokio::spawn(client::serve(session, client, peer, class, ticket));
+}
+
+/// Reads the PROXY protocol header of a client from a trusted load balancer, within the
+/// connect timeout, then admits the client it names. A connection from an untrusted address,
+/// or whose header is missing, bad or late, is closed, counted and logged (once a second).
+async fn admit_proxied<P: Policy, S: fairio::Stream>(
+    proxy: Arc<Proxy<P>>,
+    mut client: S,
+    mut peer: Peer,
+    route: Route,
+    logs: Arc<Logs>,
+) where
+    P::Params: FromWeight,
+{
+    let trusted = route
+        .accept_proxy_from
+        .as_ref()
+        .is_none_or(|t| peer.ip.is_some_and(|ip| t.trusts(ip)));
+    let read = if trusted {
+        let within = proxy.settings().connect_timeout;
+        match tokio::time::timeout(within, pp::read_header(&mut client)).await {
+            Ok(Ok(carried)) => Ok(carried),
+            Ok(Err(pp::ReadError::Refused(r))) => Err(r),
+            Ok(Err(pp::ReadError::Io(e))) => {
+                tracing::debug!(peer = %peer.name, error = %e, "connection failed before its PROXY header");
+                return;
+            }
+            Err(_) => Err(pp::Refused::Timeout),
+        }
+    } else {
+        Err(pp::Refused::Untrusted)
+    };
+    match read {
+        Ok(Some((src, dst))) => {
+            peer = Peer {
+                ip: Some(src.ip().to_canonical()),
+                name: format!("{src} (via {})", peer.name),
+                addrs: Some((src, dst)),
+            };
+        }
+        // A header without addresses (a health check): the connection is taken as it is.
+        Ok(None) => {}
+        Err(r) => {
+            proxy.admission.count_proxy_refused(r);
+            logs.proxy_refused
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .hit(&format_args!("{} ({r})", peer.name));
+            return;
+        }
+    }
+    admit(&proxy, client, peer, &route, &logs);
 }
 
 /// A listener the accept loop takes clients from: TCP (with an address) or Unix (without).
@@ -153,6 +217,7 @@ impl Source for tokio::net::TcpListener {
         let peer = Peer {
             ip: Some(addr.ip().to_canonical()),
             name: addr.to_string(),
+            addrs: client.local_addr().ok().map(|local| (addr, local)),
         };
         Ok((client, peer))
     }
@@ -166,6 +231,7 @@ impl Source for tokio::net::UnixListener {
         let peer = Peer {
             ip: None,
             name: "unix client".to_owned(),
+            addrs: None,
         };
         Ok((client, peer))
     }
@@ -173,22 +239,28 @@ impl Source for tokio::net::UnixListener {
 
 /// Accepts clients until aborted. A failed accept (out of descriptors, say) backs off, up to
 /// 1 s, and is logged once a second with a count.
-async fn accept_loop<P: Policy, L: Source>(
-    proxy: Arc<Proxy<P>>,
-    l: L,
-    upstream: Arc<RwLock<String>>,
-) where
+async fn accept_loop<P: Policy, L: Source>(proxy: Arc<Proxy<P>>, l: L, route: Arc<RwLock<Route>>)
+where
     P::Params: FromWeight,
 {
     let mut failures = Throttled::new("accept failed");
-    let mut refusals = Throttled::new("client refused: connection limit reached");
+    let logs = Arc::new(Logs {
+        refusals: Mutex::new(Throttled::new("client refused: connection limit reached")),
+        proxy_refused: Mutex::new(Throttled::new("PROXY protocol header refused")),
+    });
     let mut pause = Duration::from_millis(10);
     loop {
         match l.accept().await {
             Ok((client, peer)) => {
                 pause = Duration::from_millis(10);
-                let up = upstream.read().unwrap_or_else(|e| e.into_inner()).clone();
-                admit(&proxy, client, peer, &up, &mut refusals);
+                let route = route.read().unwrap_or_else(|e| e.into_inner()).clone();
+                if route.accept_proxy_from.is_some() {
+                    // In a task of its own: a slow header holds up no other client.
+                    let (proxy, logs) = (Arc::clone(&proxy), Arc::clone(&logs));
+                    tokio::spawn(admit_proxied(proxy, client, peer, route, logs));
+                } else {
+                    admit(&proxy, client, peer, &route, &logs);
+                }
             }
             Err(e) => {
                 proxy

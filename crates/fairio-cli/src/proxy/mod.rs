@@ -6,6 +6,7 @@ mod client;
 mod file;
 mod guard;
 mod listeners;
+mod pp;
 mod prefixes;
 mod settings;
 mod stats;
@@ -223,7 +224,7 @@ where
     let listening: Vec<String> = settings
         .listeners
         .iter()
-        .map(|(l, u)| format!("{l} → {u}"))
+        .map(|(l, r)| format!("{l} → {r}"))
         .collect();
     tracing::info!(
         "listening on {}, {}, at most {} clients{}",

@@ -7,6 +7,8 @@ use std::time::Duration;
 use super::args::{FairBy, ProxyArgs};
 use super::class::Classes;
 use super::file::{self, Source};
+use super::pp;
+use super::prefixes::{PrefixTable, parse_net};
 use crate::rate::human;
 use crate::{PolicyName, Refusal};
 
@@ -55,11 +57,61 @@ fn check_upstream(s: &str) -> Result<String, String> {
     }
 }
 
+/// Where a listener's clients go, and the PROXY protocol on either side.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Route {
+    /// `host:port`.
+    pub(crate) upstream: String,
+    /// The networks whose connections start with a PROXY protocol header, which names the
+    /// client; `None`: clients connect directly. On a listener that has them, a connection
+    /// from elsewhere is refused.
+    pub(crate) accept_proxy_from: Option<Trusted>,
+    /// The header sent to the upstream before the client's bytes.
+    pub(crate) send_proxy: Option<pp::Version>,
+}
+
+/// Networks trusted to send PROXY protocol headers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Trusted {
+    table: PrefixTable<()>,
+    count: usize,
+}
+
+impl Trusted {
+    fn parse<'a>(nets: impl IntoIterator<Item = &'a str>) -> Result<Self, String> {
+        let mut table = PrefixTable::default();
+        let mut count = 0;
+        for n in nets {
+            table.insert(parse_net(n)?, ());
+            count += 1;
+        }
+        Ok(Self { table, count })
+    }
+
+    /// Whether `ip` may send a header.
+    pub(crate) fn trusts(&self, ip: std::net::IpAddr) -> bool {
+        self.table.get(ip).is_some()
+    }
+}
+
+impl std::fmt::Display for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.upstream)?;
+        if let Some(t) = &self.accept_proxy_from {
+            write!(f, ", PROXY protocol from {} trusted networks", t.count)?;
+        }
+        if let Some(v) = self.send_proxy {
+            write!(f, ", sends PROXY protocol {}", v.as_str())?;
+        }
+        Ok(())
+    }
+}
+
 /// Everything the proxy runs with.
 #[derive(Clone, Debug)]
 pub(crate) struct Settings {
     /// Each listener, and the upstream its clients go to.
-    pub(crate) listeners: Vec<(Listen, String)>,
+    pub(crate) listeners: Vec<(Listen, Route)>,
     pub(crate) max_to_clients: Option<u64>,
     pub(crate) max_from_clients: Option<u64>,
     pub(crate) per_client_cap: Option<u64>,
@@ -121,17 +173,76 @@ impl Settings {
         for l in &f.listener {
             let listen =
                 parse_listen(l.listen.get_ref()).map_err(|e| v(src.at(&l.listen, "listen", e)))?;
-            let up = check_upstream(l.upstream.get_ref())
+            let upstream = check_upstream(l.upstream.get_ref())
                 .map_err(|e| v(src.at(&l.upstream, "upstream", e)))?;
-            listeners.push((listen, up));
+            let accept_proxy_from = match &l.accept_proxy_protocol_from {
+                None => None,
+                Some(nets) => {
+                    let key = "accept_proxy_protocol_from";
+                    if let Listen::Unix(_) = listen {
+                        return Err(v(src.at(
+                            &l.listen,
+                            key,
+                            "PROXY protocol headers are accepted on TCP listeners only",
+                        )));
+                    }
+                    if nets.get_ref().is_empty() {
+                        return Err(v(src.at(
+                            nets,
+                            key,
+                            "no network: name the load balancers' networks, e.g. [\"10.0.0.0/8\"]",
+                        )));
+                    }
+                    Some(
+                        Trusted::parse(nets.get_ref().iter().map(String::as_str))
+                            .map_err(|e| v(src.at(nets, key, e)))?,
+                    )
+                }
+            };
+            let send_proxy = l
+                .send_proxy_protocol
+                .as_ref()
+                .map(|s| {
+                    pp::Version::parse(s.get_ref())
+                        .map_err(|e| v(src.at(s, "send_proxy_protocol", e)))
+                })
+                .transpose()?;
+            listeners.push((
+                listen,
+                Route {
+                    upstream,
+                    accept_proxy_from,
+                    send_proxy,
+                },
+            ));
         }
         match (&args.listen, &args.upstream) {
             (Some(l), Some(u)) => {
-                let u =
+                let upstream =
                     check_upstream(u).map_err(|e| Refusal::value(format!("--upstream: {e}")))?;
-                listeners = vec![(Listen::Tcp(*l), u)];
+                let accept_proxy_from = args
+                    .accept_proxy_protocol_from
+                    .as_deref()
+                    .map(|nets| Trusted::parse(nets.split(',')))
+                    .transpose()
+                    .map_err(|e| Refusal::value(format!("--accept-proxy-protocol-from: {e}")))?;
+                listeners = vec![(
+                    Listen::Tcp(*l),
+                    Route {
+                        upstream,
+                        accept_proxy_from,
+                        send_proxy: args.send_proxy_protocol,
+                    },
+                )];
             }
-            (None, None) => {}
+            (None, None) => {
+                if args.accept_proxy_protocol_from.is_some() || args.send_proxy_protocol.is_some() {
+                    return Err(Refusal::conflict(
+                        "--accept-proxy-protocol-from and --send-proxy-protocol apply to \
+                         --listen; in a config file, set them on each [[listener]]",
+                    ));
+                }
+            }
             _ => {
                 return Err(Refusal::conflict(
                     "--listen and --upstream go together (they replace the file's listeners)",
@@ -273,9 +384,9 @@ impl Settings {
                 )));
             }
         }
-        for (listen, up) in &self.listeners {
+        for (listen, route) in &self.listeners {
             if let Listen::Tcp(l) = listen {
-                if up.parse::<SocketAddr>().ok() == Some(*l) {
+                if route.upstream.parse::<SocketAddr>().ok() == Some(*l) {
                     return Err(Refusal::conflict(format!(
                         "--listen and --upstream are both {l}: the proxy would forward to itself"
                     )));
