@@ -1,6 +1,8 @@
 //! The `fairio` command: `fairio demo` shows fair sharing live; `fairio proxy` shapes a TCP
 //! service fairly among its clients.
 
+#![deny(unsafe_code)]
+
 mod admin;
 mod demo;
 mod fdlimit;

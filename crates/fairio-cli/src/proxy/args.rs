@@ -101,6 +101,10 @@ pub(crate) struct ProxyArgs {
     /// server-fin) [default: 30].
     #[arg(long, allow_negative_numbers = true, value_parser = timeout_secs)]
     pub(super) half_close_timeout: Option<f64>,
+    /// Seconds the old process serves its clients after an upgrade (SIGUSR2) handed its
+    /// listeners to a new one; those still connected then are closed [default: 300].
+    #[arg(long, allow_negative_numbers = true, value_parser = timeout_secs)]
+    pub(super) drain_timeout: Option<f64>,
     /// Seconds a client may move no byte in either direction before it is closed [default:
     /// 600].
     #[arg(long, allow_negative_numbers = true, value_parser = timeout_secs)]

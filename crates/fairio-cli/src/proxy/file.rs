@@ -21,6 +21,7 @@ pub(super) struct File {
     pub(super) fair_by: Option<Spanned<String>>,
     pub(super) connect_timeout: Option<Spanned<f64>>,
     pub(super) half_close_timeout: Option<Spanned<f64>>,
+    pub(super) drain_timeout: Option<Spanned<f64>>,
     pub(super) idle_timeout: Option<Spanned<f64>>,
     pub(super) max_connections: Option<Spanned<u32>>,
     pub(super) max_connections_per_host: Option<Spanned<u32>>,

@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 
 use super::client::{self, Peer, Session};
 use super::guard::Throttled;
+use super::inherit::Inherited;
 use super::pp;
 use super::settings::{Listen, Route};
 use super::{FromWeight, Proxy};
@@ -19,7 +20,23 @@ use super::{FromWeight, Proxy};
 /// from a cell a reload can change.
 #[derive(Debug, Default)]
 pub(super) struct Running {
-    loops: HashMap<Listen, (Arc<RwLock<Route>>, JoinHandle<()>)>,
+    loops: HashMap<Listen, Loop>,
+    /// Sockets handed over at start, taken by the first listeners bound to their addresses.
+    pub(super) inherited: Inherited,
+}
+
+/// One accept loop.
+#[derive(Debug)]
+struct Loop {
+    route: Arc<RwLock<Route>>,
+    task: JoinHandle<()>,
+    /// The listening socket (a second descriptor of it), to hand to a new process.
+    socket: Option<socket2::Socket>,
+}
+
+/// A second descriptor of a listening socket (`None` if the process has none left).
+fn dup(fd: std::os::fd::BorrowedFd<'_>) -> Option<socket2::Socket> {
+    socket2::SockRef::from(&fd).try_clone().ok()
 }
 
 /// Removes a Unix socket file left by an earlier run: a socket nothing accepts on any more
@@ -36,6 +53,14 @@ fn clear_stale(path: &Path) {
 }
 
 impl Running {
+    /// No listener yet; `inherited` serves the first listeners bound to their addresses.
+    pub(super) fn with(inherited: Inherited) -> Self {
+        Self {
+            loops: HashMap::new(),
+            inherited,
+        }
+    }
+
     /// Makes the listeners those `wanted` names: closes the ones it no longer names (clients
     /// already accepted stay), points the kept ones at their upstream, and opens the new ones.
     ///
@@ -56,11 +81,11 @@ impl Running {
             .cloned()
             .collect();
         for listen in gone {
-            if let Some((_, task)) = self.loops.remove(&listen) {
-                task.abort();
+            if let Some(l) = self.loops.remove(&listen) {
+                l.task.abort();
                 // Ended, and its socket closed, before any address is bound again (a move
                 // from 0.0.0.0:8080 to 127.0.0.1:8080 needs the port free).
-                let _ = task.await;
+                let _ = l.task.await;
             }
             if let Listen::Unix(path) = &listen {
                 let _ = std::fs::remove_file(path);
@@ -68,24 +93,44 @@ impl Running {
             tracing::info!("stopped listening on {listen}");
         }
         let mut failed = Vec::new();
-        for (listen, upstream) in wanted {
-            if let Some((cell, _)) = self.loops.get(listen) {
-                *cell.write().unwrap_or_else(|e| e.into_inner()) = upstream.clone();
+        for (listen, route) in wanted {
+            if let Some(l) = self.loops.get(listen) {
+                *l.route.write().unwrap_or_else(|e| e.into_inner()) = route.clone();
                 continue;
             }
-            let cell = Arc::new(RwLock::new(upstream.clone()));
-            let task = match listen {
-                Listen::Tcp(addr) => match tokio::net::TcpListener::bind(addr).await {
-                    Ok(l) => tokio::spawn(accept_loop(Arc::clone(proxy), l, Arc::clone(&cell))),
-                    Err(e) => {
-                        failed.push(format!("cannot listen on {addr}: {e}"));
-                        continue;
+            let cell = Arc::new(RwLock::new(route.clone()));
+            let (task, socket) = match listen {
+                Listen::Tcp(addr) => {
+                    let bound = match self.inherited.take_tcp(*addr) {
+                        Some(l) => tokio::net::TcpListener::from_std(l),
+                        None => tokio::net::TcpListener::bind(addr).await,
+                    };
+                    match bound {
+                        Ok(l) => {
+                            let socket = dup(std::os::fd::AsFd::as_fd(&l));
+                            let task = accept_loop(Arc::clone(proxy), l, Arc::clone(&cell));
+                            (tokio::spawn(task), socket)
+                        }
+                        Err(e) => {
+                            failed.push(format!("cannot listen on {addr}: {e}"));
+                            continue;
+                        }
                     }
-                },
+                }
                 Listen::Unix(path) => {
-                    clear_stale(path);
-                    match tokio::net::UnixListener::bind(path) {
-                        Ok(l) => tokio::spawn(accept_loop(Arc::clone(proxy), l, Arc::clone(&cell))),
+                    let bound = match self.inherited.take_unix(path) {
+                        Some(l) => tokio::net::UnixListener::from_std(l),
+                        None => {
+                            clear_stale(path);
+                            tokio::net::UnixListener::bind(path)
+                        }
+                    };
+                    match bound {
+                        Ok(l) => {
+                            let socket = dup(std::os::fd::AsFd::as_fd(&l));
+                            let task = accept_loop(Arc::clone(proxy), l, Arc::clone(&cell));
+                            (tokio::spawn(task), socket)
+                        }
                         Err(e) => {
                             failed.push(format!("cannot listen on unix:{}: {e}", path.display()));
                             continue;
@@ -93,7 +138,14 @@ impl Running {
                     }
                 }
             };
-            self.loops.insert(listen.clone(), (cell, task));
+            self.loops.insert(
+                listen.clone(),
+                Loop {
+                    route: cell,
+                    task,
+                    socket,
+                },
+            );
         }
         if failed.is_empty() {
             Ok(())
@@ -104,11 +156,27 @@ impl Running {
 
     /// Stops every accept loop, and removes the Unix socket files.
     pub(super) fn stop(&mut self) {
-        for (listen, (_, task)) in self.loops.drain() {
-            task.abort();
+        for (listen, l) in self.loops.drain() {
+            l.task.abort();
             if let Listen::Unix(path) = listen {
                 let _ = std::fs::remove_file(path);
             }
+        }
+    }
+
+    /// Second descriptors of the listening sockets, to hand to a new process.
+    pub(super) fn sockets(&self) -> Vec<&socket2::Socket> {
+        self.loops
+            .values()
+            .filter_map(|l| l.socket.as_ref())
+            .collect()
+    }
+
+    /// Stops accepting, leaving the sockets (and the Unix socket files) to the process they
+    /// were handed to: the connections waiting in their queues are its to accept.
+    pub(super) fn hand_over(&mut self) {
+        for (_, l) in self.loops.drain() {
+            l.task.abort();
         }
     }
 }

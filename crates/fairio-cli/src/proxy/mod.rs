@@ -5,11 +5,15 @@ mod class;
 mod client;
 mod file;
 mod guard;
+mod handover;
+mod inherit;
 mod listeners;
+mod notify;
 mod pp;
 mod prefixes;
 mod settings;
 mod stats;
+mod upgrade;
 
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
@@ -19,8 +23,10 @@ use args::FairBy;
 pub(crate) use args::ProxyArgs;
 use fairio::{Config, EqualShare, GroupsBy, Policy, Scheduler, Weight, Weighted, WindowQuota};
 pub(crate) use guard::Admission;
+use notify::Notifier;
 use settings::Settings;
 use tokio::net::TcpListener;
+use tokio::signal::unix::SignalKind;
 
 use crate::PolicyName;
 use crate::rate::human;
@@ -87,6 +93,9 @@ pub(crate) struct Proxy<P: Policy> {
     admin_token: Arc<RwLock<Option<String>>>,
     /// The settings at start: those a reload cannot change are compared with these.
     started: Arc<Settings>,
+    /// The part of the limits an older process keeps while it drains (this process was
+    /// started by its upgrade); `(None, None)` otherwise.
+    held: std::sync::Mutex<upgrade::Hold>,
 }
 
 impl<P: Policy> Proxy<P>
@@ -95,6 +104,24 @@ where
 {
     fn settings(&self) -> Arc<Settings> {
         Arc::clone(&self.settings.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Sets the limits of `s`, less what an older process keeps (unless a fleet sets them).
+    fn set_limits(&self, s: &Settings) {
+        if self.fleet {
+            return;
+        }
+        let held = *self.held.lock().unwrap_or_else(|e| e.into_inner());
+        self.sched
+            .set_max_upload_speed(upgrade::rest(s.max_to_clients, held.0));
+        self.sched
+            .set_max_download_speed(upgrade::rest(s.max_from_clients, held.1));
+    }
+
+    /// The older process now keeps `held` of the limits.
+    fn hold(&self, held: upgrade::Hold) {
+        *self.held.lock().unwrap_or_else(|e| e.into_inner()) = held;
+        self.set_limits(&self.settings());
     }
 
     /// Applies new settings to what runs: the limits (unless a fleet sets them), and each live
@@ -117,10 +144,7 @@ where
                 tracing::warn!("`{key}` changed: it takes effect at the next start, not on reload");
             }
         }
-        if !self.fleet {
-            self.sched.set_max_upload_speed(new.max_to_clients);
-            self.sched.set_max_download_speed(new.max_from_clients);
-        }
+        self.set_limits(&new);
         self.admission.set_limits(
             new.max_connections
                 .unwrap_or(max_total)
@@ -163,11 +187,21 @@ async fn proxy<P: Policy>(args: ProxyArgs, settings: Settings, policy: P) -> Res
 where
     P::Params: FromWeight,
 {
-    // Installed first: a SIGHUP from now on reloads, and none is lost during a reload.
-    let mut hup = Hangups::new();
+    // Installed first: a SIGHUP from now on reloads, and none is lost during a reload; the
+    // same for SIGUSR2 (an upgrade) and the stop signals.
+    let mut hup = Hangups::new(SignalKind::hangup());
+    let mut usr2 = Hangups::new(SignalKind::user_defined2());
+    let stop = stop_signal();
+    tokio::pin!(stop);
+    // The binary to start again at an upgrade: its path now, before a package replaces it.
+    let exe = std::env::current_exe().ok();
+    let notifier = Arc::new(Notifier::from_env());
+    // Started by an older fairio handing over: it keeps a part of the limits for a while.
+    let successor = upgrade::Successor::from_env();
+    let held = successor.as_ref().map_or((None, None), |s| s.held);
     let config = Config::new(args.read_buffer_size as usize)
-        .max_upload_speed(settings.max_to_clients)
-        .max_download_speed(settings.max_from_clients)
+        .max_upload_speed(upgrade::rest(settings.max_to_clients, held.0))
+        .max_download_speed(upgrade::rest(settings.max_from_clients, held.1))
         .read_queue_size(Some(256 * 1024))
         .write_queue_size(Some(256 * 1024))
         .shutdown_timeout(FLUSH_AT_SHUTDOWN)
@@ -198,14 +232,21 @@ where
         fleet: member.is_some(),
         admin_token: Arc::new(RwLock::new(settings.admin_token.clone())),
         started: Arc::new(settings.clone()),
+        held: std::sync::Mutex::new(held),
     });
     let reload = Arc::new(tokio::sync::Notify::new());
-    let mut running = listeners::Running::default();
+    let mut running = listeners::Running::with(inherit::Inherited::from_env());
+    let inherited = running.inherited.len();
     running.update(&proxy, &settings.listeners).await?;
+    let mut admin_task = None;
+    let mut admin_socket = None;
     if let Some(addr) = settings.admin {
-        let l = TcpListener::bind(addr)
-            .await
-            .map_err(|e| format!("cannot serve the admin API on {addr}: {e}"))?;
+        let l = match running.inherited.take_tcp(addr) {
+            Some(l) => TcpListener::from_std(l),
+            None => TcpListener::bind(addr).await,
+        }
+        .map_err(|e| format!("cannot serve the admin API on {addr}: {e}"))?;
+        admin_socket = socket2::SockRef::from(&l).try_clone().ok();
         let admin = crate::admin::Admin {
             sched: sched.clone(),
             admission: Arc::clone(&admission),
@@ -215,8 +256,9 @@ where
             hosts: proxy.hosts.clone(),
             per_host: settings.metrics_per_host,
         };
-        tokio::spawn(crate::admin::serve(l, Arc::new(admin)));
+        admin_task = Some(tokio::spawn(crate::admin::serve(l, Arc::new(admin))));
     }
+    running.inherited.close_rest();
     if let Some(secs) = args.stats_interval {
         let every = Duration::from_secs_f64(secs);
         tokio::spawn(stats::print(sched.clone(), proxy.hosts.clone(), every));
@@ -227,47 +269,84 @@ where
         .map(|(l, r)| format!("{l} → {r}"))
         .collect();
     tracing::info!(
-        "listening on {}, {}, at most {} clients{}",
+        "listening on {}, {}, at most {} clients{}{}",
         listening.join(", "),
         settings.limits(&args),
         admission.max_total(),
         settings
             .admin
             .map(|m| format!(", admin API at http://{m}/ (metrics, clients, limits)"))
-            .unwrap_or_default()
+            .unwrap_or_default(),
+        if inherited > 0 {
+            format!(", {inherited} listening sockets inherited")
+        } else {
+            String::new()
+        }
     );
-    let reloads = async {
-        loop {
-            tokio::select! {
-                () = hup.next() => {}
-                () = reload.notified() => {}
-            }
-            match Settings::load(&args) {
-                Err(r) => {
-                    tracing::warn!("reload refused, the running settings stay: {}", r.message)
-                }
-                Ok(new) => {
-                    if let Err(e) = running.update(&proxy, &new.listeners).await {
-                        tracing::warn!("reload: {e}; the other settings are applied");
+    notifier.ready(&status(&sched));
+    if notifier.is_active() {
+        tokio::spawn(report_status(Arc::clone(&notifier), sched.clone()));
+    }
+    if let Some(s) = successor {
+        s.ready();
+        let (p, q) = (Arc::clone(&proxy), Arc::clone(&proxy));
+        tokio::spawn(s.follow(move || p.sched.connection_count(), move |h| q.hold(h)));
+    }
+    let handover = loop {
+        tokio::select! {
+            () = hup.next() => {}
+            () = reload.notified() => {}
+            () = usr2.next() => {
+                match exe.as_deref() {
+                    Some(exe) => {
+                        let sockets: Vec<&socket2::Socket> =
+                            running.sockets().into_iter().chain(admin_socket.as_ref()).collect();
+                        match handover::start(&proxy, exe, &sockets).await {
+                            Ok(h) => break Some(h),
+                            Err(e) => tracing::warn!("upgrade failed, this process goes on serving: {e}"),
+                        }
                     }
-                    let n = new.classes.list.len();
-                    proxy.apply(new, by_descriptors);
-                    tracing::info!(classes = n, "reloaded");
+                    None => tracing::warn!("upgrade refused: the path of this binary is unknown"),
                 }
+                continue;
+            }
+            () = &mut stop => break None,
+        }
+        notifier.reloading();
+        match Settings::load(&args) {
+            Err(r) => {
+                tracing::warn!("reload refused, the running settings stay: {}", r.message)
+            }
+            Ok(new) => {
+                if let Err(e) = running.update(&proxy, &new.listeners).await {
+                    tracing::warn!("reload: {e}; the other settings are applied");
+                }
+                let n = new.classes.list.len();
+                proxy.apply(new, by_descriptors);
+                tracing::info!(classes = n, "reloaded");
             }
         }
+        notifier.ready(&status(&sched));
     };
-    tokio::select! {
-        () = reloads => {}
-        () = stop_signal() => {}
-    }
-    running.stop();
-    tracing::info!(
-        "stopping: {} clients connected, flushing them for up to {} s",
-        sched.connection_count(),
-        FLUSH_AT_SHUTDOWN.as_secs()
-    );
-    let report = sched.shutdown(Some(FLUSH_AT_SHUTDOWN)).await;
+    let report = match handover {
+        Some(h) => {
+            running.hand_over();
+            if let Some(t) = admin_task.take() {
+                t.abort();
+            }
+            handover::drain(&proxy, h, &notifier, &mut stop).await
+        }
+        None => {
+            notifier.send("STOPPING=1\nSTATUS=stopping");
+            running.stop();
+            tracing::info!(
+                "stopping: {} clients connected, flushing them for up to {} s",
+                sched.connection_count(),
+                FLUSH_AT_SHUTDOWN.as_secs()
+            );
+            sched.shutdown(Some(FLUSH_AT_SHUTDOWN)).await
+        }
+    };
     if let Some(m) = member {
         // After the flush, which still needs its lease: its share goes to the other proxies
         // now rather than one TTL later.
@@ -288,21 +367,36 @@ where
     Ok(())
 }
 
-/// The SIGHUPs the process receives (none where there are no such signals).
+/// The status line for the service manager.
+fn status<P: Policy>(sched: &Scheduler<P>) -> String {
+    format!("serving {} clients", sched.connection_count())
+}
+
+/// Keeps the service manager's status line current (every 10 s).
+async fn report_status<P: Policy>(notifier: Arc<Notifier>, sched: Scheduler<P>) {
+    let mut every = tokio::time::interval(Duration::from_secs(10));
+    every.tick().await;
+    loop {
+        every.tick().await;
+        notifier.send(&format!("STATUS={}", status(&sched)));
+    }
+}
+
+/// The signals of one kind the process receives (none where there are no such signals).
 struct Hangups {
     #[cfg(unix)]
     signal: Option<tokio::signal::unix::Signal>,
 }
 
 impl Hangups {
-    fn new() -> Self {
+    fn new(kind: SignalKind) -> Self {
         Self {
             #[cfg(unix)]
-            signal: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok(),
+            signal: tokio::signal::unix::signal(kind).ok(),
         }
     }
 
-    /// Completes at the next SIGHUP.
+    /// Completes at the next signal.
     async fn next(&mut self) {
         #[cfg(unix)]
         if let Some(s) = self.signal.as_mut() {

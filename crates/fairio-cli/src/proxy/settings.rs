@@ -120,6 +120,8 @@ pub(crate) struct Settings {
     pub(crate) classes: Classes,
     pub(crate) connect_timeout: Duration,
     pub(crate) half_close_timeout: Duration,
+    /// How long an old process serves its clients after handing over to a new one.
+    pub(crate) drain_timeout: Duration,
     pub(crate) idle_timeout: Duration,
     pub(crate) max_connections: Option<usize>,
     pub(crate) max_connections_per_host: Option<usize>,
@@ -302,6 +304,11 @@ impl Settings {
                 args.connect_timeout,
                 timeout(&src, &f.connect_timeout, "connect_timeout").map_err(v)?,
                 5.0,
+            ),
+            drain_timeout: secs(
+                args.drain_timeout,
+                timeout(&src, &f.drain_timeout, "drain_timeout").map_err(v)?,
+                300.0,
             ),
             half_close_timeout: secs(
                 args.half_close_timeout,

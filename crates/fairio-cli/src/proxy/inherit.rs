@@ -1,0 +1,209 @@
+//! Listening sockets handed to the process at start: by systemd's socket activation
+//! (`LISTEN_PID`, `LISTEN_FDS`: descriptors 3, 4, …) or by an older fairio handing over
+//! (`FAIRIO_LISTEN_FDS`: a list of descriptors). Each is matched to a listener of the settings
+//! by the address it is bound to; a listener with no inherited socket binds its own.
+
+use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
+
+use socket2::Socket;
+
+/// The variable an older fairio names its listening descriptors in.
+pub(crate) const FAIRIO_LISTEN_FDS: &str = "FAIRIO_LISTEN_FDS";
+
+/// The inherited listening sockets not yet taken.
+#[derive(Debug, Default)]
+pub(crate) struct Inherited {
+    sockets: Vec<Socket>,
+}
+
+/// The descriptors the environment hands this process: systemd's (for this process only)
+/// and an older fairio's.
+fn handed_fds(
+    listen_pid: Option<&str>,
+    listen_fds: Option<&str>,
+    fairio_fds: Option<&str>,
+    pid: u32,
+) -> Vec<RawFd> {
+    let mut fds = Vec::new();
+    if listen_pid.and_then(|p| p.trim().parse::<u32>().ok()) == Some(pid) {
+        let n = listen_fds
+            .and_then(|n| n.trim().parse::<RawFd>().ok())
+            .unwrap_or(0);
+        // SD_LISTEN_FDS_START is 3; a count beyond a descriptor table is no count.
+        fds.extend((0..n.clamp(0, 65_536)).map(|i| 3 + i));
+    }
+    if let Some(list) = fairio_fds {
+        fds.extend(
+            list.split(',')
+                .filter_map(|f| f.trim().parse::<RawFd>().ok())
+                .filter(|&f| f >= 3),
+        );
+    }
+    fds.sort_unstable();
+    fds.dedup();
+    fds
+}
+
+impl Inherited {
+    /// Takes the sockets the environment names. Each is taken once per process: the caller
+    /// calls this once, at start (the variables stay set, but a child this process starts
+    /// is given its own).
+    pub(crate) fn from_env() -> Self {
+        let var = |k: &str| std::env::var(k).ok();
+        let fds = handed_fds(
+            var("LISTEN_PID").as_deref(),
+            var("LISTEN_FDS").as_deref(),
+            var(FAIRIO_LISTEN_FDS).as_deref(),
+            std::process::id(),
+        );
+        let mut sockets = Vec::new();
+        for fd in fds {
+            if let Some(s) = adopt(fd) {
+                sockets.push(s);
+            }
+        }
+        Self { sockets }
+    }
+
+    /// How many sockets remain.
+    pub(crate) fn len(&self) -> usize {
+        self.sockets.len()
+    }
+
+    /// The inherited TCP listener bound to `addr`, if any.
+    pub(crate) fn take_tcp(&mut self, addr: SocketAddr) -> Option<std::net::TcpListener> {
+        let i = self
+            .sockets
+            .iter()
+            .position(|s| s.local_addr().ok().and_then(|a| a.as_socket()) == Some(addr))?;
+        let s = self.sockets.swap_remove(i);
+        s.set_nonblocking(true).ok()?;
+        Some(s.into())
+    }
+
+    /// The inherited Unix listener bound to `path`, if any.
+    pub(crate) fn take_unix(&mut self, path: &Path) -> Option<std::os::unix::net::UnixListener> {
+        let i = self.sockets.iter().position(|s| {
+            s.local_addr()
+                .ok()
+                .and_then(|a| a.as_pathname().map(Path::to_path_buf))
+                .is_some_and(|p| p == path)
+        })?;
+        let s = self.sockets.swap_remove(i);
+        s.set_nonblocking(true).ok()?;
+        Some(s.into())
+    }
+
+    /// Closes what no listener took, naming it in the log.
+    pub(crate) fn close_rest(&mut self) {
+        for s in self.sockets.drain(..) {
+            tracing::warn!(address = ?s.local_addr().ok(), "an inherited socket matches no listener; closed");
+        }
+    }
+}
+
+/// Takes ownership of `fd` if it is an open listening stream socket of this process. Any
+/// other descriptor is left as it is: the environment may name a number that something else
+/// in this process has opened since, and closing it would pull it from under its owner.
+#[allow(unsafe_code)]
+fn adopt(fd: RawFd) -> Option<Socket> {
+    // SAFETY: `fcntl(F_GETFD)` only reads the descriptor's flags; it fails (EBADF) for a number
+    // that is no open descriptor, and then nothing is looked at further.
+    if fd < 0 || unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
+        tracing::warn!(fd, "an inherited descriptor is not open; ignored");
+        return None;
+    }
+    // SAFETY: the descriptor is open (above) and stays open while it is borrowed here: only
+    // its socket options are read, and nothing in this function closes it.
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let s = socket2::SockRef::from(&borrowed);
+    if !matches!(
+        (s.r#type(), s.is_listener()),
+        (Ok(socket2::Type::STREAM), Ok(true))
+    ) {
+        tracing::warn!(
+            fd,
+            "an inherited descriptor is no listening stream socket; left alone"
+        );
+        return None;
+    }
+    // SAFETY: a listening socket (above) that the environment hands to this process: systemd
+    // and an older fairio pass each one once, and `from_env` runs once, so nothing else in
+    // this process owns it.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let s = Socket::from(owned);
+    // The descriptor must not pass to processes this one starts, unless handed on on purpose.
+    let _ = s.set_cloexec(true);
+    Some(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn systemd_fds_count_for_this_process_only() {
+        assert_eq!(handed_fds(Some("42"), Some("2"), None, 42), vec![3, 4]);
+        assert!(
+            handed_fds(Some("41"), Some("2"), None, 42).is_empty(),
+            "another process's"
+        );
+        assert!(handed_fds(None, Some("2"), None, 42).is_empty());
+        assert!(handed_fds(Some("42"), Some("-5"), None, 42).is_empty());
+        assert_eq!(
+            handed_fds(None, None, Some("7, 9,x,1"), 42),
+            vec![7, 9],
+            "0-2 are stdio"
+        );
+        assert_eq!(
+            handed_fds(Some("42"), Some("1"), Some("3,8"), 42),
+            vec![3, 8]
+        );
+    }
+
+    #[test]
+    fn listeners_are_matched_by_address_and_the_rest_closed() {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let dir = std::env::temp_dir().join(format!("fairio-inherit-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("l.sock");
+        let _ = std::fs::remove_file(&path);
+        let unix = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut inh = Inherited {
+            sockets: vec![
+                Socket::from(OwnedFd::from(tcp)),
+                Socket::from(OwnedFd::from(unix)),
+                Socket::from(OwnedFd::from(other)),
+            ],
+        };
+        assert!(inh.take_tcp("127.0.0.1:1".parse().unwrap()).is_none());
+        let got = inh.take_tcp(addr).unwrap();
+        assert_eq!(got.local_addr().unwrap(), addr);
+        assert!(inh.take_tcp(addr).is_none(), "taken once");
+        assert!(inh.take_unix(&path).is_some());
+        assert_eq!(inh.len(), 1);
+        inh.close_rest();
+        assert_eq!(inh.len(), 0);
+        // A client reaches the taken listener.
+        std::net::TcpStream::connect(addr).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_closed_descriptor_or_a_connected_socket_is_not_adopted() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        assert!(
+            adopt(std::os::fd::AsRawFd::as_raw_fd(&c)).is_none(),
+            "not a listener"
+        );
+        // Left open: the stream still works.
+        assert!(c.peer_addr().is_ok());
+        // A number no descriptor has (adopting `fd` again could take another test's socket).
+        assert!(adopt(RawFd::MAX - 1).is_none(), "not open");
+    }
+}

@@ -1,0 +1,322 @@
+//! Upgrades without dropping a client. On SIGUSR2 the proxy starts its binary again (the path
+//! it was started from, which a package upgrade has replaced by then) with the same
+//! arguments, and hands it its listening sockets. Once the new process is ready, the old one
+//! stops accepting (connections waiting in the sockets' queues are the new one's to accept),
+//! serves its clients until they leave or the drain timeout passes, and exits.
+//!
+//! The limits hold across both processes: the old one keeps a part of each limit in
+//! proportion to its share of the clients, the new one runs with the rest, and the old part
+//! only shrinks (the old process lowers its own limit before it tells the new one it may
+//! raise its), so the sum never exceeds the limit. With `--fleet`, both are fleet members and
+//! the fleet shares the limits instead.
+//!
+//! The two processes talk over a datagram socket pair: the new process sends `READY=1` once it
+//! serves, then `CLIENTS=N` every 100 ms; the old one sends `HOLD=UP,DOWN`, the part of the
+//! limits to clients and from clients it keeps (`-` for no limit).
+
+use std::ffi::OsString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixDatagram as StdDatagram;
+use std::path::Path;
+use std::time::Duration;
+
+use tokio::net::UnixDatagram;
+
+use super::inherit::FAIRIO_LISTEN_FDS;
+
+/// The variable naming the new process's end of the socket pair.
+const UPGRADE_FD: &str = "FAIRIO_UPGRADE_FD";
+/// The variable giving the part of the limits the old process keeps at the start.
+const UPGRADE_HOLD: &str = "FAIRIO_UPGRADE_HOLD";
+/// How often the new process reports its clients, and the old one revises its part.
+const TICK: Duration = Duration::from_millis(100);
+
+/// The part of (to clients, from clients) limits a process keeps; `None`: nothing held.
+pub(crate) type Hold = (Option<u64>, Option<u64>);
+
+fn encode(h: Hold) -> String {
+    let f = |v: Option<u64>| v.map_or("-".to_owned(), |v| v.to_string());
+    format!("{},{}", f(h.0), f(h.1))
+}
+
+fn decode(s: &str) -> Option<Hold> {
+    let (a, b) = s.trim().split_once(',')?;
+    let f = |v: &str| match v {
+        "-" => Some(None),
+        n => n.parse().ok().map(Some),
+    };
+    Some((f(a)?, f(b)?))
+}
+
+/// The old process's part of `limit`, with `mine` of `mine + theirs` clients: at least 1
+/// byte/s while it has a client (a limit cannot be 0), and never more than `before`.
+pub(crate) fn part(
+    limit: Option<u64>,
+    mine: usize,
+    theirs: usize,
+    before: Option<u64>,
+) -> Option<u64> {
+    let l = limit?;
+    let all = (mine + theirs).max(1) as u128;
+    let p = u64::try_from(u128::from(l) * mine as u128 / all)
+        .unwrap_or(l)
+        .max(1);
+    Some(before.map_or(p, |b| p.min(b)))
+}
+
+/// What a limit leaves to the new process once the old one's part is taken (at least 1).
+pub(crate) fn rest(limit: Option<u64>, held: Option<u64>) -> Option<u64> {
+    limit.map(|l| l.saturating_sub(held.unwrap_or(0)).max(1))
+}
+
+/// Sends one datagram now, without waiting (tokio's `try_send` refuses until the runtime has
+/// seen the socket writable once).
+fn send_now(chan: &UnixDatagram, msg: &[u8]) -> std::io::Result<usize> {
+    socket2::SockRef::from(chan).send(msg)
+}
+
+/// The old process's side of a handover: the new process started and ready.
+#[derive(Debug)]
+pub(crate) struct Handover {
+    pub(crate) child: tokio::process::Child,
+    chan: UnixDatagram,
+}
+
+/// Starts `exe` with `args`, handing it `sockets` and the socket pair's end, and waits until
+/// it is ready.
+///
+/// # Errors
+/// The new process could not start, exited, or was not ready within `within` (it is then
+/// killed); the old one goes on serving.
+pub(crate) async fn start(
+    exe: &Path,
+    args: &[OsString],
+    sockets: &[&socket2::Socket],
+    held: Hold,
+    within: Duration,
+) -> Result<Handover, String> {
+    let (mine, theirs) = StdDatagram::pair().map_err(|e| format!("socket pair: {e}"))?;
+    // Descriptors the new process inherits: copies without close-on-exec, closed here as soon
+    // as it has started.
+    let mut handed = Vec::new();
+    for s in sockets {
+        let d = s
+            .try_clone()
+            .map_err(|e| format!("cannot copy a listening socket: {e}"))?;
+        d.set_cloexec(false)
+            .map_err(|e| format!("cannot hand a socket on: {e}"))?;
+        handed.push(d);
+    }
+    let theirs = socket2::Socket::from(OwnedFd::from(theirs));
+    theirs
+        .set_cloexec(false)
+        .map_err(|e| format!("cannot hand a socket on: {e}"))?;
+    let fds: Vec<String> = handed.iter().map(|d| d.as_raw_fd().to_string()).collect();
+    let child = tokio::process::Command::new(exe)
+        .args(args)
+        .env(FAIRIO_LISTEN_FDS, fds.join(","))
+        .env(UPGRADE_FD, theirs.as_raw_fd().to_string())
+        .env(UPGRADE_HOLD, encode(held))
+        .env_remove("LISTEN_PID")
+        .env_remove("LISTEN_FDS")
+        .env_remove("LISTEN_FDNAMES")
+        .stdin(std::process::Stdio::null())
+        .spawn();
+    drop(handed);
+    drop(theirs);
+    let mut child = child.map_err(|e| format!("cannot start {}: {e}", exe.display()))?;
+    mine.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let chan = UnixDatagram::from_std(mine).map_err(|e| e.to_string())?;
+    let ready = async {
+        let mut buf = [0u8; 128];
+        loop {
+            match chan.recv(&mut buf).await {
+                Ok(n) if &buf[..n] == b"READY=1" => return Ok(()),
+                Ok(_) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    };
+    let failed = tokio::select! {
+        r = tokio::time::timeout(within, ready) => match r {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e),
+            Err(_) => Some(format!("not ready within {} s", within.as_secs())),
+        },
+        status = child.wait() => Some(match status {
+            Ok(s) => format!("it exited ({s}) before it was ready"),
+            Err(e) => e.to_string(),
+        }),
+    };
+    if let Some(why) = failed {
+        let _ = child.start_kill();
+        let _ = child.wait().await;
+        return Err(format!("the new process failed: {why}"));
+    }
+    Ok(Handover { child, chan })
+}
+
+impl Handover {
+    /// The new process's client count, from its latest report (`None`: none since the last
+    /// call).
+    pub(crate) fn their_clients(&self) -> Option<usize> {
+        let mut buf = [0u8; 128];
+        let mut last = None;
+        while let Ok(n) = self.chan.try_recv(&mut buf) {
+            let text = String::from_utf8_lossy(&buf[..n]);
+            if let Some(c) = text.strip_prefix("CLIENTS=").and_then(|c| c.parse().ok()) {
+                last = Some(c);
+            }
+        }
+        last
+    }
+
+    /// Tells the new process the part the old one now keeps (after the old one applied it).
+    pub(crate) fn tell(&self, held: Hold) {
+        let _ = send_now(&self.chan, format!("HOLD={}", encode(held)).as_bytes());
+    }
+
+    /// The new process's id.
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+}
+
+/// The new process's side: the channel to the old process, and what it keeps.
+#[derive(Debug)]
+pub(crate) struct Successor {
+    chan: UnixDatagram,
+    /// The old process's part at the start.
+    pub(crate) held: Hold,
+}
+
+impl Successor {
+    /// The old process's channel and part, if this process was started by a handover.
+    pub(crate) fn from_env() -> Option<Self> {
+        let fd: RawFd = std::env::var(UPGRADE_FD).ok()?.parse().ok()?;
+        let held = std::env::var(UPGRADE_HOLD)
+            .ok()
+            .and_then(|h| decode(&h))
+            .unwrap_or((None, None));
+        let sock = adopt_datagram(fd)?;
+        sock.set_nonblocking(true).ok()?;
+        let chan = UnixDatagram::from_std(sock).ok()?;
+        Some(Self { chan, held })
+    }
+
+    /// Tells the old process this one serves.
+    pub(crate) fn ready(&self) {
+        let _ = send_now(&self.chan, b"READY=1");
+    }
+
+    /// Reports `clients()` every 100 ms and applies each new part the old process keeps
+    /// with `apply`, until the old process is gone; then applies `(None, None)`.
+    pub(crate) async fn follow(self, clients: impl Fn() -> usize, apply: impl Fn(Hold)) {
+        let mut buf = [0u8; 128];
+        let mut tick = tokio::time::interval(TICK);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    let sent = send_now(&self.chan, format!("CLIENTS={}", clients()).as_bytes());
+                    // A full queue is no end; a peer gone (refused, reset) is.
+                    if sent.is_err_and(|e| e.kind() != std::io::ErrorKind::WouldBlock) {
+                        break;
+                    }
+                }
+                r = self.chan.recv(&mut buf) => match r {
+                    Ok(n) => {
+                        let text = String::from_utf8_lossy(&buf[..n]);
+                        if let Some(h) = text.strip_prefix("HOLD=").and_then(decode) {
+                            apply(h);
+                        }
+                    }
+                    Err(_) => break,
+                },
+            }
+        }
+        apply((None, None));
+    }
+}
+
+/// Takes the datagram socket `fd` an older fairio handed on; anything else is left alone.
+#[allow(unsafe_code)]
+fn adopt_datagram(fd: RawFd) -> Option<StdDatagram> {
+    // SAFETY: `fcntl(F_GETFD)` only reads flags; it fails for a number that is no open
+    // descriptor, and then nothing is looked at further.
+    if fd < 3 || unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
+        return None;
+    }
+    // SAFETY: open (above), and only its socket type is read while borrowed.
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    if socket2::SockRef::from(&borrowed).r#type().ok() != Some(socket2::Type::DGRAM) {
+        return None;
+    }
+    // SAFETY: a datagram socket handed to this process alone by the old one, which names it
+    // once; `from_env` runs once per process.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let s = socket2::Socket::from(owned);
+    let _ = s.set_cloexec(true);
+    Some(StdDatagram::from(OwnedFd::from(s)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holds_round_trip() {
+        for h in [(None, None), (Some(1), None), (Some(5), Some(1 << 40))] {
+            assert_eq!(decode(&encode(h)), Some(h));
+        }
+        assert_eq!(decode("x,1"), None);
+        assert_eq!(decode("1"), None);
+    }
+
+    #[test]
+    fn the_old_part_follows_the_clients_and_only_shrinks() {
+        let l = Some(1000);
+        assert_eq!(part(l, 3, 1, None), Some(750));
+        assert_eq!(part(l, 3, 2, Some(750)), Some(600));
+        assert_eq!(part(l, 3, 0, Some(600)), Some(600), "never grows back");
+        assert_eq!(part(l, 0, 2, Some(600)), Some(1), "a limit is never 0");
+        assert_eq!(part(None, 3, 1, None), None);
+        for (mine, theirs) in [(1, 0), (3, 1), (7, 9), (0, 5)] {
+            let p = part(l, mine, theirs, None);
+            let r = rest(l, p);
+            assert!(p.unwrap() + r.unwrap() <= 1000 || p == Some(1) || r == Some(1));
+        }
+        assert_eq!(rest(l, Some(600)), Some(400));
+        assert_eq!(rest(l, None), l);
+        assert_eq!(rest(None, Some(5)), None);
+    }
+
+    #[tokio::test]
+    async fn the_successor_reports_and_applies_until_the_old_process_goes() {
+        let (old, new) = StdDatagram::pair().unwrap();
+        old.set_nonblocking(true).unwrap();
+        new.set_nonblocking(true).unwrap();
+        let old = UnixDatagram::from_std(old).unwrap();
+        let s = Successor {
+            chan: UnixDatagram::from_std(new).unwrap(),
+            held: (None, None),
+        };
+        s.ready();
+        let applied = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let a = std::sync::Arc::clone(&applied);
+        let task = tokio::spawn(s.follow(|| 7, move |h| a.lock().unwrap().push(h)));
+        let mut buf = [0u8; 64];
+        let n = old.recv(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"READY=1");
+        let n = old.recv(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"CLIENTS=7");
+        old.send(b"HOLD=600,-").await.unwrap();
+        // The old process goes: the successor takes everything and stops.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(old);
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(*applied.lock().unwrap(), [(Some(600), None), (None, None)]);
+    }
+}
