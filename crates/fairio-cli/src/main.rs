@@ -33,7 +33,53 @@ enum Command {
     /// one scheduler, and a live table shows each client's rate.
     Demo(demo::DemoArgs),
     /// A TCP proxy that shares one upstream link fairly among its clients.
+    #[command(after_long_help = PROXY_SIGNALS)]
     Proxy(Box<proxy::ProxyArgs>),
+    /// Write the man pages (fairio.1, fairio-demo.1, fairio-proxy.1) into DIR.
+    #[command(hide = true)]
+    Man {
+        /// Where to write them.
+        dir: std::path::PathBuf,
+    },
+}
+
+/// Signals and environment of `fairio proxy`, for `--help` and the man page.
+const PROXY_SIGNALS: &str = "\
+Signals:
+  SIGHUP   reload the config file; clients stay connected
+  SIGUSR2  upgrade: start the binary at this path again, hand
+           it the listening sockets, serve the clients already
+           connected until they leave or --drain-timeout, exit
+  SIGTERM  stop: flush the clients for up to 5 s, then exit
+
+Environment:
+  NOTIFY_SOCKET  systemd readiness notifications
+  LISTEN_FDS     systemd socket activation (with LISTEN_PID):
+                 sockets matched to listeners by address
+  RUST_LOG       log filter, e.g. fairio=debug";
+
+/// Writes the man pages of the command and its subcommands into `dir`.
+fn man_pages(dir: &std::path::Path) -> std::io::Result<()> {
+    let mut cmd = Cli::command();
+    cmd.build();
+    let mut pages = vec![("fairio".to_owned(), cmd.clone())];
+    for sub in cmd
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+    {
+        let name = format!("fairio-{}", sub.get_name());
+        pages.push((
+            name.clone(),
+            sub.clone().display_name(name.clone()).bin_name(name),
+        ));
+    }
+    std::fs::create_dir_all(dir)?;
+    for (name, page) in pages {
+        let mut out = Vec::new();
+        clap_mangen::Man::new(page).render(&mut out)?;
+        std::fs::write(dir.join(format!("{name}.1")), out)?;
+    }
+    Ok(())
 }
 
 /// Which sharing policy to use.
@@ -87,6 +133,18 @@ fn main() -> ExitCode {
     let (name, checked) = match &cli.command {
         Command::Demo(a) => ("demo", a.check()),
         Command::Proxy(a) => ("proxy", a.check()),
+        Command::Man { dir } => {
+            return match man_pages(dir) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!(
+                        "fairio: cannot write the man pages to {}: {e}",
+                        dir.display()
+                    );
+                    ExitCode::FAILURE
+                }
+            };
+        }
     };
     if let Err(r) = checked {
         let mut cmd = Cli::command();
@@ -113,6 +171,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Demo(args) => demo::run(args).await,
             Command::Proxy(args) => proxy::run(*args).await,
+            Command::Man { .. } => Ok(()),
         }
     });
     match result {
