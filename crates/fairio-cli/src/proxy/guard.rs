@@ -29,6 +29,18 @@ pub(crate) struct Admission {
     pub(crate) half_close_closed: AtomicU64,
     /// Connections closed for their PROXY protocol header, by [`Refused`]'s order.
     proxy_refused: [AtomicU64; Refused::ALL.len()],
+    /// Connections whose PROXY protocol header is being read (not admitted yet).
+    awaiting_header: std::sync::atomic::AtomicUsize,
+}
+
+/// A connection's place while its PROXY protocol header is read: given back when dropped.
+#[derive(Debug)]
+pub(crate) struct HeaderSlot(Arc<Admission>);
+
+impl Drop for HeaderSlot {
+    fn drop(&mut self) {
+        self.0.awaiting_header.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 #[derive(Debug, Default)]
@@ -103,7 +115,25 @@ impl Admission {
             idle_closed: AtomicU64::new(0),
             half_close_closed: AtomicU64::new(0),
             proxy_refused: Default::default(),
+            awaiting_header: std::sync::atomic::AtomicUsize::new(0),
         })
+    }
+
+    /// A place for a connection whose PROXY protocol header is to be read: at most as many as
+    /// the total limit wait at once (each holds a socket); `None`, and counted as refused,
+    /// beyond.
+    pub(crate) fn await_header(self: &Arc<Self>) -> Option<HeaderSlot> {
+        let max = self.max_total();
+        let taken = self
+            .awaiting_header
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < max).then_some(n + 1)
+            });
+        if taken.is_err() {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(HeaderSlot(Arc::clone(self)))
     }
 
     /// Counts a connection closed for its PROXY protocol header.
@@ -274,5 +304,16 @@ mod tests {
         assert_eq!((a.open(), a.refused.load(Ordering::Relaxed)), (4, 3));
         drop(t1);
         assert!(a.admit(Some(h1), &c, None).is_some());
+    }
+
+    #[test]
+    fn connections_awaiting_a_header_are_bounded_and_give_their_place_back() {
+        let a = Admission::new(2, None);
+        let s1 = a.await_header().unwrap();
+        let _s2 = a.await_header().unwrap();
+        assert!(a.await_header().is_none());
+        assert_eq!(a.refused.load(Ordering::Relaxed), 1);
+        drop(s1);
+        assert!(a.await_header().is_some());
     }
 }

@@ -323,9 +323,19 @@ where
                 pause = Duration::from_millis(10);
                 let route = route.read().unwrap_or_else(|e| e.into_inner()).clone();
                 if route.accept_proxy_from.is_some() {
+                    let Some(slot) = proxy.admission.await_header() else {
+                        logs.refusals
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .hit(&peer.name);
+                        continue;
+                    };
                     // In a task of its own: a slow header holds up no other client.
                     let (proxy, logs) = (Arc::clone(&proxy), Arc::clone(&logs));
-                    tokio::spawn(admit_proxied(proxy, client, peer, route, logs));
+                    tokio::spawn(async move {
+                        let _slot = slot;
+                        admit_proxied(proxy, client, peer, route, logs).await;
+                    });
                 } else {
                     admit(&proxy, client, peer, &route, &logs);
                 }

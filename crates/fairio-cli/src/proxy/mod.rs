@@ -297,11 +297,23 @@ where
             () = hup.next() => {}
             () = reload.notified() => {}
             () = usr2.next() => {
+                let following = *proxy.held.lock().unwrap_or_else(|e| e.into_inner()) != (None, None);
                 match exe.as_deref() {
+                    // The older process's part and this one's would both be kept: the sum
+                    // could pass the limit.
+                    _ if following => tracing::warn!(
+                        "upgrade refused: the process this one replaced is still draining; \
+                         try again once it has exited"
+                    ),
                     Some(exe) => {
                         let sockets: Vec<&socket2::Socket> =
                             running.sockets().into_iter().chain(admin_socket.as_ref()).collect();
-                        match handover::start(&proxy, exe, &sockets).await {
+                        // A stop signal meanwhile wins: the new process, not ready, is killed.
+                        let started = tokio::select! {
+                            r = handover::start(&proxy, exe, &sockets) => r,
+                            () = &mut stop => break None,
+                        };
+                        match started {
                             Ok(h) => break Some(h),
                             Err(e) => tracing::warn!("upgrade failed, this process goes on serving: {e}"),
                         }

@@ -124,7 +124,9 @@ pub(crate) async fn start(
         .spawn();
     drop(handed);
     drop(theirs);
-    let mut child = child.map_err(|e| format!("cannot start {}: {e}", exe.display()))?;
+    let child = child.map_err(|e| format!("cannot start {}: {e}", exe.display()))?;
+    // Killed if this future is dropped, or fails, before the new process is ready.
+    let mut guard = Unready(Some(child));
     mine.set_nonblocking(true).map_err(|e| e.to_string())?;
     let chan = UnixDatagram::from_std(mine).map_err(|e| e.to_string())?;
     let ready = async {
@@ -143,17 +145,35 @@ pub(crate) async fn start(
             Ok(Err(e)) => Some(e),
             Err(_) => Some(format!("not ready within {} s", within.as_secs())),
         },
-        status = child.wait() => Some(match status {
+        status = guard.child().wait() => Some(match status {
             Ok(s) => format!("it exited ({s}) before it was ready"),
             Err(e) => e.to_string(),
         }),
     };
     if let Some(why) = failed {
-        let _ = child.start_kill();
-        let _ = child.wait().await;
+        let _ = guard.child().start_kill();
+        let _ = guard.child().wait().await;
         return Err(format!("the new process failed: {why}"));
     }
+    let child = guard.0.take().ok_or("the new process vanished")?;
     Ok(Handover { child, chan })
+}
+
+/// A new process not ready yet: killed when dropped (the upgrade failed or was abandoned).
+struct Unready(Option<tokio::process::Child>);
+
+impl Unready {
+    fn child(&mut self) -> &mut tokio::process::Child {
+        self.0.as_mut().expect("taken only once ready")
+    }
+}
+
+impl Drop for Unready {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.as_mut() {
+            let _ = c.start_kill();
+        }
+    }
 }
 
 impl Handover {
