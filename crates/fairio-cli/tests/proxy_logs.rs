@@ -121,21 +121,38 @@ fn a_client_reset_is_not_a_warning() {
         Stdio::piped(),
     );
     let client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let mut buf = [0u8; 1024];
     (&client).read_exact(&mut buf).unwrap();
-    // Unread data in the receive buffer makes close() send a reset.
-    std::thread::sleep(Duration::from_millis(200));
+    // Unread data in the receive buffer makes close() send a reset: wait until some is there
+    // (a wait on the bytes, not on the clock: a loaded machine may send them late).
+    client.peek(&mut buf[..1]).unwrap();
     drop(client);
-    std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(terminate(&mut proxy).code(), Some(0));
+    // The log, line by line, until the proxy has summarised the client (bounded: 10 s).
+    let stderr = proxy.0.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
     let mut log = String::new();
-    proxy
-        .0
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut log)
-        .unwrap();
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(10)) {
+        log.push_str(&line);
+        log.push('\n');
+        if line.contains("client left") {
+            break;
+        }
+    }
+    assert_eq!(terminate(&mut proxy).code(), Some(0));
+    reader.join().unwrap();
+    for line in rx.try_iter() {
+        log.push_str(&line);
+        log.push('\n');
+    }
     let left = log
         .lines()
         .find(|l| l.contains("client left") && l.contains("reset"))
