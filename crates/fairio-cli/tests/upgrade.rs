@@ -17,13 +17,14 @@ use common::{free_port, hash, random, start_proxy_with};
 const LIMIT: u64 = 4 << 20;
 const SIZE: usize = 3 << 20;
 
-/// Kills a process by id when dropped (the new proxy is not this test's child).
-struct Pid(u32);
+/// Kills every proxy listening on this test's port when dropped: the new process is not this
+/// test's child, and a failing test must not leave it serving.
+struct ProxiesOn(u16);
 
-impl Drop for Pid {
+impl Drop for ProxiesOn {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-KILL", &self.0.to_string()])
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-f", &format!("127.0.0.1:{} --upstream", self.0)])
             .status();
     }
 }
@@ -81,6 +82,7 @@ fn an_upgrade_drops_no_client_and_keeps_the_limit() {
         Stdio::null(),
         Stdio::from(std::fs::File::create(&log).unwrap()),
     );
+    let _cleanup = ProxiesOn(port);
     let mut downloads: Vec<_> = (0..3).map(|_| download(port)).collect();
     std::thread::sleep(Duration::from_millis(300));
     let total = |d: &[(Arc<AtomicU64>, std::thread::JoinHandle<u64>)]| {
@@ -95,13 +97,7 @@ fn an_upgrade_drops_no_client_and_keeps_the_limit() {
         .success();
     assert!(ok);
     let line = line_with(&log, "handed over to process");
-    let pid: u32 = line
-        .split("handed over to process ")
-        .nth(1)
-        .and_then(|r| r.split(':').next())
-        .and_then(|p| p.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no pid in {line:?}"));
-    let _new = Pid(pid);
+    assert!(line.contains("serving 3 clients"), "{line}");
     // From here the old process accepts nobody: these two are the new process's.
     let t0 = Instant::now();
     let b0 = total(&downloads);
@@ -123,10 +119,11 @@ fn an_upgrade_drops_no_client_and_keeps_the_limit() {
         done.contains("3 of 3 clients left by themselves, 0 closed"),
         "{done}"
     );
-    // While both ran, they shared one limit (what the clients received, plus a burst each and
-    // what the sockets held at the start).
+    // While both ran, they shared one limit: what the clients received, with a margin for a
+    // burst each and what the sockets held at the start. Two full limits would pass it by
+    // 4 MiB a second.
     let moved = b1 - b0;
-    let allowed = LIMIT as f64 * t1.as_secs_f64() + 2.0 * 1048576.0;
+    let allowed = LIMIT as f64 * t1.as_secs_f64() + 4.0 * 1048576.0;
     println!(
         "while both ran: {moved} B in {:.2} s ({:.2} MiB/s of 4)",
         t1.as_secs_f64(),

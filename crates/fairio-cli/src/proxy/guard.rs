@@ -31,6 +31,8 @@ pub(crate) struct Admission {
     proxy_refused: [AtomicU64; Refused::ALL.len()],
     /// Connections whose PROXY protocol header is being read (not admitted yet).
     awaiting_header: std::sync::atomic::AtomicUsize,
+    /// Clients an older process still serves after an upgrade: they count against the total.
+    held_open: std::sync::atomic::AtomicUsize,
 }
 
 /// A connection's place while its PROXY protocol header is read: given back when dropped.
@@ -116,14 +118,27 @@ impl Admission {
             half_close_closed: AtomicU64::new(0),
             proxy_refused: Default::default(),
             awaiting_header: std::sync::atomic::AtomicUsize::new(0),
+            held_open: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
-    /// A place for a connection whose PROXY protocol header is to be read: at most as many as
-    /// the total limit wait at once (each holds a socket); `None`, and counted as refused,
-    /// beyond.
+    /// An older process still serves `n` clients: they count against the total limit.
+    pub(crate) fn hold_open(&self, n: usize) {
+        self.held_open.store(n, Ordering::Relaxed);
+    }
+
+    /// Connections waiting for their PROXY protocol header.
+    pub(crate) fn awaiting_header(&self) -> usize {
+        self.awaiting_header.load(Ordering::Relaxed)
+    }
+
+    /// A place for a connection whose PROXY protocol header is to be read: those waiting and
+    /// those admitted together stay within the total limit (each holds descriptors); `None`,
+    /// and counted as refused, beyond.
     pub(crate) fn await_header(self: &Arc<Self>) -> Option<HeaderSlot> {
-        let max = self.max_total();
+        let max = self
+            .max_total()
+            .saturating_sub(self.open() + self.held_open.load(Ordering::Relaxed));
         let taken = self
             .awaiting_header
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
@@ -174,7 +189,8 @@ impl Admission {
         let of_host = host.map_or(0, |h| open.per_host.get(&h).copied().unwrap_or(0));
         let of_class = open.per_class.get(class).copied().unwrap_or(0);
         let per_host = self.max_per_host.load(Ordering::Relaxed);
-        if open.total >= self.max_total.load(Ordering::Relaxed)
+        if open.total + self.held_open.load(Ordering::Relaxed)
+            >= self.max_total.load(Ordering::Relaxed)
             || (host.is_some() && per_host > 0 && of_host >= per_host)
             || class_max.is_some_and(|m| of_class >= m)
         {
@@ -308,12 +324,26 @@ mod tests {
 
     #[test]
     fn connections_awaiting_a_header_are_bounded_and_give_their_place_back() {
-        let a = Admission::new(2, None);
+        let a = Admission::new(3, None);
+        let c: Arc<str> = "c".into();
+        let _t = a.admit(None, &c, None).unwrap();
         let s1 = a.await_header().unwrap();
         let _s2 = a.await_header().unwrap();
-        assert!(a.await_header().is_none());
+        assert!(a.await_header().is_none(), "1 admitted + 2 waiting = 3");
         assert_eq!(a.refused.load(Ordering::Relaxed), 1);
         drop(s1);
+        assert_eq!(a.awaiting_header(), 1);
         assert!(a.await_header().is_some());
+    }
+
+    #[test]
+    fn an_older_process_clients_count_against_the_total() {
+        let a = Admission::new(3, None);
+        let c: Arc<str> = "c".into();
+        a.hold_open(2);
+        let _t = a.admit(None, &c, None).unwrap();
+        assert!(a.admit(None, &c, None).is_none());
+        a.hold_open(0);
+        assert!(a.admit(None, &c, None).is_some());
     }
 }

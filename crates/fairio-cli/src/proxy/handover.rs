@@ -19,28 +19,38 @@ const READY_WITHIN: Duration = Duration::from_secs(30);
 /// How often the old part is revised.
 const TICK: Duration = Duration::from_millis(100);
 
-/// The old process's part now: in proportion to its clients, against one new client (none
-/// has come yet), or everything with `--fleet` (the fleet shares).
+/// This process's clients: admitted (some still connecting to the upstream), and waiting
+/// for their PROXY protocol header.
+fn clients<P: Policy>(proxy: &Proxy<P>) -> usize {
+    proxy.admission.open() + proxy.admission.awaiting_header()
+}
+
+/// The old process's part now: of the limits in proportion to its clients (against `theirs`,
+/// the new process's), or none with `--fleet` (the fleet shares); and its clients.
 fn part_now<P: Policy>(proxy: &Proxy<P>, theirs: usize, before: Hold) -> Hold
 where
     P::Params: FromWeight,
 {
+    let mine = clients(proxy);
     if proxy.fleet {
-        return (None, None);
+        return Hold {
+            open: mine,
+            ..Hold::default()
+        };
     }
     let s = proxy.settings();
-    let mine = proxy.sched.connection_count();
-    (
-        upgrade::part(s.max_to_clients, mine, theirs, before.0),
-        upgrade::part(s.max_from_clients, mine, theirs, before.1),
-    )
+    Hold {
+        up: upgrade::part(s.max_to_clients, mine, theirs, before.up),
+        down: upgrade::part(s.max_from_clients, mine, theirs, before.down),
+        open: mine,
+    }
 }
 
 /// Keeps `held` of the limits in this process (its whole limit is then `held`).
 fn keep<P: Policy>(proxy: &Proxy<P>, held: Hold) {
     if !proxy.fleet {
-        proxy.sched.set_max_upload_speed(held.0);
-        proxy.sched.set_max_download_speed(held.1);
+        proxy.sched.set_max_upload_speed(held.up);
+        proxy.sched.set_max_download_speed(held.down);
     }
 }
 
@@ -58,7 +68,7 @@ where
     P::Params: FromWeight,
 {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
-    let held = part_now(proxy, 1, (None, None));
+    let held = part_now(proxy, 1, Hold::default());
     // Lowered before the new process starts with the rest: the sum never exceeds the limit.
     keep(proxy, held);
     tracing::info!(
@@ -69,7 +79,7 @@ where
     match upgrade::start(exe, &args, sockets, held, READY_WITHIN).await {
         Ok(h) => Ok((h, held)),
         Err(e) => {
-            proxy.set_limits(&proxy.settings());
+            proxy.set_limits();
             Err(e)
         }
     }
@@ -89,14 +99,14 @@ where
 {
     let pid = h.pid().unwrap_or(0);
     let timeout = proxy.settings().drain_timeout;
-    let clients = proxy.sched.connection_count();
+    let clients_then = clients(proxy);
     // systemd follows the new process from now on (the unit has NotifyAccess=all).
     notifier.send(&format!(
-        "MAINPID={pid}\nSTATUS=handed over to process {pid}; draining {clients} clients"
+        "MAINPID={pid}\nSTATUS=handed over to process {pid}; draining {clients_then} clients"
     ));
     tracing::info!(
-        "handed over to process {pid}: no longer accepting; serving {clients} clients until \
-         they leave, for up to {} s",
+        "handed over to process {pid}: no longer accepting; serving {clients_then} clients \
+         until they leave, for up to {} s",
         timeout.as_secs()
     );
     let started = Instant::now();
@@ -104,7 +114,8 @@ where
     let mut theirs = 0;
     let mut tick = tokio::time::interval(TICK);
     let mut stopped = false;
-    while proxy.sched.connection_count() > 0 && Instant::now() < deadline {
+    // Clients still connecting to the upstream count: the scheduler has not met them yet.
+    while clients(proxy) > 0 && Instant::now() < deadline {
         tokio::select! {
             _ = tick.tick() => {}
             () = stop.as_mut() => {
@@ -122,13 +133,13 @@ where
             held = now;
         }
     }
-    let left = proxy.sched.connection_count();
+    let left = clients(proxy);
     let report = proxy.sched.shutdown(Some(FLUSH_AT_SHUTDOWN)).await;
     tracing::info!(
-        "handover done in {:.1} s: {} of {clients} clients left by themselves, {left} closed \
-         ({}), {} bytes unsent",
+        "handover done in {:.1} s: {} of {clients_then} clients left by themselves, {left} \
+         closed ({}), {} bytes unsent",
         started.elapsed().as_secs_f64(),
-        clients.saturating_sub(left),
+        clients_then.saturating_sub(left),
         if stopped {
             "stop signal"
         } else if left > 0 {
@@ -139,6 +150,6 @@ where
         report.unsent_bytes
     );
     // Gone from here on: the new process takes the whole limits.
-    h.tell((None, None));
+    h.tell(Hold::default());
     report
 }

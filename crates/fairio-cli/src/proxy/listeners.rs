@@ -32,6 +32,19 @@ struct Loop {
     task: JoinHandle<()>,
     /// The listening socket (a second descriptor of it), to hand to a new process.
     socket: Option<socket2::Socket>,
+    /// Handed over at start (systemd's socket activation, an upgrade): its Unix socket file
+    /// is its giver's, and stays when the loop stops.
+    inherited: bool,
+}
+
+impl Loop {
+    /// Stops accepting; removes its Unix socket file unless the socket was handed over.
+    fn stop(self, listen: &Listen) {
+        self.task.abort();
+        if let (Listen::Unix(path), false) = (listen, self.inherited) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 /// A second descriptor of a listening socket (`None` if the process has none left).
@@ -81,14 +94,13 @@ impl Running {
             .cloned()
             .collect();
         for listen in gone {
-            if let Some(l) = self.loops.remove(&listen) {
+            if let Some(mut l) = self.loops.remove(&listen) {
                 l.task.abort();
                 // Ended, and its socket closed, before any address is bound again (a move
                 // from 0.0.0.0:8080 to 127.0.0.1:8080 needs the port free).
-                let _ = l.task.await;
-            }
-            if let Listen::Unix(path) = &listen {
-                let _ = std::fs::remove_file(path);
+                let _ = (&mut l.task).await;
+                l.socket = None;
+                l.stop(&listen);
             }
             tracing::info!("stopped listening on {listen}");
         }
@@ -99,10 +111,14 @@ impl Running {
                 continue;
             }
             let cell = Arc::new(RwLock::new(route.clone()));
+            let mut inherited = false;
             let (task, socket) = match listen {
                 Listen::Tcp(addr) => {
                     let bound = match self.inherited.take_tcp(*addr) {
-                        Some(l) => tokio::net::TcpListener::from_std(l),
+                        Some(l) => {
+                            inherited = true;
+                            tokio::net::TcpListener::from_std(l)
+                        }
                         None => tokio::net::TcpListener::bind(addr).await,
                     };
                     match bound {
@@ -119,7 +135,10 @@ impl Running {
                 }
                 Listen::Unix(path) => {
                     let bound = match self.inherited.take_unix(path) {
-                        Some(l) => tokio::net::UnixListener::from_std(l),
+                        Some(l) => {
+                            inherited = true;
+                            tokio::net::UnixListener::from_std(l)
+                        }
                         None => {
                             clear_stale(path);
                             tokio::net::UnixListener::bind(path)
@@ -144,6 +163,7 @@ impl Running {
                     route: cell,
                     task,
                     socket,
+                    inherited,
                 },
             );
         }
@@ -154,13 +174,10 @@ impl Running {
         }
     }
 
-    /// Stops every accept loop, and removes the Unix socket files.
+    /// Stops every accept loop, and removes the Unix socket files (those it bound itself).
     pub(super) fn stop(&mut self) {
         for (listen, l) in self.loops.drain() {
-            l.task.abort();
-            if let Listen::Unix(path) = listen {
-                let _ = std::fs::remove_file(path);
-            }
+            l.stop(&listen);
         }
     }
 

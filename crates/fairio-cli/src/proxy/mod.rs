@@ -96,6 +96,8 @@ pub(crate) struct Proxy<P: Policy> {
     /// The part of the limits an older process keeps while it drains (this process was
     /// started by its upgrade); `(None, None)` otherwise.
     held: std::sync::Mutex<upgrade::Hold>,
+    /// Serialises [`set_limits`](Self::set_limits).
+    limits_lock: std::sync::Mutex<()>,
 }
 
 impl<P: Policy> Proxy<P>
@@ -106,22 +108,27 @@ where
         Arc::clone(&self.settings.read().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// Sets the limits of `s`, less what an older process keeps (unless a fleet sets them).
-    fn set_limits(&self, s: &Settings) {
+    /// Sets the limits of the settings in force, less what an older process keeps (unless a
+    /// fleet sets them). Under one lock, so that of a reload and a new part, the last to come
+    /// applies both.
+    fn set_limits(&self) {
         if self.fleet {
             return;
         }
+        let _one_at_a_time = self.limits_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let s = self.settings();
         let held = *self.held.lock().unwrap_or_else(|e| e.into_inner());
         self.sched
-            .set_max_upload_speed(upgrade::rest(s.max_to_clients, held.0));
+            .set_max_upload_speed(upgrade::rest(s.max_to_clients, held.up));
         self.sched
-            .set_max_download_speed(upgrade::rest(s.max_from_clients, held.1));
+            .set_max_download_speed(upgrade::rest(s.max_from_clients, held.down));
     }
 
-    /// The older process now keeps `held` of the limits.
+    /// The older process now keeps `held`: of the limits, and of the connection limit.
     fn hold(&self, held: upgrade::Hold) {
         *self.held.lock().unwrap_or_else(|e| e.into_inner()) = held;
-        self.set_limits(&self.settings());
+        self.admission.hold_open(held.open);
+        self.set_limits();
     }
 
     /// Applies new settings to what runs: the limits (unless a fleet sets them), and each live
@@ -144,7 +151,7 @@ where
                 tracing::warn!("`{key}` changed: it takes effect at the next start, not on reload");
             }
         }
-        self.set_limits(&new);
+
         self.admission.set_limits(
             new.max_connections
                 .unwrap_or(max_total)
@@ -168,6 +175,7 @@ where
         // Stored first: a client admitted from now on, whose group is new, takes the new class.
         let new = Arc::new(new);
         *self.settings.write().unwrap_or_else(|e| e.into_inner()) = Arc::clone(&new);
+        self.set_limits();
         if let Some(hosts) = &self.hosts {
             hosts.for_each(|(class, _), g| {
                 let c = new
@@ -191,17 +199,28 @@ where
     // same for SIGUSR2 (an upgrade) and the stop signals.
     let mut hup = Hangups::new(SignalKind::hangup());
     let mut usr2 = Hangups::new(SignalKind::user_defined2());
-    let stop = stop_signal();
+    let (mut term, mut int) = (
+        Hangups::new(SignalKind::terminate()),
+        Hangups::new(SignalKind::interrupt()),
+    );
+    let stop = async move {
+        tokio::select! {
+            () = term.next() => {}
+            () = int.next() => {}
+        }
+    };
     tokio::pin!(stop);
     // The binary to start again at an upgrade: its path now, before a package replaces it.
     let exe = std::env::current_exe().ok();
     let notifier = Arc::new(Notifier::from_env());
     // Started by an older fairio handing over: it keeps a part of the limits for a while.
     let successor = upgrade::Successor::from_env();
-    let held = successor.as_ref().map_or((None, None), |s| s.held);
+    let held = successor
+        .as_ref()
+        .map_or_else(upgrade::Hold::default, |s| s.held);
     let config = Config::new(args.read_buffer_size as usize)
-        .max_upload_speed(upgrade::rest(settings.max_to_clients, held.0))
-        .max_download_speed(upgrade::rest(settings.max_from_clients, held.1))
+        .max_upload_speed(upgrade::rest(settings.max_to_clients, held.up))
+        .max_download_speed(upgrade::rest(settings.max_from_clients, held.down))
         .read_queue_size(Some(256 * 1024))
         .write_queue_size(Some(256 * 1024))
         .shutdown_timeout(FLUSH_AT_SHUTDOWN)
@@ -224,6 +243,7 @@ where
         .min(by_descriptors)
         .max(1);
     let admission = Admission::new(max_total, settings.max_connections_per_host);
+    admission.hold_open(held.open);
     let proxy = Arc::new(Proxy {
         hosts: (settings.fair_by == FairBy::Host).then(|| GroupsBy::new(&sched)),
         sched: sched.clone(),
@@ -233,6 +253,7 @@ where
         admin_token: Arc::new(RwLock::new(settings.admin_token.clone())),
         started: Arc::new(settings.clone()),
         held: std::sync::Mutex::new(held),
+        limits_lock: std::sync::Mutex::new(()),
     });
     let reload = Arc::new(tokio::sync::Notify::new());
     let mut running = listeners::Running::with(inherit::Inherited::from_env());
@@ -284,9 +305,9 @@ where
         }
     );
     notifier.ready(&status(&sched));
-    if notifier.is_active() {
-        tokio::spawn(report_status(Arc::clone(&notifier), sched.clone()));
-    }
+    let status_task = notifier
+        .is_active()
+        .then(|| tokio::spawn(report_status(Arc::clone(&notifier), sched.clone())));
     if let Some(s) = successor {
         s.ready();
         let (p, q) = (Arc::clone(&proxy), Arc::clone(&proxy));
@@ -297,7 +318,8 @@ where
             () = hup.next() => {}
             () = reload.notified() => {}
             () = usr2.next() => {
-                let following = *proxy.held.lock().unwrap_or_else(|e| e.into_inner()) != (None, None);
+                let following = *proxy.held.lock().unwrap_or_else(|e| e.into_inner())
+                    != upgrade::Hold::default();
                 match exe.as_deref() {
                     // The older process's part and this one's would both be kept: the sum
                     // could pass the limit.
@@ -311,7 +333,12 @@ where
                         // A stop signal meanwhile wins: the new process, not ready, is killed.
                         let started = tokio::select! {
                             r = handover::start(&proxy, exe, &sockets) => r,
-                            () = &mut stop => break None,
+                            () = &mut stop => {
+                                // The start lowered this process's limits: its flush has them
+                                // whole again.
+                                proxy.set_limits();
+                                break None;
+                            }
                         };
                         match started {
                             Ok(h) => break Some(h),
@@ -343,7 +370,8 @@ where
     let report = match handover {
         Some(h) => {
             running.hand_over();
-            if let Some(t) = admin_task.take() {
+            // The new process serves the admin API and the service manager's status now.
+            for t in [admin_task.take(), status_task].into_iter().flatten() {
                 t.abort();
             }
             handover::drain(&proxy, h, &notifier, &mut stop).await
@@ -416,27 +444,5 @@ impl Hangups {
             return;
         }
         std::future::pending::<()>().await;
-    }
-}
-
-async fn stop_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }

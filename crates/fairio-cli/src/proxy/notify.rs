@@ -118,6 +118,10 @@ mod tests {
         let path = dir.join("notify.sock");
         let _ = std::fs::remove_file(&path);
         let server = UnixDatagram::bind(&path).unwrap();
+        // A notification that never comes fails the test rather than hanging it.
+        server
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
         let n = Notifier::to(Some(path.clone().into_os_string()));
         n.ready("serving 0 clients");
         n.reloading();
@@ -137,6 +141,9 @@ mod tests {
             let name = format!("fairio-notify-test-{}", std::process::id());
             let addr = std::os::unix::net::SocketAddr::from_abstract_name(&name).unwrap();
             let server = UnixDatagram::bind_addr(&addr).unwrap();
+            server
+                .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+                .unwrap();
             Notifier::to(Some(format!("@{name}").into())).send("STOPPING=1");
             let len = server.recv(&mut buf).unwrap();
             assert_eq!(&buf[..len], b"STOPPING=1");

@@ -331,18 +331,36 @@ mod tests {
     }
 
     proptest! {
-        /// Any bytes: a header or a refusal, never a panic, and never more read than a header
-        /// may hold.
+        /// Any bytes after a v1 signature: a header or a refusal, never a panic, and never
+        /// more read than a v1 line holds.
         #[test]
-        fn any_bytes_give_a_header_or_a_refusal(bytes in proptest::collection::vec(any::<u8>(), 0..300), v2 in any::<bool>()) {
-            let mut input = if v2 { ppp::v2::PROTOCOL_PREFIX.to_vec() } else { b"PROXY ".to_vec() };
+        fn any_v1_line_gives_a_header_or_a_refusal(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let mut input = b"PROXY ".to_vec();
             input.extend_from_slice(&bytes);
             let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
             let (_, rest) = rt.block_on(read_all(&input));
+            prop_assert!(input.len() - rest.len() <= V1_MAX);
+        }
+
+        /// A v2 header announcing any length, with any bytes: a header or a refusal, and never
+        /// more read than 16 bytes and the announced length, nor more than the cap.
+        #[test]
+        fn any_v2_header_gives_a_header_or_a_refusal(
+            version_command in any::<u8>(),
+            family in any::<u8>(),
+            len in any::<u16>(),
+            bytes in proptest::collection::vec(any::<u8>(), 0..3000),
+        ) {
+            let mut input = ppp::v2::PROTOCOL_PREFIX.to_vec();
+            input.extend_from_slice(&[version_command, family]);
+            input.extend_from_slice(&len.to_be_bytes());
+            input.extend_from_slice(&bytes);
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let (got, rest) = rt.block_on(read_all(&input));
             let read = input.len() - rest.len();
-            prop_assert!(read <= 16 + V2_MAX_PAYLOAD);
-            if !v2 {
-                prop_assert!(read <= V1_MAX);
+            prop_assert!(read <= 16 + usize::from(len).min(V2_MAX_PAYLOAD), "{} read", read);
+            if usize::from(len) > V2_MAX_PAYLOAD {
+                prop_assert_eq!((got, read), (Err(Refused::Oversized), 16));
             }
         }
     }

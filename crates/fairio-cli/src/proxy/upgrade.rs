@@ -31,21 +31,33 @@ const UPGRADE_HOLD: &str = "FAIRIO_UPGRADE_HOLD";
 /// How often the new process reports its clients, and the old one revises its part.
 const TICK: Duration = Duration::from_millis(100);
 
-/// The part of (to clients, from clients) limits a process keeps; `None`: nothing held.
-pub(crate) type Hold = (Option<u64>, Option<u64>);
+/// What the old process keeps while it drains: its part of the limits to clients and from
+/// clients (`None`: none held), and its clients, which count against the new process's
+/// connection limit. The default is nothing: the old process is gone.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Hold {
+    pub(crate) up: Option<u64>,
+    pub(crate) down: Option<u64>,
+    pub(crate) open: usize,
+}
 
 fn encode(h: Hold) -> String {
     let f = |v: Option<u64>| v.map_or("-".to_owned(), |v| v.to_string());
-    format!("{},{}", f(h.0), f(h.1))
+    format!("{},{},{}", f(h.up), f(h.down), h.open)
 }
 
 fn decode(s: &str) -> Option<Hold> {
-    let (a, b) = s.trim().split_once(',')?;
-    let f = |v: &str| match v {
+    let mut it = s.trim().split(',');
+    let f = |v: Option<&str>| match v? {
         "-" => Some(None),
         n => n.parse().ok().map(Some),
     };
-    Some((f(a)?, f(b)?))
+    let h = Hold {
+        up: f(it.next())?,
+        down: f(it.next())?,
+        open: it.next()?.parse().ok()?,
+    };
+    it.next().is_none().then_some(h)
 }
 
 /// The old process's part of `limit`, with `mine` of `mine + theirs` clients: at least 1
@@ -217,7 +229,7 @@ impl Successor {
         let held = std::env::var(UPGRADE_HOLD)
             .ok()
             .and_then(|h| decode(&h))
-            .unwrap_or((None, None));
+            .unwrap_or_default();
         let sock = adopt_datagram(fd)?;
         sock.set_nonblocking(true).ok()?;
         let chan = UnixDatagram::from_std(sock).ok()?;
@@ -230,7 +242,7 @@ impl Successor {
     }
 
     /// Reports `clients()` every 100 ms and applies each new part the old process keeps
-    /// with `apply`, until the old process is gone; then applies `(None, None)`.
+    /// with `apply`, until the old process is gone; then applies nothing held.
     pub(crate) async fn follow(self, clients: impl Fn() -> usize, apply: impl Fn(Hold)) {
         let mut buf = [0u8; 128];
         let mut tick = tokio::time::interval(TICK);
@@ -254,7 +266,7 @@ impl Successor {
                 },
             }
         }
-        apply((None, None));
+        apply(Hold::default());
     }
 }
 
@@ -285,11 +297,17 @@ mod tests {
 
     #[test]
     fn holds_round_trip() {
-        for h in [(None, None), (Some(1), None), (Some(5), Some(1 << 40))] {
-            assert_eq!(decode(&encode(h)), Some(h));
+        let h = |up, down, open| Hold { up, down, open };
+        for x in [
+            h(None, None, 0),
+            h(Some(1), None, 3),
+            h(Some(5), Some(1 << 40), 9),
+        ] {
+            assert_eq!(decode(&encode(x)), Some(x));
         }
-        assert_eq!(decode("x,1"), None);
-        assert_eq!(decode("1"), None);
+        for bad in ["x,1,0", "1", "1,2", "1,2,3,4", "-,-,-"] {
+            assert_eq!(decode(bad), None, "{bad}");
+        }
     }
 
     #[test]
@@ -318,7 +336,7 @@ mod tests {
         let old = UnixDatagram::from_std(old).unwrap();
         let s = Successor {
             chan: UnixDatagram::from_std(new).unwrap(),
-            held: (None, None),
+            held: Hold::default(),
         };
         s.ready();
         let applied = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -329,14 +347,25 @@ mod tests {
         assert_eq!(&buf[..n], b"READY=1");
         let n = old.recv(&mut buf).await.unwrap();
         assert_eq!(&buf[..n], b"CLIENTS=7");
-        old.send(b"HOLD=600,-").await.unwrap();
+        old.send(b"HOLD=600,-,2").await.unwrap();
+        // Applied before the old process goes (a wait on the event, not on the clock).
+        for _ in 0..1000 {
+            if !applied.lock().unwrap().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         // The old process goes: the successor takes everything and stops.
-        tokio::time::sleep(Duration::from_millis(50)).await;
         drop(old);
         tokio::time::timeout(Duration::from_secs(10), task)
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(*applied.lock().unwrap(), [(Some(600), None), (None, None)]);
+        let kept = Hold {
+            up: Some(600),
+            down: None,
+            open: 2,
+        };
+        assert_eq!(*applied.lock().unwrap(), [kept, Hold::default()]);
     }
 }
