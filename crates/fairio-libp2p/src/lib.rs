@@ -30,11 +30,15 @@
 //! # }
 //! ```
 //!
-//! QUIC is not covered: a QUIC connection is not a byte stream at this level but datagrams over
-//! one UDP socket, with its own congestion control; there is no raw connection to register.
+//! QUIC has no raw connection to register: a QUIC connection is datagrams over one UDP socket,
+//! authenticated and multiplexed by the transport itself. [`FairMuxerTransport`] wraps such a
+//! transport (libp2p's `quic::tokio::Transport`) and registers each connection's substreams
+//! instead, grouped by remote peer; there the limits count the substreams' payload.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 
+mod muxer;
 mod transport;
 
+pub use muxer::{FairMuxer, FairMuxerTransport, Muxing};
 pub use transport::{FairIo, FairTransport, Registering};

@@ -1,0 +1,168 @@
+//! Real swarms over QUIC: a node whose transport is a `FairMuxerTransport` around libp2p's QUIC
+//! transport sends bulk data under an upload limit to two peers, one on 127.0.0.2 (over three
+//! substreams) and one on 127.0.0.3 (over one). What the peers receive holds the limit, each
+//! gets half, and every byte is the one sent.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use fairio::{Config, Scheduler};
+use fairio_libp2p::FairMuxerTransport;
+use futures_util::StreamExt;
+use futures_util::io::{AsyncReadExt, AsyncWriteExt};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, quic};
+
+const LIMIT: u64 = 4 << 20;
+const PROTOCOL: StreamProtocol = StreamProtocol::new("/fairio-bulk/1");
+const CHUNK: usize = 16 * 1024;
+
+/// A peer that listens on `ip` and counts (and checks) what arrives on every stream.
+async fn receiver(ip: &str) -> (PeerId, Multiaddr, Arc<AtomicU64>, Arc<AtomicU64>) {
+    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_quic()
+        .with_behaviour(|_| libp2p_stream::Behaviour::new())
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    swarm
+        .listen_on(format!("/ip4/{ip}/udp/0/quic-v1").parse().unwrap())
+        .unwrap();
+    let addr = loop {
+        if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
+            break address;
+        }
+    };
+    let peer = *swarm.local_peer_id();
+    let (count, wrong) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let mut incoming = swarm.behaviour().new_control().accept(PROTOCOL).unwrap();
+    let (c, w) = (Arc::clone(&count), Arc::clone(&wrong));
+    tokio::spawn(async move {
+        while let Some((_, mut stream)) = incoming.next().await {
+            let (c, w) = (Arc::clone(&c), Arc::clone(&w));
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; CHUNK];
+                let mut offset = 0u64;
+                while let Ok(n) = stream.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    for (i, b) in buf[..n].iter().enumerate() {
+                        if u64::from(*b) != ((offset + i as u64) / CHUNK as u64) % 251 {
+                            w.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    offset += n as u64;
+                    c.fetch_add(n as u64, Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    tokio::spawn(drive(swarm));
+    (peer, addr, count, wrong)
+}
+
+async fn drive(mut swarm: Swarm<libp2p_stream::Behaviour>) {
+    loop {
+        swarm.select_next_some().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_peers_share_a_nodes_upload_limit_over_quic() {
+    let sched = Scheduler::new(
+        Config::new(64 * 1024)
+            .max_upload_speed(Some(LIMIT))
+            .write_queue_size(Some(256 * 1024)),
+    )
+    .unwrap();
+    let mut sender = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_other_transport(|key| {
+            FairMuxerTransport::new(quic::tokio::Transport::new(quic::Config::new(key)), &sched)
+        })
+        .unwrap()
+        .with_behaviour(|_| libp2p_stream::Behaviour::new())
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+
+    let mut peers = Vec::new();
+    for (ip, streams) in [("127.0.0.2", 3), ("127.0.0.3", 1)] {
+        let (peer, addr, count, wrong) = receiver(ip).await;
+        sender
+            .dial(addr.with(libp2p::multiaddr::Protocol::P2p(peer)))
+            .unwrap();
+        peers.push((peer, streams, count, wrong));
+    }
+    let mut control = sender.behaviour().new_control();
+    tokio::spawn(drive(sender));
+
+    let mut opened: HashMap<PeerId, usize> = HashMap::new();
+    for (peer, streams, _, _) in &peers {
+        for _ in 0..*streams {
+            // Bounded: the connection is being made; a few tries at most.
+            let mut stream = None;
+            for _ in 0..50 {
+                match control.open_stream(*peer, PROTOCOL).await {
+                    Ok(s) => {
+                        stream = Some(s);
+                        break;
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+            let mut stream = stream.expect("a stream to the peer");
+            *opened.entry(*peer).or_default() += 1;
+            tokio::spawn(async move {
+                for k in 0u64.. {
+                    let chunk = vec![(k % 251) as u8; CHUNK];
+                    if stream.write_all(&chunk).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    }
+    assert_eq!(sched.connection_count(), 4, "every substream registered");
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before: Vec<u64> = peers.iter().map(|p| p.2.load(Ordering::Relaxed)).collect();
+    let start = Instant::now();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let secs = start.elapsed().as_secs_f64();
+    let rates: Vec<f64> = peers
+        .iter()
+        .zip(before)
+        .map(|(p, b)| (p.2.load(Ordering::Relaxed) - b) as f64 / secs)
+        .collect();
+    let app: f64 = rates.iter().sum();
+    println!(
+        "127.0.0.2 (3 substreams) {:.0} B/s, 127.0.0.3 (1) {:.0} B/s; received {:.4} of the limit",
+        rates[0],
+        rates[1],
+        app / LIMIT as f64
+    );
+    assert!(
+        (app / LIMIT as f64 - 1.0).abs() <= 0.01,
+        "received {:.4} of the limit",
+        app / LIMIT as f64
+    );
+    assert!(
+        (rates[1] / rates[0] - 1.0).abs() <= 0.02,
+        "127.0.0.3 got {:.3} of 127.0.0.2's rate",
+        rates[1] / rates[0]
+    );
+    for (_, _, count, wrong) in &peers {
+        assert!(count.load(Ordering::Relaxed) > 0);
+        assert_eq!(
+            wrong.load(Ordering::Relaxed),
+            0,
+            "bytes that were not the ones sent"
+        );
+    }
+    sched.shutdown(Some(Duration::from_millis(100))).await;
+}
