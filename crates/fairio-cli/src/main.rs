@@ -58,6 +58,17 @@ Environment:
                  sockets matched to listeners by address
   RUST_LOG       log filter, e.g. fairio=debug";
 
+/// The case count of the property tests that fuzz untrusted input: `default`, or
+/// `PROPTEST_CASES` when set (`PROPTEST_CASES=100000 cargo test -p fairio-cli fuzz` runs a long
+/// campaign).
+#[cfg(test)]
+fn fuzz_cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(default)
+}
+
 /// Writes the man pages of the command and its subcommands into `dir`.
 fn man_pages(dir: &std::path::Path) -> std::io::Result<()> {
     let mut cmd = Cli::command();

@@ -120,4 +120,35 @@ mod tests {
             assert!(e.contains("8MiB"), "{bad}: {e}");
         }
     }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(crate::fuzz_cases(512)))]
+
+        /// Any string: a positive rate or a refusal with an example, never a panic.
+        #[test]
+        fn fuzz_any_string_gives_a_rate_or_a_refusal(s in any::<String>()) {
+            match parse_rate(&s) {
+                Ok(r) => prop_assert!(r >= 1),
+                Err(e) => prop_assert!(e.contains("8MiB"), "{}", e),
+            }
+        }
+
+        /// Strings made of the rate alphabet (digits, dots, units, signs, spaces) reach the
+        /// parser's every branch; the same holds.
+        #[test]
+        fn fuzz_rate_like_strings_give_a_rate_or_a_refusal(s in "[0-9.]{0,25}[ ]?(|B|B/s|K|KB|kB|M|MB|G|GB|KiB|MiB|GiB|Kbit|kbit|Mbit|mbit|Gbit|gbit|b|x|-|e9)") {
+            match parse_rate(&s) {
+                Ok(r) => prop_assert!(r >= 1),
+                Err(e) => prop_assert!(e.contains("8MiB"), "{}", e),
+            }
+        }
+
+        /// What `human` prints of a whole number of KiB parses back to it.
+        #[test]
+        fn whole_kib_round_trip(k in 1u64..(1 << 40)) {
+            prop_assert_eq!(parse_rate(&format!("{k}KiB")), Ok(k * 1024));
+        }
+    }
 }

@@ -331,10 +331,12 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(crate::fuzz_cases(256)))]
+
         /// Any bytes after a v1 signature: a header or a refusal, never a panic, and never
         /// more read than a v1 line holds.
         #[test]
-        fn any_v1_line_gives_a_header_or_a_refusal(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+        fn fuzz_any_v1_line_gives_a_header_or_a_refusal(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
             let mut input = b"PROXY ".to_vec();
             input.extend_from_slice(&bytes);
             let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
@@ -345,7 +347,7 @@ mod tests {
         /// A v2 header announcing any length, with any bytes: a header or a refusal, and never
         /// more read than 16 bytes and the announced length, nor more than the cap.
         #[test]
-        fn any_v2_header_gives_a_header_or_a_refusal(
+        fn fuzz_any_v2_header_gives_a_header_or_a_refusal(
             version_command in any::<u8>(),
             family in any::<u8>(),
             len in any::<u16>(),

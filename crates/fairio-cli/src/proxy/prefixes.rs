@@ -189,9 +189,11 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(crate::fuzz_cases(256)))]
+
         /// The table answers what a scan of the networks in order answers.
         #[test]
-        fn the_table_agrees_with_a_scan_in_order(
+        fn fuzz_the_table_agrees_with_a_scan_in_order(
             nets in proptest::collection::vec(any_net(), 0..40),
             probes in proptest::collection::vec(any_net(), 1..20),
         ) {

@@ -502,3 +502,150 @@ impl Settings {
         )
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    //! Config files from outside: any bytes, and files built from the schema's keys with values
+    //! of any type, give settings or a refusal, never a panic.
+
+    use clap::Parser;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Wrap {
+        #[command(flatten)]
+        args: ProxyArgs,
+    }
+
+    fn load(text: &[u8]) -> Result<Settings, Refusal> {
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "fairio-fuzz-{}-{}.toml",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        std::fs::write(&path, text).unwrap();
+        let args = Wrap::try_parse_from(["fairio", "--config", path.to_str().unwrap()])
+            .unwrap()
+            .args;
+        let got = Settings::load(&args);
+        let _ = std::fs::remove_file(&path);
+        got
+    }
+
+    /// A TOML value of any type, biased to what the keys take.
+    fn value() -> impl Strategy<Value = String> {
+        let word = prop_oneof![
+            Just("8MiB".to_owned()),
+            Just("0".to_owned()),
+            Just("-1KiB".to_owned()),
+            Just("127.0.0.1:8080".to_owned()),
+            Just("unix:/tmp/x.sock".to_owned()),
+            Just("unix:".to_owned()),
+            Just("h:0".to_owned()),
+            Just("10.0.0.0/8".to_owned()),
+            Just("::/0".to_owned()),
+            Just("v2".to_owned()),
+            Just("weighted".to_owned()),
+            Just("host".to_owned()),
+            "[ -~]{0,24}",
+        ];
+        prop_oneof![
+            word.clone().prop_map(|w| format!("{w:?}")),
+            any::<i64>().prop_map(|i| i.to_string()),
+            any::<f64>().prop_map(|f| {
+                if f.is_nan() {
+                    "nan".to_owned()
+                } else if f.is_infinite() {
+                    if f > 0.0 { "inf" } else { "-inf" }.to_owned()
+                } else {
+                    format!("{f:?}")
+                }
+            }),
+            any::<bool>().prop_map(|b| b.to_string()),
+            proptest::collection::vec(word, 0..4).prop_map(|v| format!("{v:?}")),
+        ]
+    }
+
+    fn line(keys: &'static [&'static str]) -> impl Strategy<Value = String> {
+        (proptest::sample::select(keys), value()).prop_map(|(k, v)| format!("{k} = {v}\n"))
+    }
+
+    const TOP: &[&str] = &[
+        "max_to_clients",
+        "max_from_clients",
+        "per_client_cap",
+        "policy",
+        "fair_by",
+        "connect_timeout",
+        "half_close_timeout",
+        "idle_timeout",
+        "drain_timeout",
+        "max_connections",
+        "max_connections_per_host",
+        "admin",
+        "admin_token",
+        "metrics_per_host",
+        "no_such_key",
+    ];
+    const LISTENER: &[&str] = &[
+        "listen",
+        "upstream",
+        "accept_proxy_protocol_from",
+        "send_proxy_protocol",
+    ];
+    const CLASS: &[&str] = &[
+        "name",
+        "networks",
+        "weight",
+        "max_to_clients",
+        "max_from_clients",
+        "max_connections",
+    ];
+
+    fn file() -> impl Strategy<Value = String> {
+        (
+            proptest::collection::vec(line(TOP), 0..6),
+            proptest::collection::vec(proptest::collection::vec(line(LISTENER), 0..5), 0..3),
+            proptest::collection::vec(proptest::collection::vec(line(CLASS), 0..6), 0..3),
+            proptest::option::of(proptest::collection::vec(line(CLASS), 0..3)),
+        )
+            .prop_map(|(top, listeners, classes, default)| {
+                let mut s: String = top.concat();
+                for l in listeners {
+                    s += "[[listener]]\n";
+                    s += &l.concat();
+                }
+                for c in classes {
+                    s += "[[class]]\n";
+                    s += &c.concat();
+                }
+                if let Some(d) = default {
+                    s += "[default_class]\n";
+                    s += &d.concat();
+                }
+                s
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(crate::fuzz_cases(256)))]
+
+        #[test]
+        fn fuzz_any_bytes_give_settings_or_a_refusal(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            if let Err(r) = load(&bytes) {
+                prop_assert!(!r.message.is_empty());
+            }
+        }
+
+        #[test]
+        fn fuzz_files_of_the_schema_give_settings_or_a_refusal(text in file()) {
+            match load(text.as_bytes()) {
+                Ok(s) => prop_assert!(!s.listeners.is_empty()),
+                Err(r) => prop_assert!(!r.message.is_empty(), "{}", text),
+            }
+        }
+    }
+}
