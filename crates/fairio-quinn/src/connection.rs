@@ -4,9 +4,12 @@ use std::sync::{Arc, Mutex};
 
 use fairio::{Connection, Error, Group, GroupsBy, Policy, Scheduler};
 
+use crate::halves::{Nothing, Recv, Refuse, Send};
+
 /// A QUIC stream registered with the scheduler: a [`fairio::Connection`] with its queues,
-/// statistics and close. A unidirectional stream is one whose other direction is empty (a
-/// receive-only stream writes nowhere; a send-only stream reads nothing).
+/// statistics and close. Its close (and shutdown) is over once the peer has acknowledged every
+/// byte written. On a unidirectional stream, the missing direction is inert: a send-only
+/// stream never reads anything (nor an end), and a write to a receive-only stream fails it.
 pub type FairStream<P> = Connection<P>;
 
 /// Where a connection's streams register.
@@ -69,10 +72,11 @@ impl<P: Policy> FairConnection<P> {
     /// [`Error::Io`] with the connection's error, or the scheduler's refusal.
     ///
     /// # Cancel safety
-    /// Cancel safe: a stream opened but not returned is dropped (quinn resets it).
+    /// Cancel safe: a stream opened but not returned is dropped (quinn finishes it, and the
+    /// peer sees it end empty).
     pub async fn open_bi(&self) -> Result<FairStream<P>, Error> {
         let (send, recv) = self.conn.open_bi().await.map_err(io)?;
-        self.register(tokio::io::join(recv, send))
+        self.register(tokio::io::join(Recv(recv), Send::new(send)))
     }
 
     /// Accepts the peer's next bidirectional stream, registered.
@@ -84,10 +88,10 @@ impl<P: Policy> FairConnection<P> {
     /// Cancel safe, as quinn's `accept_bi`.
     pub async fn accept_bi(&self) -> Result<FairStream<P>, Error> {
         let (send, recv) = self.conn.accept_bi().await.map_err(io)?;
-        self.register(tokio::io::join(recv, send))
+        self.register(tokio::io::join(Recv(recv), Send::new(send)))
     }
 
-    /// Opens a stream to send on, registered; reads from it find the end at once.
+    /// Opens a stream to send on, registered; reads from it wait until the stream closes.
     ///
     /// # Errors
     /// As [`open_bi`](Self::open_bi).
@@ -96,10 +100,10 @@ impl<P: Policy> FairConnection<P> {
     /// Cancel safe, as quinn's `open_uni`.
     pub async fn open_uni(&self) -> Result<FairStream<P>, Error> {
         let send = self.conn.open_uni().await.map_err(io)?;
-        self.register(tokio::io::join(tokio::io::empty(), send))
+        self.register(tokio::io::join(Nothing, Send::new(send)))
     }
 
-    /// Accepts the peer's next stream to receive on, registered; writes to it go nowhere.
+    /// Accepts the peer's next stream to receive on, registered; a write to it fails it.
     ///
     /// # Errors
     /// As [`accept_bi`](Self::accept_bi).
@@ -108,7 +112,7 @@ impl<P: Policy> FairConnection<P> {
     /// Cancel safe, as quinn's `accept_uni`.
     pub async fn accept_uni(&self) -> Result<FairStream<P>, Error> {
         let recv = self.conn.accept_uni().await.map_err(io)?;
-        self.register(tokio::io::join(recv, tokio::io::sink()))
+        self.register(tokio::io::join(Recv(recv), Refuse))
     }
 }
 

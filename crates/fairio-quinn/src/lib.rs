@@ -33,9 +33,9 @@
 //!             let conn = fair.connection(incoming.await?);
 //!             let stream = conn.accept_bi().await?;
 //!             stream.write(bytes::Bytes::from_static(b"hello, fairly")).await?;
+//!             // Over once the client has acknowledged every byte: dropping the connection
+//!             // next cuts nothing.
 //!             stream.close(None).await?;
-//!             // Dropping the connection would close it before the client has the reply.
-//!             conn.inner().closed().await;
 //!             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
 //!         });
 //!     }
@@ -76,15 +76,22 @@
 //!
 //! A stream the peer resets (`RESET_STREAM`) makes reads fail with
 //! [`std::io::ErrorKind::ConnectionReset`]; one the peer stops (`STOP_SENDING`) makes writes
-//! fail likewise. A connection closed or lost mid-transfer makes every stream's reads and
-//! writes fail with the reason quinn gives ([`quinn::ConnectionError`] as an I/O error). In
-//! every case the fairio handle reports the error and the stream leaves the scheduler; nothing
-//! waits for bytes that will not come.
+//! (and a close waiting for acknowledgements) fail likewise. A connection closed or lost
+//! mid-transfer makes every stream's reads and writes fail with the reason the connection gives
+//! ([`quinn::ConnectionError`] as an I/O error: `ConnectionAborted` for a close by the peer's
+//! application, `TimedOut` for an idle timeout, `ConnectionReset` for a reset). In every case
+//! the fairio handle reports the error and the stream leaves the scheduler; nothing waits for
+//! bytes that will not come.
+//!
+//! A stream's `close` is over once the peer has acknowledged every byte (quinn's `finish`
+//! alone returns at once): a server may drop its connection handle after closing its streams
+//! without cutting their end.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 
 mod connection;
 mod endpoint;
+mod halves;
 
 pub use connection::{FairConnection, FairStream};
 pub use endpoint::{FairEndpoint, Grouping, transport_config};

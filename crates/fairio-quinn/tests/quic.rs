@@ -180,6 +180,10 @@ async fn addresses_share_the_limit_whatever_their_connections() {
     }
     let (lone_conn, lone_counts) = download(&lone, server, 1, &seed).await;
     let handed_before = sched.global_stat().total_sent;
+    // What quinn holds, handed over but not received yet when the window opens: it may
+    // arrive inside the window, beside the window's own share of the limit.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let held = sched.global_stat().total_sent - sum(&busy_counts) - sum(&lone_counts);
     let (bytes, secs) = measure(&[&busy_counts, &lone_counts], 6.0).await;
     let received = (bytes[0] + bytes[1]) / secs;
     println!(
@@ -193,16 +197,17 @@ async fn addresses_share_the_limit_whatever_their_connections() {
         "{bytes:?}: the lone address got {:.3} of the busy one's",
         bytes[1] / bytes[0]
     );
-    // The limit holds at the receivers, whatever the machine's load.
+    // The limit holds at the receivers, whatever the machine's load: the window's share and
+    // the 40 ms burst, and what quinn held when it opened.
     assert!(
-        received <= 1.01 * LIMIT as f64,
-        "received {:.4} of the limit",
+        received * secs <= LIMIT as f64 * (secs + 0.04) + held as f64,
+        "received {:.4} of the limit, {held} B held at the start",
         received / LIMIT as f64
     );
-    // And the scheduler hands quinn the whole limit (over the warm-up second and the window).
+    // And the scheduler hands quinn the whole limit (over the warm-up seconds and the window).
     // The receivers see it too on an idle machine (0.994-1.004 measured); on a loaded one
     // quinn's send buffer grows while its driver waits for a core, and they see it late.
-    let handed = (sched.global_stat().total_sent - handed_before) as f64 / (secs + 1.0);
+    let handed = (sched.global_stat().total_sent - handed_before) as f64 / (secs + 2.0);
     assert!(
         handed >= 0.99 * LIMIT as f64,
         "handed over {:.4} of the limit",
@@ -314,7 +319,12 @@ async fn a_reset_stream_and_a_closed_connection_are_reported_and_nothing_hangs()
         .expect("the writer saw the close")
         .unwrap();
     println!("closed after {received} B received, {written} B written: {err}");
-    assert!(written as usize >= received - 64 * 1024 || written > 0);
+    // The writer learns that the stream is over (the reason, the peer application's close,
+    // is the stream's close reason: see `halves.rs`'s tests).
+    assert!(
+        matches!(err, fairio::Error::ConnectionClosed | fairio::Error::Io(_)),
+        "{err}"
+    );
     // Closing the stream of a closed connection reports it, and returns.
     let closed = tokio::time::timeout(
         Duration::from_secs(30),
@@ -335,4 +345,69 @@ async fn a_reset_stream_and_a_closed_connection_are_reported_and_nothing_hangs()
     }
     drop(stream);
     assert_eq!(sched.connection_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unidirectional_streams_close_once_acknowledged_and_refuse_the_wrong_direction() {
+    let _one_at_a_time = SERIAL.lock().await;
+    let tls = tls();
+    let sched = limited();
+    let endpoint = server_endpoint(&tls);
+    let server = endpoint.local_addr().unwrap();
+    let fair = FairEndpoint::new(&sched);
+    let client = client_endpoint(&tls, [127, 0, 0, 3]);
+    let (conn, incoming) = tokio::join!(
+        async { client.connect(server, "localhost").unwrap().await.unwrap() },
+        async { endpoint.accept().await.unwrap().await.unwrap() }
+    );
+    // The server sends 1 MiB on a send-only stream, closes it, and drops its connection at
+    // once: the close waited for the client's acknowledgements, so nothing is cut.
+    let payload: Vec<u8> = (0..1u32 << 20).map(|i| (i % 253) as u8).collect();
+    {
+        let fair_conn = fair.connection(incoming);
+        let up = fair_conn.open_uni().await.unwrap();
+        up.write(bytes::Bytes::from(payload.clone())).await.unwrap();
+        let mut recv = conn.accept_uni().await.unwrap();
+        let reader = tokio::spawn(async move { recv.read_to_end(2 << 20).await });
+        tokio::time::timeout(Duration::from_secs(30), up.close(None))
+            .await
+            .expect("the close returned")
+            .expect("acknowledged in full");
+        assert_eq!(up.stat().total_sent, 1 << 20);
+        drop((up, fair_conn));
+        let got = tokio::time::timeout(Duration::from_secs(30), reader)
+            .await
+            .expect("the client read to the end")
+            .unwrap()
+            .unwrap();
+        assert!(got == payload, "{} bytes, not the ones sent", got.len());
+    }
+    // The client sends on a stream the server can only receive: the server reads it, and a
+    // write to it fails rather than vanishing.
+    let endpoint2 = server_endpoint(&tls);
+    let (conn2, incoming2) = tokio::join!(
+        async {
+            client
+                .connect(endpoint2.local_addr().unwrap(), "localhost")
+                .unwrap()
+                .await
+                .unwrap()
+        },
+        async { endpoint2.accept().await.unwrap().await.unwrap() }
+    );
+    let fair_conn = fair.connection(incoming2);
+    let mut send = conn2.open_uni().await.unwrap();
+    send.write_all(b"one way").await.unwrap();
+    send.finish().unwrap();
+    let down = fair_conn.accept_uni().await.unwrap();
+    let mut buf = [0u8; 16];
+    let n = down.read(&mut buf).await.unwrap();
+    assert_eq!(&buf[..n], b"one way");
+    let _ = down.write(bytes::Bytes::from_static(b"back")).await;
+    let err = tokio::time::timeout(Duration::from_secs(30), down.close(None))
+        .await
+        .expect("the close returned")
+        .expect_err("a write to a receive-only stream is an error");
+    println!("write to a receive-only stream: {err}");
+    drop((conn, conn2));
 }
