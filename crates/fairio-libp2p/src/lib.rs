@@ -40,5 +40,5 @@
 mod muxer;
 mod transport;
 
-pub use muxer::{FairMuxer, FairMuxerTransport, Muxing};
+pub use muxer::{FairMuxer, FairMuxerTransport, FairSubstream, Muxing};
 pub use transport::{FairIo, FairTransport, Registering};

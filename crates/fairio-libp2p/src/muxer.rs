@@ -174,10 +174,10 @@ where
     M::Substream: Send + Unpin + 'static,
     P: Policy,
 {
-    fn register(&self, s: M::Substream) -> io::Result<FairIo<P>> {
+    fn register(&self, s: M::Substream) -> io::Result<FairSubstream<P>> {
         self.by_peer
             .register(self.peer, s.compat())
-            .map(|c| c.into_io().compat())
+            .map(FairSubstream::new)
             .map_err(io::Error::from)
     }
 }
@@ -189,7 +189,9 @@ where
     M::Error: Send + Sync + 'static,
     P: Policy,
 {
-    type Substream = FairIo<P>;
+    type Substream = FairSubstream<P>;
+    /// The muxer's own errors, and the scheduler's refusal of a substream (after its
+    /// `shutdown`): libp2p then closes the connection.
     type Error = io::Error;
 
     fn poll_inbound(
@@ -229,5 +231,81 @@ where
         Pin::new(&mut self.get_mut().inner)
             .poll(cx)
             .map_err(io::Error::other)
+    }
+}
+
+type Closing = Pin<Box<dyn Future<Output = Result<(), fairio::Error>> + Send>>;
+
+/// A substream through the scheduler, as libp2p expects one: closing it ends the sending side
+/// only (flushed within the connection's linger, then FIN), and reading goes on until the
+/// peer's end, as request-response and relay protocols need. Dropping it releases the rest.
+pub struct FairSubstream<P: Policy> {
+    io: FairIo<P>,
+    conn: fairio::Connection<P>,
+    closing: Option<Closing>,
+    closed: bool,
+}
+
+impl<P: Policy> fmt::Debug for FairSubstream<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FairSubstream")
+            .field("conn", &self.conn.id())
+            .field("closed", &self.closed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P: Policy> FairSubstream<P> {
+    fn new(conn: fairio::Connection<P>) -> Self {
+        Self {
+            io: conn.clone().into_io().compat(),
+            conn,
+            closing: None,
+            closed: false,
+        }
+    }
+}
+
+impl<P: Policy> futures_util::AsyncRead for FairSubstream<P> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<P: Policy> futures_util::AsyncWrite for FairSubstream<P> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.closed {
+            return Poll::Ready(Ok(()));
+        }
+        if self.closing.is_none() {
+            let conn = self.conn.clone();
+            let linger = conn.linger();
+            self.closing = Some(Box::pin(
+                async move { conn.shutdown_write(Some(linger)).await },
+            ));
+        }
+        let Some(closing) = self.closing.as_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        let r = std::task::ready!(closing.as_mut().poll(cx));
+        self.closing = None;
+        self.closed = true;
+        Poll::Ready(r.map_err(io::Error::from))
     }
 }

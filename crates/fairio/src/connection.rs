@@ -252,6 +252,13 @@ impl<P: Policy> Connection<P> {
         self.inner().pending_bytes()
     }
 
+    /// How long a close started for this connection's owner (a dropped last handle,
+    /// [`ConnectionIo`]'s shutdown) may flush: [`Config::linger`](crate::Config::linger). An
+    /// adapter with a close of its own bounds it by this, too.
+    pub fn linger(&self) -> Duration {
+        self.conn().linger
+    }
+
     /// Whether the connection has ended (closed, or failed).
     pub fn is_closed(&self) -> bool {
         self.inner().status().ended
