@@ -268,6 +268,9 @@ pub(crate) async fn serve<P: Policy>(listener: TcpListener, admin: Arc<Admin<P>>
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEAD_TIMEOUT)
                 .keep_alive(false)
+                // A client that ends its sending side after the request still gets the answer
+                // (hyper's default drops it).
+                .half_close(true)
                 .serve_connection(TokioIo::new(sock), service);
             let _ = tokio::time::timeout(EXCHANGE_TIMEOUT, conn).await;
         });

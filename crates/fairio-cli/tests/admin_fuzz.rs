@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::time::Duration;
 
-use common::{free_port, http, start_proxy};
+use common::{free_port, http, start_proxy, wait_for};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
@@ -88,8 +88,34 @@ fn request() -> impl Strategy<Value = Vec<u8>> {
             r.extend_from_slice(&body);
             r
         });
+    // `PUT /limits` with a body of the right length, so that the JSON parser is reached.
+    let limits = (
+        prop_oneof![
+            Just("\"8MiB\"".to_owned()),
+            Just("null".to_owned()),
+            "\"[ -~]{0,12}\"",
+            any::<i64>().prop_map(|i| i.to_string()),
+            "[ -~]{0,12}"
+        ],
+        prop_oneof![
+            Just("\"1KiB\"".to_owned()),
+            Just("null".to_owned()),
+            "\"[ -~]{0,12}\"",
+            "[ -~]{0,12}"
+        ],
+        proptest::sample::select(vec!["to_clients", "from_clients", "other", ""]),
+    )
+        .prop_map(|(a, b, key)| {
+            let body = format!("{{\"{key}\": {a}, \"from_clients\": {b}}}");
+            format!(
+                "PUT /limits HTTP/1.1\r\nHost: fairio\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes()
+        });
     prop_oneof![
         4 => http,
+        2 => limits,
         1 => proptest::collection::vec(any::<u8>(), 0..400),
     ]
 }
@@ -123,7 +149,10 @@ fn arbitrary_requests_get_an_answer_or_a_close_and_the_api_still_serves() {
             &format!("127.0.0.1:{admin}"),
         ],
     );
+    // The admin API is bound after the listener start_proxy waited for.
+    wait_for(admin);
     let mut runner = TestRunner::new(Config::with_cases(cases()));
+    let answered = std::sync::atomic::AtomicU64::new(0);
     let result = runner.run(&request(), |bytes| {
         let got = exchange(admin, &bytes).map_err(TestCaseError::fail)?;
         // Whatever came back is HTTP, or nothing.
@@ -132,10 +161,17 @@ fn arbitrary_requests_get_an_answer_or_a_close_and_the_api_still_serves() {
             "{:?}",
             String::from_utf8_lossy(&got)
         );
+        if got.starts_with(b"HTTP/1.1 200") || got.starts_with(b"HTTP/1.1 400") {
+            answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         Ok(())
     });
     assert!(proxy.0.try_wait().unwrap().is_none(), "the proxy exited");
     result.unwrap();
+    // The strategies reach the handlers, not only the HTTP parser.
+    let answered = answered.into_inner();
+    println!("{answered} of {} requests answered 200 or 400", cases());
+    assert!(answered > 0, "no request was answered 200 or 400");
     let (status, body) = http(
         admin,
         "GET /metrics HTTP/1.1\r\nHost: fairio\r\nConnection: close\r\n\r\n",

@@ -189,7 +189,8 @@ impl Admission {
         let of_host = host.map_or(0, |h| open.per_host.get(&h).copied().unwrap_or(0));
         let of_class = open.per_class.get(class).copied().unwrap_or(0);
         let per_host = self.max_per_host.load(Ordering::Relaxed);
-        if open.total + self.held_open.load(Ordering::Relaxed)
+        // Connections awaiting their PROXY header hold descriptors too.
+        if open.total + self.held_open.load(Ordering::Relaxed) + self.awaiting_header()
             >= self.max_total.load(Ordering::Relaxed)
             || (host.is_some() && per_host > 0 && of_host >= per_host)
             || class_max.is_some_and(|m| of_class >= m)
@@ -334,6 +335,18 @@ mod tests {
         drop(s1);
         assert_eq!(a.awaiting_header(), 1);
         assert!(a.await_header().is_some());
+    }
+
+    #[test]
+    fn connections_awaiting_a_header_count_against_direct_admissions() {
+        let a = Admission::new(2, None);
+        let c: Arc<str> = "c".into();
+        let _slot = a.await_header().unwrap();
+        let _t = a.admit(None, &c, None).unwrap();
+        assert!(
+            a.admit(None, &c, None).is_none(),
+            "1 waiting + 1 admitted = 2"
+        );
     }
 
     #[test]

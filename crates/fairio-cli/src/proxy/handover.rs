@@ -11,7 +11,7 @@ use fairio::{Policy, ShutdownReport};
 use tokio::time::Instant;
 
 use super::notify::Notifier;
-use super::upgrade::{self, Handover, Hold};
+use super::upgrade::{self, Handover, Hold, Report};
 use super::{FLUSH_AT_SHUTDOWN, FromWeight, Proxy};
 
 /// How long the new process has to say it is ready.
@@ -25,9 +25,10 @@ fn clients<P: Policy>(proxy: &Proxy<P>) -> usize {
     proxy.admission.open() + proxy.admission.awaiting_header()
 }
 
-/// The old process's part now: of the limits in proportion to its clients (against `theirs`,
-/// the new process's), or none with `--fleet` (the fleet shares); and its clients.
-fn part_now<P: Policy>(proxy: &Proxy<P>, theirs: usize, before: Hold) -> Hold
+/// The old process's part now, or none with `--fleet` (the fleet shares); and its clients.
+/// Its part of each limit (the lower of its own and the new process's, once reported) is in
+/// proportion to its clients, `more` added, against the new process's.
+fn part_now<P: Policy>(proxy: &Proxy<P>, more: usize, theirs: Report, before: Hold) -> Hold
 where
     P::Params: FromWeight,
 {
@@ -39,9 +40,20 @@ where
         };
     }
     let s = proxy.settings();
+    let n = theirs.clients;
     Hold {
-        up: upgrade::part(s.max_to_clients, mine, theirs, before.up),
-        down: upgrade::part(s.max_from_clients, mine, theirs, before.down),
+        up: upgrade::part(
+            upgrade::common(s.max_to_clients, theirs.up),
+            mine + more,
+            n,
+            before.up,
+        ),
+        down: upgrade::part(
+            upgrade::common(s.max_from_clients, theirs.down),
+            mine + more,
+            n,
+            before.down,
+        ),
         open: mine,
     }
 }
@@ -68,7 +80,16 @@ where
     P::Params: FromWeight,
 {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
-    let held = part_now(proxy, 1, Hold::default());
+    // Against one client of the new process, and one more of this one: while the new process
+    // starts, this one still accepts, and an idle proxy's clients of that time must not be
+    // left a part of nothing (the part only shrinks from here).
+    let s = proxy.settings();
+    let first = Report {
+        clients: 1,
+        up: s.max_to_clients,
+        down: s.max_from_clients,
+    };
+    let held = part_now(proxy, 1, first, Hold::default());
     // Lowered before the new process starts with the rest: the sum never exceeds the limit.
     keep(proxy, held);
     tracing::info!(
@@ -111,7 +132,12 @@ where
     );
     let started = Instant::now();
     let deadline = started + timeout;
-    let mut theirs = 0;
+    let s = proxy.settings();
+    let mut theirs = Report {
+        clients: 0,
+        up: s.max_to_clients,
+        down: s.max_from_clients,
+    };
     let mut tick = tokio::time::interval(TICK);
     let mut stopped = false;
     // Clients still connecting to the upstream count: the scheduler has not met them yet.
@@ -123,10 +149,10 @@ where
                 break;
             }
         }
-        if let Some(n) = h.their_clients() {
-            theirs = n;
+        if let Some(r) = h.their_report() {
+            theirs = r;
         }
-        let now = part_now(proxy, theirs, held);
+        let now = part_now(proxy, 0, theirs, held);
         if now != held {
             keep(proxy, now);
             h.tell(now);

@@ -12,10 +12,19 @@ use socket2::Socket;
 /// The variable an older fairio names its listening descriptors in.
 pub(crate) const FAIRIO_LISTEN_FDS: &str = "FAIRIO_LISTEN_FDS";
 
+/// Who handed a socket over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Giver {
+    /// systemd's socket activation: the socket (and its file) stays systemd's.
+    Systemd,
+    /// An older fairio, upgrading: the socket is this process's now.
+    Fairio,
+}
+
 /// The inherited listening sockets not yet taken.
 #[derive(Debug, Default)]
 pub(crate) struct Inherited {
-    sockets: Vec<Socket>,
+    sockets: Vec<(Socket, Giver)>,
 }
 
 /// The descriptors the environment hands this process: systemd's (for this process only)
@@ -25,24 +34,26 @@ fn handed_fds(
     listen_fds: Option<&str>,
     fairio_fds: Option<&str>,
     pid: u32,
-) -> Vec<RawFd> {
+) -> Vec<(RawFd, Giver)> {
     let mut fds = Vec::new();
     if listen_pid.and_then(|p| p.trim().parse::<u32>().ok()) == Some(pid) {
         let n = listen_fds
             .and_then(|n| n.trim().parse::<RawFd>().ok())
             .unwrap_or(0);
         // SD_LISTEN_FDS_START is 3; a count beyond a descriptor table is no count.
-        fds.extend((0..n.clamp(0, 65_536)).map(|i| 3 + i));
+        fds.extend((0..n.clamp(0, 65_536)).map(|i| (3 + i, Giver::Systemd)));
     }
     if let Some(list) = fairio_fds {
         fds.extend(
             list.split(',')
                 .filter_map(|f| f.trim().parse::<RawFd>().ok())
-                .filter(|&f| f >= 3),
+                .filter(|&f| f >= 3)
+                .map(|f| (f, Giver::Fairio)),
         );
     }
-    fds.sort_unstable();
-    fds.dedup();
+    // A descriptor named twice is taken once, as systemd's.
+    fds.sort_unstable_by_key(|&(f, g)| (f, g != Giver::Systemd));
+    fds.dedup_by_key(|&mut (f, _)| f);
     fds
 }
 
@@ -59,9 +70,9 @@ impl Inherited {
             std::process::id(),
         );
         let mut sockets = Vec::new();
-        for fd in fds {
+        for (fd, giver) in fds {
             if let Some(s) = adopt(fd) {
-                sockets.push(s);
+                sockets.push((s, giver));
             }
         }
         Self { sockets }
@@ -72,33 +83,36 @@ impl Inherited {
         self.sockets.len()
     }
 
-    /// The inherited TCP listener bound to `addr`, if any.
-    pub(crate) fn take_tcp(&mut self, addr: SocketAddr) -> Option<std::net::TcpListener> {
+    /// The inherited TCP listener bound to `addr`, if any, and who gave it.
+    pub(crate) fn take_tcp(&mut self, addr: SocketAddr) -> Option<(std::net::TcpListener, Giver)> {
         let i = self
             .sockets
             .iter()
-            .position(|s| s.local_addr().ok().and_then(|a| a.as_socket()) == Some(addr))?;
-        let s = self.sockets.swap_remove(i);
+            .position(|(s, _)| s.local_addr().ok().and_then(|a| a.as_socket()) == Some(addr))?;
+        let (s, giver) = self.sockets.swap_remove(i);
         s.set_nonblocking(true).ok()?;
-        Some(s.into())
+        Some((s.into(), giver))
     }
 
-    /// The inherited Unix listener bound to `path`, if any.
-    pub(crate) fn take_unix(&mut self, path: &Path) -> Option<std::os::unix::net::UnixListener> {
-        let i = self.sockets.iter().position(|s| {
+    /// The inherited Unix listener bound to `path`, if any, and who gave it.
+    pub(crate) fn take_unix(
+        &mut self,
+        path: &Path,
+    ) -> Option<(std::os::unix::net::UnixListener, Giver)> {
+        let i = self.sockets.iter().position(|(s, _)| {
             s.local_addr()
                 .ok()
                 .and_then(|a| a.as_pathname().map(Path::to_path_buf))
                 .is_some_and(|p| p == path)
         })?;
-        let s = self.sockets.swap_remove(i);
+        let (s, giver) = self.sockets.swap_remove(i);
         s.set_nonblocking(true).ok()?;
-        Some(s.into())
+        Some((s.into(), giver))
     }
 
     /// Closes what no listener took, naming it in the log.
     pub(crate) fn close_rest(&mut self) {
-        for s in self.sockets.drain(..) {
+        for (s, _) in self.sockets.drain(..) {
             tracing::warn!(address = ?s.local_addr().ok(), "an inherited socket matches no listener; closed");
         }
     }
@@ -145,7 +159,11 @@ mod tests {
 
     #[test]
     fn systemd_fds_count_for_this_process_only() {
-        assert_eq!(handed_fds(Some("42"), Some("2"), None, 42), vec![3, 4]);
+        use Giver::{Fairio, Systemd};
+        assert_eq!(
+            handed_fds(Some("42"), Some("2"), None, 42),
+            vec![(3, Systemd), (4, Systemd)]
+        );
         assert!(
             handed_fds(Some("41"), Some("2"), None, 42).is_empty(),
             "another process's"
@@ -154,12 +172,12 @@ mod tests {
         assert!(handed_fds(Some("42"), Some("-5"), None, 42).is_empty());
         assert_eq!(
             handed_fds(None, None, Some("7, 9,x,1"), 42),
-            vec![7, 9],
+            vec![(7, Fairio), (9, Fairio)],
             "0-2 are stdio"
         );
         assert_eq!(
             handed_fds(Some("42"), Some("1"), Some("3,8"), 42),
-            vec![3, 8]
+            vec![(3, Systemd), (8, Fairio)]
         );
     }
 
@@ -175,16 +193,16 @@ mod tests {
         let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let mut inh = Inherited {
             sockets: vec![
-                Socket::from(OwnedFd::from(tcp)),
-                Socket::from(OwnedFd::from(unix)),
-                Socket::from(OwnedFd::from(other)),
+                (Socket::from(OwnedFd::from(tcp)), Giver::Systemd),
+                (Socket::from(OwnedFd::from(unix)), Giver::Fairio),
+                (Socket::from(OwnedFd::from(other)), Giver::Systemd),
             ],
         };
         assert!(inh.take_tcp("127.0.0.1:1".parse().unwrap()).is_none());
-        let got = inh.take_tcp(addr).unwrap();
-        assert_eq!(got.local_addr().unwrap(), addr);
+        let (got, giver) = inh.take_tcp(addr).unwrap();
+        assert_eq!((got.local_addr().unwrap(), giver), (addr, Giver::Systemd));
         assert!(inh.take_tcp(addr).is_none(), "taken once");
-        assert!(inh.take_unix(&path).is_some());
+        assert_eq!(inh.take_unix(&path).map(|(_, g)| g), Some(Giver::Fairio));
         assert_eq!(inh.len(), 1);
         inh.close_rest();
         assert_eq!(inh.len(), 0);

@@ -10,8 +10,8 @@ use fairio::Policy;
 use tokio::task::JoinHandle;
 
 use super::client::{self, Peer, Session};
-use super::guard::Throttled;
-use super::inherit::Inherited;
+use super::guard::{HeaderSlot, Throttled};
+use super::inherit::{Giver, Inherited};
 use super::pp;
 use super::settings::{Listen, Route};
 use super::{FromWeight, Proxy};
@@ -32,8 +32,8 @@ struct Loop {
     task: JoinHandle<()>,
     /// The listening socket (a second descriptor of it), to hand to a new process.
     socket: Option<socket2::Socket>,
-    /// Handed over at start (systemd's socket activation, an upgrade): its Unix socket file
-    /// is its giver's, and stays when the loop stops.
+    /// Handed over by systemd's socket activation: its Unix socket file is systemd's, and
+    /// stays when the loop stops (one an older fairio handed over is this process's).
     inherited: bool,
 }
 
@@ -115,8 +115,8 @@ impl Running {
             let (task, socket) = match listen {
                 Listen::Tcp(addr) => {
                     let bound = match self.inherited.take_tcp(*addr) {
-                        Some(l) => {
-                            inherited = true;
+                        Some((l, giver)) => {
+                            inherited = giver == Giver::Systemd;
                             tokio::net::TcpListener::from_std(l)
                         }
                         None => tokio::net::TcpListener::bind(addr).await,
@@ -135,8 +135,8 @@ impl Running {
                 }
                 Listen::Unix(path) => {
                     let bound = match self.inherited.take_unix(path) {
-                        Some(l) => {
-                            inherited = true;
+                        Some((l, giver)) => {
+                            inherited = giver == Giver::Systemd;
                             tokio::net::UnixListener::from_std(l)
                         }
                         None => {
@@ -245,6 +245,7 @@ async fn admit_proxied<P: Policy, S: fairio::Stream>(
     mut peer: Peer,
     route: Route,
     logs: Arc<Logs>,
+    slot: HeaderSlot,
 ) where
     P::Params: FromWeight,
 {
@@ -285,6 +286,9 @@ async fn admit_proxied<P: Policy, S: fairio::Stream>(
             return;
         }
     }
+    // Its place as a connection awaiting a header is given back first: admitted, it takes a
+    // client's place instead (and must not count twice against the total).
+    drop(slot);
     admit(&proxy, client, peer, &route, &logs);
 }
 
@@ -349,10 +353,7 @@ where
                     };
                     // In a task of its own: a slow header holds up no other client.
                     let (proxy, logs) = (Arc::clone(&proxy), Arc::clone(&logs));
-                    tokio::spawn(async move {
-                        let _slot = slot;
-                        admit_proxied(proxy, client, peer, route, logs).await;
-                    });
+                    tokio::spawn(admit_proxied(proxy, client, peer, route, logs, slot));
                 } else {
                     admit(&proxy, client, peer, &route, &logs);
                 }

@@ -263,7 +263,7 @@ where
     let mut admin_socket = None;
     if let Some(addr) = settings.admin {
         let l = match running.inherited.take_tcp(addr) {
-            Some(l) => TcpListener::from_std(l),
+            Some((l, _)) => TcpListener::from_std(l),
             None => TcpListener::bind(addr).await,
         }
         .map_err(|e| format!("cannot serve the admin API on {addr}: {e}"))?;
@@ -311,7 +311,17 @@ where
     if let Some(s) = successor {
         s.ready();
         let (p, q) = (Arc::clone(&proxy), Arc::clone(&proxy));
-        tokio::spawn(s.follow(move || p.sched.connection_count(), move |h| q.hold(h)));
+        tokio::spawn(s.follow(
+            move || {
+                let settings = p.settings();
+                upgrade::Report {
+                    clients: p.admission.open() + p.admission.awaiting_header(),
+                    up: settings.max_to_clients,
+                    down: settings.max_from_clients,
+                }
+            },
+            move |h| q.hold(h),
+        ));
     }
     let handover = loop {
         tokio::select! {

@@ -11,8 +11,10 @@
 //! the fleet shares the limits instead.
 //!
 //! The two processes talk over a datagram socket pair: the new process sends `READY=1` once it
-//! serves, then `CLIENTS=N` every 100 ms; the old one sends `HOLD=UP,DOWN`, the part of the
-//! limits to clients and from clients it keeps (`-` for no limit).
+//! serves, then `CLIENTS=N,UP,DOWN` every 100 ms (its clients, and the limits its settings
+//! give: a new configuration may lower them, and the old part is then taken of the lower); the
+//! old one sends `HOLD=UP,DOWN,OPEN`, the part of the limits to clients and from clients it
+//! keeps (`-` for no limit) and its clients.
 
 use std::ffi::OsString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -41,23 +43,60 @@ pub(crate) struct Hold {
     pub(crate) open: usize,
 }
 
+/// What the new process reports: its clients, and the limits its settings give.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Report {
+    pub(crate) clients: usize,
+    pub(crate) up: Option<u64>,
+    pub(crate) down: Option<u64>,
+}
+
+fn rate(v: Option<u64>) -> String {
+    v.map_or("-".to_owned(), |v| v.to_string())
+}
+
+fn parse_rate(v: Option<&str>) -> Option<Option<u64>> {
+    match v? {
+        "-" => Some(None),
+        n => n.parse().ok().map(Some),
+    }
+}
+
 fn encode(h: Hold) -> String {
-    let f = |v: Option<u64>| v.map_or("-".to_owned(), |v| v.to_string());
-    format!("{},{},{}", f(h.up), f(h.down), h.open)
+    format!("{},{},{}", rate(h.up), rate(h.down), h.open)
 }
 
 fn decode(s: &str) -> Option<Hold> {
     let mut it = s.trim().split(',');
-    let f = |v: Option<&str>| match v? {
-        "-" => Some(None),
-        n => n.parse().ok().map(Some),
-    };
     let h = Hold {
-        up: f(it.next())?,
-        down: f(it.next())?,
+        up: parse_rate(it.next())?,
+        down: parse_rate(it.next())?,
         open: it.next()?.parse().ok()?,
     };
     it.next().is_none().then_some(h)
+}
+
+fn encode_report(r: Report) -> String {
+    format!("{},{},{}", r.clients, rate(r.up), rate(r.down))
+}
+
+fn decode_report(s: &str) -> Option<Report> {
+    let mut it = s.trim().split(',');
+    let r = Report {
+        clients: it.next()?.parse().ok()?,
+        up: parse_rate(it.next())?,
+        down: parse_rate(it.next())?,
+    };
+    it.next().is_none().then_some(r)
+}
+
+/// The limit both processes' parts are taken of: the lower of the two settings (either may be
+/// unlimited).
+pub(crate) fn common(mine: Option<u64>, theirs: Option<u64>) -> Option<u64> {
+    match (mine, theirs) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 /// The old process's part of `limit`, with `mine` of `mine + theirs` clients: at least 1
@@ -189,15 +228,14 @@ impl Drop for Unready {
 }
 
 impl Handover {
-    /// The new process's client count, from its latest report (`None`: none since the last
-    /// call).
-    pub(crate) fn their_clients(&self) -> Option<usize> {
+    /// The new process's latest report (`None`: none since the last call).
+    pub(crate) fn their_report(&self) -> Option<Report> {
         let mut buf = [0u8; 128];
         let mut last = None;
         while let Ok(n) = self.chan.try_recv(&mut buf) {
             let text = String::from_utf8_lossy(&buf[..n]);
-            if let Some(c) = text.strip_prefix("CLIENTS=").and_then(|c| c.parse().ok()) {
-                last = Some(c);
+            if let Some(r) = text.strip_prefix("CLIENTS=").and_then(decode_report) {
+                last = Some(r);
             }
         }
         last
@@ -241,15 +279,16 @@ impl Successor {
         let _ = send_now(&self.chan, b"READY=1");
     }
 
-    /// Reports `clients()` every 100 ms and applies each new part the old process keeps
-    /// with `apply`, until the old process is gone; then applies nothing held.
-    pub(crate) async fn follow(self, clients: impl Fn() -> usize, apply: impl Fn(Hold)) {
+    /// Sends `report()` every 100 ms and applies each new part the old process keeps with
+    /// `apply`, until the old process is gone; then applies nothing held.
+    pub(crate) async fn follow(self, report: impl Fn() -> Report, apply: impl Fn(Hold)) {
         let mut buf = [0u8; 128];
         let mut tick = tokio::time::interval(TICK);
         loop {
             tokio::select! {
                 _ = tick.tick() => {
-                    let sent = send_now(&self.chan, format!("CLIENTS={}", clients()).as_bytes());
+                    let line = format!("CLIENTS={}", encode_report(report()));
+                    let sent = send_now(&self.chan, line.as_bytes());
                     // A full queue is no end; a peer gone (refused, reset) is.
                     if sent.is_err_and(|e| e.kind() != std::io::ErrorKind::WouldBlock) {
                         break;
@@ -308,6 +347,11 @@ mod tests {
         for bad in ["x,1,0", "1", "1,2", "1,2,3,4", "-,-,-"] {
             assert_eq!(decode(bad), None, "{bad}");
         }
+        assert_eq!(decode_report("-,1,2"), None);
+        assert_eq!(common(Some(5), Some(3)), Some(3));
+        assert_eq!(common(None, Some(3)), Some(3));
+        assert_eq!(common(Some(5), None), Some(5));
+        assert_eq!(common(None, None), None);
     }
 
     #[test]
@@ -341,12 +385,19 @@ mod tests {
         s.ready();
         let applied = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let a = std::sync::Arc::clone(&applied);
-        let task = tokio::spawn(s.follow(|| 7, move |h| a.lock().unwrap().push(h)));
+        let report = Report {
+            clients: 7,
+            up: Some(500),
+            down: None,
+        };
+        let task = tokio::spawn(s.follow(move || report, move |h| a.lock().unwrap().push(h)));
         let mut buf = [0u8; 64];
         let n = old.recv(&mut buf).await.unwrap();
         assert_eq!(&buf[..n], b"READY=1");
         let n = old.recv(&mut buf).await.unwrap();
-        assert_eq!(&buf[..n], b"CLIENTS=7");
+        assert_eq!(&buf[..n], b"CLIENTS=7,500,-");
+        let text = std::str::from_utf8(&buf[..n]).unwrap();
+        assert_eq!(decode_report(&text[8..]), Some(report));
         old.send(b"HOLD=600,-,2").await.unwrap();
         // Applied before the old process goes (a wait on the event, not on the clock).
         for _ in 0..1000 {
