@@ -17,7 +17,8 @@ cargo test --workspace --all-features --no-run -q >/dev/null 2>&1
 failed=0
 for i in $(seq 1 "$runs"); do
     rm -rf target/beside
-    CARGO_TARGET_DIR=target/beside cargo build --release --workspace -q >/dev/null 2>&1 &
+    # In a session of its own, so that the whole build (cargo and its rustc) can be stopped.
+    CARGO_TARGET_DIR=target/beside setsid cargo build --release --workspace -q >/dev/null 2>&1 &
     beside=$!
     start=$(date +%s)
     if cargo test --workspace --all-features >"$out/run-$i.log" 2>&1; then
@@ -28,7 +29,7 @@ for i in $(seq 1 "$runs"); do
         failed=$((failed + 1))
     fi
     # The build goes on no longer than the tests did.
-    kill "$beside" 2>/dev/null
+    kill -- "-$beside" 2>/dev/null
     wait "$beside" 2>/dev/null
     echo "run $i of $runs: $result in $(( $(date +%s) - start )) s (beside a release build)"
 done
