@@ -21,12 +21,14 @@ for i in $(seq 1 "$runs"); do
     CARGO_TARGET_DIR=target/beside setsid cargo build --release --workspace -q >/dev/null 2>&1 &
     beside=$!
     start=$(date +%s)
-    if cargo test --workspace --all-features >"$out/run-$i.log" 2>&1; then
+    # Every test binary runs, so that a run reports all its failures, not the first.
+    if cargo test --workspace --all-features --no-fail-fast >"$out/run-$i.log" 2>&1; then
         result=passed
         rm -f "$out/run-$i.log"
     else
         result=FAILED
         failed=$((failed + 1))
+        grep -E '^test .* FAILED$' "$out/run-$i.log" | sed 's/^/    /'
     fi
     # The build goes on no longer than the tests did.
     kill -- "-$beside" 2>/dev/null

@@ -159,17 +159,13 @@ async fn remote_peers_share_a_nodes_upload_limit_over_quic() {
         handed / LIMIT as f64
     );
     // The limit holds at the receivers whatever the load (the window's share, the 40 ms
-    // burst, and what QUIC held when it opened); the scheduler hands the whole limit over (on
-    // an idle machine the receivers see it too: 0.9997 measured).
+    // burst, and what QUIC held when it opened). That it is used whole is measured, not
+    // asserted (0.9997 received on an idle machine): beside a busy machine's compilers it is
+    // a bound on spare CPU, not on fairio (see fairio-quinn's test).
     assert!(
         app * secs <= LIMIT as f64 * (secs + 0.04) + held as f64,
         "received {:.4} of the limit, {held} B held at the start",
         app / LIMIT as f64
-    );
-    assert!(
-        handed >= 0.99 * LIMIT as f64,
-        "handed over {:.4} of the limit",
-        handed / LIMIT as f64
     );
     assert!(
         (rates[1] / rates[0] - 1.0).abs() <= 0.02,
