@@ -4,25 +4,23 @@
 //! byte is the one sent.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{CHUNK, PROTOCOL, Receiver, drive, open, receive};
 use fairio::{Config, Scheduler};
 use fairio_libp2p::FairTransport;
-use futures_util::StreamExt;
-use futures_util::io::{AsyncReadExt, AsyncWriteExt};
+use futures_util::io::AsyncWriteExt;
 use libp2p::core::upgrade::Version;
-use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, Transport, noise, tcp, yamux};
+use libp2p::{PeerId, Transport, noise, tcp, yamux};
 
 const LIMIT: u64 = 4 << 20;
-const PROTOCOL: StreamProtocol = StreamProtocol::new("/fairio-bulk/1");
-const CHUNK: usize = 16 * 1024;
 
 /// A peer that listens on `ip` and counts (and checks) what arrives on every stream.
-async fn receiver(ip: &str) -> (PeerId, Multiaddr, Arc<AtomicU64>, Arc<AtomicU64>) {
-    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+async fn receiver(ip: &str) -> Receiver {
+    let swarm = libp2p::SwarmBuilder::with_new_identity()
         .with_tokio()
         .with_tcp(
             tcp::Config::default().nodelay(true),
@@ -34,47 +32,7 @@ async fn receiver(ip: &str) -> (PeerId, Multiaddr, Arc<AtomicU64>, Arc<AtomicU64
         .unwrap()
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
         .build();
-    swarm
-        .listen_on(format!("/ip4/{ip}/tcp/0").parse().unwrap())
-        .unwrap();
-    let addr = loop {
-        if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
-            break address;
-        }
-    };
-    let peer = *swarm.local_peer_id();
-    let (count, wrong) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let mut incoming = swarm.behaviour().new_control().accept(PROTOCOL).unwrap();
-    let (c, w) = (Arc::clone(&count), Arc::clone(&wrong));
-    tokio::spawn(async move {
-        while let Some((_, mut stream)) = incoming.next().await {
-            let (c, w) = (Arc::clone(&c), Arc::clone(&w));
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; CHUNK];
-                let mut offset = 0u64;
-                while let Ok(n) = stream.read(&mut buf).await {
-                    if n == 0 {
-                        break;
-                    }
-                    for (i, b) in buf[..n].iter().enumerate() {
-                        if u64::from(*b) != ((offset + i as u64) / CHUNK as u64) % 251 {
-                            w.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    offset += n as u64;
-                    c.fetch_add(n as u64, Ordering::Relaxed);
-                }
-            });
-        }
-    });
-    tokio::spawn(drive(swarm));
-    (peer, addr, count, wrong)
-}
-
-async fn drive(mut swarm: Swarm<libp2p_stream::Behaviour>) {
-    loop {
-        swarm.select_next_some().await;
-    }
+    receive(swarm, &format!("/ip4/{ip}/tcp/0")).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -116,18 +74,7 @@ async fn remote_peers_share_a_nodes_upload_limit_by_ip() {
     let mut opened: HashMap<PeerId, usize> = HashMap::new();
     for (peer, streams, _, _) in &peers {
         for _ in 0..*streams {
-            // Bounded: the connection is being made; a few tries at most.
-            let mut stream = None;
-            for _ in 0..50 {
-                match control.open_stream(*peer, PROTOCOL).await {
-                    Ok(s) => {
-                        stream = Some(s);
-                        break;
-                    }
-                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-                }
-            }
-            let mut stream = stream.expect("a stream to the peer");
+            let mut stream = open(&mut control, *peer, PROTOCOL).await;
             *opened.entry(*peer).or_default() += 1;
             tokio::spawn(async move {
                 for k in 0u64.. {

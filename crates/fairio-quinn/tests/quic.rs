@@ -58,6 +58,21 @@ fn client_endpoint(tls: &Tls, ip: [u8; 4]) -> quinn::Endpoint {
     e
 }
 
+/// A connection from `client` to a new server endpoint: (the client's side, the server's,
+/// and the server endpoint, which must outlive them).
+async fn connected(
+    tls: &Tls,
+    client: &quinn::Endpoint,
+) -> (quinn::Connection, quinn::Connection, quinn::Endpoint) {
+    let endpoint = server_endpoint(tls);
+    let server = endpoint.local_addr().unwrap();
+    let (conn, incoming) = tokio::join!(
+        async { client.connect(server, "localhost").unwrap().await.unwrap() },
+        async { endpoint.accept().await.unwrap().await.unwrap() }
+    );
+    (conn, incoming, endpoint)
+}
+
 /// A server that, on each stream, reads an 8-byte seed and then writes the seed's pattern
 /// until the stream fails. Every stream goes through `sched`, grouped by `grouping`.
 fn flooding_server(tls: &Tls, sched: &Scheduler, grouping: Grouping) -> SocketAddr {
@@ -266,14 +281,9 @@ async fn a_reset_stream_and_a_closed_connection_are_reported_and_nothing_hangs()
     let _one_at_a_time = SERIAL.lock().await;
     let tls = tls();
     let sched = limited();
-    let endpoint = server_endpoint(&tls);
-    let server = endpoint.local_addr().unwrap();
     let fair = FairEndpoint::new(&sched);
     let client = client_endpoint(&tls, [127, 0, 0, 2]);
-    let (conn, incoming) = tokio::join!(
-        async { client.connect(server, "localhost").unwrap().await.unwrap() },
-        async { endpoint.accept().await.unwrap().await.unwrap() }
-    );
+    let (conn, incoming, _endpoint) = connected(&tls, &client).await;
     let fair_conn = fair.connection(incoming);
 
     // The client sends some bytes, then resets the stream.
@@ -351,14 +361,9 @@ async fn unidirectional_streams_close_once_acknowledged_and_refuse_the_wrong_dir
     let _one_at_a_time = SERIAL.lock().await;
     let tls = tls();
     let sched = limited();
-    let endpoint = server_endpoint(&tls);
-    let server = endpoint.local_addr().unwrap();
     let fair = FairEndpoint::new(&sched);
     let client = client_endpoint(&tls, [127, 0, 0, 3]);
-    let (conn, incoming) = tokio::join!(
-        async { client.connect(server, "localhost").unwrap().await.unwrap() },
-        async { endpoint.accept().await.unwrap().await.unwrap() }
-    );
+    let (conn, incoming, _endpoint) = connected(&tls, &client).await;
     // The server sends 1 MiB on a send-only stream, closes it, and drops its connection at
     // once: the close waited for the client's acknowledgements, so nothing is cut.
     let payload: Vec<u8> = (0..1u32 << 20).map(|i| (i % 253) as u8).collect();
@@ -383,17 +388,7 @@ async fn unidirectional_streams_close_once_acknowledged_and_refuse_the_wrong_dir
     }
     // The client sends on a stream the server can only receive: the server reads it, and a
     // write to it fails rather than vanishing.
-    let endpoint2 = server_endpoint(&tls);
-    let (conn2, incoming2) = tokio::join!(
-        async {
-            client
-                .connect(endpoint2.local_addr().unwrap(), "localhost")
-                .unwrap()
-                .await
-                .unwrap()
-        },
-        async { endpoint2.accept().await.unwrap().await.unwrap() }
-    );
+    let (conn2, incoming2, _endpoint2) = connected(&tls, &client).await;
     let fair_conn = fair.connection(incoming2);
     let mut send = conn2.open_uni().await.unwrap();
     send.write_all(b"one way").await.unwrap();
