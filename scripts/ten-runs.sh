@@ -15,6 +15,17 @@ mkdir -p "$out"
 # Built once first, so that each run measures the tests, not the first compilation.
 cargo test --workspace --all-features --no-run -q >/dev/null 2>&1
 failed=0
+beside=
+# The build beside is in a session of its own: stopped here whatever ends the script.
+stop_beside() {
+    if [ -n "$beside" ] && kill -0 "$beside" 2>/dev/null; then
+        kill -- "-$beside" 2>/dev/null
+        wait "$beside" 2>/dev/null
+    fi
+    beside=
+}
+trap stop_beside EXIT
+trap 'exit 130' INT TERM
 for i in $(seq 1 "$runs"); do
     rm -rf target/beside
     # In a session of its own, so that the whole build (cargo and its rustc) can be stopped.
@@ -31,8 +42,7 @@ for i in $(seq 1 "$runs"); do
         grep -E '^test .* FAILED$' "$out/run-$i.log" | sed 's/^/    /'
     fi
     # The build goes on no longer than the tests did.
-    kill -- "-$beside" 2>/dev/null
-    wait "$beside" 2>/dev/null
+    stop_beside
     echo "run $i of $runs: $result in $(( $(date +%s) - start )) s (beside a release build)"
 done
 rm -rf target/beside

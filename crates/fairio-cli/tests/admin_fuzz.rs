@@ -113,9 +113,20 @@ fn request() -> impl Strategy<Value = Vec<u8>> {
             )
             .into_bytes()
         });
+    // Correct requests among the others, with headers of any kind: the handlers must keep
+    // answering them (three in ten of the cases: in 64, none answered has a chance of 1e-10).
+    let correct = (
+        proptest::sample::select(vec![
+            "GET /metrics HTTP/1.1\r\nHost: fairio\r\n".to_owned(),
+            "GET /clients HTTP/1.1\r\nHost: fairio\r\n".to_owned(),
+        ]),
+        "(X-[A-Za-z]{1,10}: [ -~]{0,30}\r\n){0,3}",
+    )
+        .prop_map(|(head, extra)| format!("{head}{extra}\r\n").into_bytes());
     prop_oneof![
         4 => http,
         2 => limits,
+        3 => correct,
         1 => proptest::collection::vec(any::<u8>(), 0..400),
     ]
 }
@@ -161,7 +172,8 @@ fn arbitrary_requests_get_an_answer_or_a_close_and_the_api_still_serves() {
             "{:?}",
             String::from_utf8_lossy(&got)
         );
-        if got.starts_with(b"HTTP/1.1 200") || got.starts_with(b"HTTP/1.1 400") {
+        // Only the handlers answer 200 (hyper answers malformed requests 400 itself).
+        if got.starts_with(b"HTTP/1.1 200") {
             answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         Ok(())
@@ -170,8 +182,8 @@ fn arbitrary_requests_get_an_answer_or_a_close_and_the_api_still_serves() {
     result.unwrap();
     // The strategies reach the handlers, not only the HTTP parser.
     let answered = answered.into_inner();
-    println!("{answered} of {} requests answered 200 or 400", cases());
-    assert!(answered > 0, "no request was answered 200 or 400");
+    println!("{answered} of {} requests answered 200", cases());
+    assert!(answered > 0, "no request was answered 200 by a handler");
     let (status, body) = http(
         admin,
         "GET /metrics HTTP/1.1\r\nHost: fairio\r\nConnection: close\r\n\r\n",

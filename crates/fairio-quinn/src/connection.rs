@@ -91,7 +91,8 @@ impl<P: Policy> FairConnection<P> {
         self.register(tokio::io::join(Recv(recv), Send::new(send)))
     }
 
-    /// Opens a stream to send on, registered; reads from it wait until the stream closes.
+    /// Opens a stream to send on, registered; reads from it wait until the stream closes, or
+    /// fail once the connection is lost.
     ///
     /// # Errors
     /// As [`open_bi`](Self::open_bi).
@@ -100,7 +101,7 @@ impl<P: Policy> FairConnection<P> {
     /// Cancel safe, as quinn's `open_uni`.
     pub async fn open_uni(&self) -> Result<FairStream<P>, Error> {
         let send = self.conn.open_uni().await.map_err(io)?;
-        self.register(tokio::io::join(Nothing, Send::new(send)))
+        self.register(tokio::io::join(Nothing::new(&self.conn), Send::new(send)))
     }
 
     /// Accepts the peer's next stream to receive on, registered; a write to it fails it.

@@ -48,7 +48,15 @@ type Stopped = Pin<
 /// `finish` returns at once, and a connection dropped right after may lose what it held).
 pub(crate) struct Send {
     stream: quinn::SendStream,
-    stopped: Option<Stopped>,
+    shutdown: Shutdown,
+}
+
+/// Where a shutdown is: `finish` not called yet, waiting for the acknowledgements, or over
+/// (a later shutdown answers at once, and the finished future is never polled again).
+enum Shutdown {
+    Open,
+    Acknowledging(Stopped),
+    Done,
 }
 
 impl std::fmt::Debug for Send {
@@ -63,7 +71,7 @@ impl Send {
     pub(crate) fn new(stream: quinn::SendStream) -> Self {
         Self {
             stream,
-            stopped: None,
+            shutdown: Shutdown::Open,
         }
     }
 }
@@ -82,16 +90,18 @@ impl AsyncWrite for Send {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.stopped.is_none() {
+        if let Shutdown::Open = self.shutdown {
             std::task::ready!(AsyncWrite::poll_shutdown(Pin::new(&mut self.stream), cx))
                 .map_err(lost)?;
             let stopped = self.stream.stopped();
-            self.stopped = Some(Box::pin(stopped));
+            self.shutdown = Shutdown::Acknowledging(Box::pin(stopped));
         }
-        let Some(stopped) = self.stopped.as_mut() else {
+        let Shutdown::Acknowledging(stopped) = &mut self.shutdown else {
             return Poll::Ready(Ok(()));
         };
-        match std::task::ready!(stopped.as_mut().poll(cx)) {
+        let acknowledged = std::task::ready!(stopped.as_mut().poll(cx));
+        self.shutdown = Shutdown::Done;
+        match acknowledged {
             // Acknowledged in full.
             Ok(None) => Poll::Ready(Ok(())),
             // The peer stopped reading first: what it did not read is lost.
@@ -106,18 +116,34 @@ impl AsyncWrite for Send {
 }
 
 /// The receive side of a send-only stream: nothing ever comes, and no end either (an end
-/// would read as the peer having closed).
-#[derive(Debug)]
-pub(crate) struct Nothing;
+/// would read as the peer having closed); but the loss of the connection is reported, so that
+/// a reader learns it without writing.
+pub(crate) struct Nothing(
+    Pin<Box<dyn Future<Output = quinn::ConnectionError> + std::marker::Send + Sync>>,
+);
+
+impl Nothing {
+    pub(crate) fn new(conn: &quinn::Connection) -> Self {
+        let conn = conn.clone();
+        Self(Box::pin(async move { conn.closed().await }))
+    }
+}
+
+impl std::fmt::Debug for Nothing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Nothing")
+    }
+}
 
 impl AsyncRead for Nothing {
     fn poll_read(
-        self: Pin<&mut Self>,
-        _: &mut Context<'_>,
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
         _: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        // Never ready, so never woken: the stream's own close ends the reading.
-        Poll::Pending
+        // Read once, by the stream's one reader: its error ends the stream, and it is never
+        // polled again.
+        self.0.as_mut().poll(cx).map(|e| Err(io::Error::from(e)))
     }
 }
 

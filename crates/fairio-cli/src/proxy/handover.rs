@@ -40,16 +40,19 @@ where
         };
     }
     let s = proxy.settings();
+    let (up, down) = theirs
+        .limits
+        .unwrap_or((s.max_to_clients, s.max_from_clients));
     let n = theirs.clients;
     Hold {
         up: upgrade::part(
-            upgrade::common(s.max_to_clients, theirs.up),
+            upgrade::common(s.max_to_clients, up),
             mine + more,
             n,
             before.up,
         ),
         down: upgrade::part(
-            upgrade::common(s.max_from_clients, theirs.down),
+            upgrade::common(s.max_from_clients, down),
             mine + more,
             n,
             before.down,
@@ -74,7 +77,7 @@ fn keep<P: Policy>(proxy: &Proxy<P>, held: Hold) {
 pub(super) async fn start<P: Policy>(
     proxy: &Arc<Proxy<P>>,
     exe: &Path,
-    sockets: &[&socket2::Socket],
+    sockets: &[(&socket2::Socket, bool)],
 ) -> Result<(Handover, Hold), String>
 where
     P::Params: FromWeight,
@@ -83,11 +86,9 @@ where
     // Against one client of the new process, and one more of this one: while the new process
     // starts, this one still accepts, and an idle proxy's clients of that time must not be
     // left a part of nothing (the part only shrinks from here).
-    let s = proxy.settings();
     let first = Report {
         clients: 1,
-        up: s.max_to_clients,
-        down: s.max_from_clients,
+        limits: None,
     };
     let held = part_now(proxy, 1, first, Hold::default());
     // Lowered before the new process starts with the rest: the sum never exceeds the limit.
@@ -98,7 +99,15 @@ where
         sockets.len()
     );
     match upgrade::start(exe, &args, sockets, held, READY_WITHIN).await {
-        Ok(h) => Ok((h, held)),
+        Ok(h) => {
+            // The new process's own limits are known now: the part is taken of the lower.
+            let now = part_now(proxy, 0, h.theirs, held);
+            if now != held {
+                keep(proxy, now);
+                h.tell(now);
+            }
+            Ok((h, now))
+        }
         Err(e) => {
             proxy.set_limits();
             Err(e)
@@ -111,7 +120,7 @@ where
 /// The part of the limits kept shrinks with the clients, and the new process is told.
 pub(super) async fn drain<P: Policy>(
     proxy: &Arc<Proxy<P>>,
-    (h, mut held): (Handover, Hold),
+    (mut h, mut held): (Handover, Hold),
     notifier: &Notifier,
     stop: &mut Pin<&mut impl Future<Output = ()>>,
 ) -> ShutdownReport
@@ -132,12 +141,6 @@ where
     );
     let started = Instant::now();
     let deadline = started + timeout;
-    let s = proxy.settings();
-    let mut theirs = Report {
-        clients: 0,
-        up: s.max_to_clients,
-        down: s.max_from_clients,
-    };
     let mut tick = tokio::time::interval(TICK);
     let mut stopped = false;
     // Clients still connecting to the upstream count: the scheduler has not met them yet.
@@ -149,10 +152,8 @@ where
                 break;
             }
         }
-        if let Some(r) = h.their_report() {
-            theirs = r;
-        }
-        let now = part_now(proxy, 0, theirs, held);
+        h.refresh();
+        let now = part_now(proxy, 0, h.theirs, held);
         if now != held {
             keep(proxy, now);
             h.tell(now);

@@ -44,12 +44,18 @@ fn handed_fds(
         fds.extend((0..n.clamp(0, 65_536)).map(|i| (3 + i, Giver::Systemd)));
     }
     if let Some(list) = fairio_fds {
-        fds.extend(
-            list.split(',')
-                .filter_map(|f| f.trim().parse::<RawFd>().ok())
+        // `FD` or `FD:systemd`: a socket systemd first gave stays systemd's across upgrades.
+        fds.extend(list.split(',').filter_map(|f| {
+            let (fd, giver) = match f.trim().split_once(':') {
+                Some((fd, "systemd")) => (fd, Giver::Systemd),
+                Some(_) => return None,
+                None => (f.trim(), Giver::Fairio),
+            };
+            fd.parse::<RawFd>()
+                .ok()
                 .filter(|&f| f >= 3)
-                .map(|f| (f, Giver::Fairio)),
-        );
+                .map(|f| (f, giver))
+        }));
     }
     // A descriptor named twice is taken once, as systemd's.
     fds.sort_unstable_by_key(|&(f, g)| (f, g != Giver::Systemd));
@@ -178,6 +184,11 @@ mod tests {
         assert_eq!(
             handed_fds(Some("42"), Some("1"), Some("3,8"), 42),
             vec![(3, Systemd), (8, Fairio)]
+        );
+        assert_eq!(
+            handed_fds(None, None, Some("7:systemd,8,9:other"), 42),
+            vec![(7, Systemd), (8, Fairio)],
+            "an upgrade hands systemd's sockets on as systemd's"
         );
     }
 

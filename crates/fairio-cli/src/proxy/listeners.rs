@@ -181,11 +181,12 @@ impl Running {
         }
     }
 
-    /// Second descriptors of the listening sockets, to hand to a new process.
-    pub(super) fn sockets(&self) -> Vec<&socket2::Socket> {
+    /// Second descriptors of the listening sockets, to hand to a new process, each with
+    /// whether systemd gave it (and keeps its file).
+    pub(super) fn sockets(&self) -> Vec<(&socket2::Socket, bool)> {
         self.loops
             .values()
-            .filter_map(|l| l.socket.as_ref())
+            .filter_map(|l| l.socket.as_ref().map(|s| (s, l.inherited)))
             .collect()
     }
 

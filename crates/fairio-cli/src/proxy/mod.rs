@@ -309,19 +309,20 @@ where
         .is_active()
         .then(|| tokio::spawn(report_status(Arc::clone(&notifier), sched.clone())));
     if let Some(s) = successor {
-        s.ready();
-        let (p, q) = (Arc::clone(&proxy), Arc::clone(&proxy));
-        tokio::spawn(s.follow(
+        let report = {
+            let p = Arc::clone(&proxy);
             move || {
                 let settings = p.settings();
-                upgrade::Report {
-                    clients: p.admission.open() + p.admission.awaiting_header(),
-                    up: settings.max_to_clients,
-                    down: settings.max_from_clients,
-                }
-            },
-            move |h| q.hold(h),
-        ));
+                (
+                    p.admission.open() + p.admission.awaiting_header(),
+                    settings.max_to_clients,
+                    settings.max_from_clients,
+                )
+            }
+        };
+        s.ready(report());
+        let q = Arc::clone(&proxy);
+        tokio::spawn(s.follow(report, move |h| q.hold(h)));
     }
     let handover = loop {
         tokio::select! {
@@ -338,8 +339,11 @@ where
                          try again once it has exited"
                     ),
                     Some(exe) => {
-                        let sockets: Vec<&socket2::Socket> =
-                            running.sockets().into_iter().chain(admin_socket.as_ref()).collect();
+                        let sockets: Vec<(&socket2::Socket, bool)> = running
+                            .sockets()
+                            .into_iter()
+                            .chain(admin_socket.as_ref().map(|s| (s, false)))
+                            .collect();
                         // A stop signal meanwhile wins: the new process, not ready, is killed.
                         let started = tokio::select! {
                             r = handover::start(&proxy, exe, &sockets) => r,

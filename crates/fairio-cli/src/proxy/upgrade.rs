@@ -10,11 +10,13 @@
 //! raise its), so the sum never exceeds the limit. With `--fleet`, both are fleet members and
 //! the fleet shares the limits instead.
 //!
-//! The two processes talk over a datagram socket pair: the new process sends `READY=1` once it
-//! serves, then `CLIENTS=N,UP,DOWN` every 100 ms (its clients, and the limits its settings
-//! give: a new configuration may lower them, and the old part is then taken of the lower); the
-//! old one sends `HOLD=UP,DOWN,OPEN`, the part of the limits to clients and from clients it
-//! keeps (`-` for no limit) and its clients.
+//! The two processes talk over a datagram socket pair, one `KEY=VALUE` a datagram; a key a
+//! process does not know is ignored, so that binaries of different versions can hand over.
+//! The new process sends `LIMITS=UP,DOWN` (the limits its settings give: a new configuration
+//! may lower them, and the old part is then taken of the lower) and `CLIENTS=N`, then
+//! `READY=1` once it serves, then the first two every 100 ms. The old one sends
+//! `HOLD=UP,DOWN,OPEN`: the part of the limits to clients and from clients it keeps (`-` for
+//! no limit), and its clients.
 
 use std::ffi::OsString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -43,12 +45,27 @@ pub(crate) struct Hold {
     pub(crate) open: usize,
 }
 
-/// What the new process reports: its clients, and the limits its settings give.
+/// What the new process reports: its clients, and the limits its settings give (`None`
+/// until it has said).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Report {
     pub(crate) clients: usize,
-    pub(crate) up: Option<u64>,
-    pub(crate) down: Option<u64>,
+    pub(crate) limits: Option<(Option<u64>, Option<u64>)>,
+}
+
+impl Report {
+    /// Takes one datagram of the new process into the report; whether it was `READY=1`.
+    fn take(&mut self, msg: &str) -> bool {
+        if let Some(n) = msg
+            .strip_prefix("CLIENTS=")
+            .and_then(|n| n.trim().parse().ok())
+        {
+            self.clients = n;
+        } else if let Some(l) = msg.strip_prefix("LIMITS=").and_then(decode_limits) {
+            self.limits = Some(l);
+        }
+        msg == "READY=1"
+    }
 }
 
 fn rate(v: Option<u64>) -> String {
@@ -60,6 +77,12 @@ fn parse_rate(v: Option<&str>) -> Option<Option<u64>> {
         "-" => Some(None),
         n => n.parse().ok().map(Some),
     }
+}
+
+fn decode_limits(s: &str) -> Option<(Option<u64>, Option<u64>)> {
+    let mut it = s.trim().split(',');
+    let l = (parse_rate(it.next())?, parse_rate(it.next())?);
+    it.next().is_none().then_some(l)
 }
 
 fn encode(h: Hold) -> String {
@@ -74,20 +97,6 @@ fn decode(s: &str) -> Option<Hold> {
         open: it.next()?.parse().ok()?,
     };
     it.next().is_none().then_some(h)
-}
-
-fn encode_report(r: Report) -> String {
-    format!("{},{},{}", r.clients, rate(r.up), rate(r.down))
-}
-
-fn decode_report(s: &str) -> Option<Report> {
-    let mut it = s.trim().split(',');
-    let r = Report {
-        clients: it.next()?.parse().ok()?,
-        up: parse_rate(it.next())?,
-        down: parse_rate(it.next())?,
-    };
-    it.next().is_none().then_some(r)
 }
 
 /// The limit both processes' parts are taken of: the lower of the two settings (either may be
@@ -131,6 +140,8 @@ fn send_now(chan: &UnixDatagram, msg: &[u8]) -> std::io::Result<usize> {
 pub(crate) struct Handover {
     pub(crate) child: tokio::process::Child,
     chan: UnixDatagram,
+    /// What the new process last reported.
+    pub(crate) theirs: Report,
 }
 
 /// Starts `exe` with `args`, handing it `sockets` and the socket pair's end, and waits until
@@ -142,7 +153,7 @@ pub(crate) struct Handover {
 pub(crate) async fn start(
     exe: &Path,
     args: &[OsString],
-    sockets: &[&socket2::Socket],
+    sockets: &[(&socket2::Socket, bool)],
     held: Hold,
     within: Duration,
 ) -> Result<Handover, String> {
@@ -150,19 +161,26 @@ pub(crate) async fn start(
     // Descriptors the new process inherits: copies without close-on-exec, closed here as soon
     // as it has started.
     let mut handed = Vec::new();
-    for s in sockets {
+    let mut fds = Vec::new();
+    for (s, systemd) in sockets {
         let d = s
             .try_clone()
             .map_err(|e| format!("cannot copy a listening socket: {e}"))?;
         d.set_cloexec(false)
             .map_err(|e| format!("cannot hand a socket on: {e}"))?;
+        // Who first gave a socket goes with it: systemd's stays systemd's across upgrades.
+        let fd = d.as_raw_fd();
+        fds.push(if *systemd {
+            format!("{fd}:systemd")
+        } else {
+            fd.to_string()
+        });
         handed.push(d);
     }
     let theirs = socket2::Socket::from(OwnedFd::from(theirs));
     theirs
         .set_cloexec(false)
         .map_err(|e| format!("cannot hand a socket on: {e}"))?;
-    let fds: Vec<String> = handed.iter().map(|d| d.as_raw_fd().to_string()).collect();
     let child = tokio::process::Command::new(exe)
         .args(args)
         .env(FAIRIO_LISTEN_FDS, fds.join(","))
@@ -180,12 +198,16 @@ pub(crate) async fn start(
     let mut guard = Unready(Some(child));
     mine.set_nonblocking(true).map_err(|e| e.to_string())?;
     let chan = UnixDatagram::from_std(mine).map_err(|e| e.to_string())?;
+    let mut theirs = Report::default();
     let ready = async {
         let mut buf = [0u8; 128];
         loop {
             match chan.recv(&mut buf).await {
-                Ok(n) if &buf[..n] == b"READY=1" => return Ok(()),
-                Ok(_) => {}
+                Ok(n) => {
+                    if theirs.take(&String::from_utf8_lossy(&buf[..n])) {
+                        return Ok(());
+                    }
+                }
                 Err(e) => return Err(e.to_string()),
             }
         }
@@ -207,7 +229,11 @@ pub(crate) async fn start(
         return Err(format!("the new process failed: {why}"));
     }
     let child = guard.0.take().ok_or("the new process vanished")?;
-    Ok(Handover { child, chan })
+    Ok(Handover {
+        child,
+        chan,
+        theirs,
+    })
 }
 
 /// A new process not ready yet: killed when dropped (the upgrade failed or was abandoned).
@@ -228,17 +254,12 @@ impl Drop for Unready {
 }
 
 impl Handover {
-    /// The new process's latest report (`None`: none since the last call).
-    pub(crate) fn their_report(&self) -> Option<Report> {
+    /// Takes in what the new process reported since the last call.
+    pub(crate) fn refresh(&mut self) {
         let mut buf = [0u8; 128];
-        let mut last = None;
         while let Ok(n) = self.chan.try_recv(&mut buf) {
-            let text = String::from_utf8_lossy(&buf[..n]);
-            if let Some(r) = text.strip_prefix("CLIENTS=").and_then(decode_report) {
-                last = Some(r);
-            }
+            self.theirs.take(&String::from_utf8_lossy(&buf[..n]));
         }
-        last
     }
 
     /// Tells the new process the part the old one now keeps (after the old one applied it).
@@ -274,21 +295,39 @@ impl Successor {
         Some(Self { chan, held })
     }
 
-    /// Tells the old process this one serves.
-    pub(crate) fn ready(&self) {
+    /// Sends one report: the limits, then the clients.
+    fn report(
+        &self,
+        (clients, up, down): (usize, Option<u64>, Option<u64>),
+    ) -> std::io::Result<()> {
+        send_now(
+            &self.chan,
+            format!("LIMITS={},{}", rate(up), rate(down)).as_bytes(),
+        )?;
+        send_now(&self.chan, format!("CLIENTS={clients}").as_bytes()).map(drop)
+    }
+
+    /// Tells the old process this one serves, after a first report (its part is then taken of
+    /// the lower limit from the start).
+    pub(crate) fn ready(&self, report: (usize, Option<u64>, Option<u64>)) {
+        let _ = self.report(report);
         let _ = send_now(&self.chan, b"READY=1");
     }
 
-    /// Sends `report()` every 100 ms and applies each new part the old process keeps with
-    /// `apply`, until the old process is gone; then applies nothing held.
-    pub(crate) async fn follow(self, report: impl Fn() -> Report, apply: impl Fn(Hold)) {
+    /// Sends `report()` (clients, and the limits its settings give) every 100 ms and applies
+    /// each new part the old process keeps with `apply`, until the old process is gone; then
+    /// applies nothing held.
+    pub(crate) async fn follow(
+        self,
+        report: impl Fn() -> (usize, Option<u64>, Option<u64>),
+        apply: impl Fn(Hold),
+    ) {
         let mut buf = [0u8; 128];
         let mut tick = tokio::time::interval(TICK);
         loop {
             tokio::select! {
                 _ = tick.tick() => {
-                    let line = format!("CLIENTS={}", encode_report(report()));
-                    let sent = send_now(&self.chan, line.as_bytes());
+                    let sent = self.report(report());
                     // A full queue is no end; a peer gone (refused, reset) is.
                     if sent.is_err_and(|e| e.kind() != std::io::ErrorKind::WouldBlock) {
                         break;
@@ -347,7 +386,19 @@ mod tests {
         for bad in ["x,1,0", "1", "1,2", "1,2,3,4", "-,-,-"] {
             assert_eq!(decode(bad), None, "{bad}");
         }
-        assert_eq!(decode_report("-,1,2"), None);
+        let mut r = Report::default();
+        assert!(!r.take("LIMITS=500,-"));
+        assert!(!r.take("CLIENTS=3"));
+        assert!(!r.take("SOMETHING=NEW"));
+        assert!(!r.take("LIMITS=x,1"));
+        assert!(r.take("READY=1"));
+        assert_eq!(
+            r,
+            Report {
+                clients: 3,
+                limits: Some((Some(500), None))
+            }
+        );
         assert_eq!(common(Some(5), Some(3)), Some(3));
         assert_eq!(common(None, Some(3)), Some(3));
         assert_eq!(common(Some(5), None), Some(5));
@@ -382,22 +433,26 @@ mod tests {
             chan: UnixDatagram::from_std(new).unwrap(),
             held: Hold::default(),
         };
-        s.ready();
         let applied = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let a = std::sync::Arc::clone(&applied);
-        let report = Report {
-            clients: 7,
-            up: Some(500),
-            down: None,
-        };
-        let task = tokio::spawn(s.follow(move || report, move |h| a.lock().unwrap().push(h)));
+        s.ready((7, Some(500), None));
+        let task =
+            tokio::spawn(s.follow(|| (7, Some(500), None), move |h| a.lock().unwrap().push(h)));
         let mut buf = [0u8; 64];
-        let n = old.recv(&mut buf).await.unwrap();
-        assert_eq!(&buf[..n], b"READY=1");
-        let n = old.recv(&mut buf).await.unwrap();
-        assert_eq!(&buf[..n], b"CLIENTS=7,500,-");
-        let text = std::str::from_utf8(&buf[..n]).unwrap();
-        assert_eq!(decode_report(&text[8..]), Some(report));
+        let mut theirs = Report::default();
+        let mut ready = false;
+        for _ in 0..3 {
+            let n = old.recv(&mut buf).await.unwrap();
+            ready = theirs.take(std::str::from_utf8(&buf[..n]).unwrap());
+        }
+        assert!(ready, "LIMITS and CLIENTS, then READY");
+        assert_eq!(
+            theirs,
+            Report {
+                clients: 7,
+                limits: Some((Some(500), None))
+            }
+        );
         old.send(b"HOLD=600,-,2").await.unwrap();
         // Applied before the old process goes (a wait on the event, not on the clock).
         for _ in 0..1000 {
