@@ -45,6 +45,18 @@ impl Cap {
         cap_burst(self.gcra.rate())
     }
 
+    /// The grant to ask of this cap now: what it holds ready (budget that accrued while the
+    /// connection, or group, waited for its turn), and at least one ordinary grant (5 ms of
+    /// the cap), for which it waits. A turn whose quantum is larger than the cap's pace no
+    /// longer waits for a quarter second of budget to move it in one grant: a capped group's
+    /// members then took turns of 250 ms each, and one of nine waited 2.25 s for its first.
+    pub(crate) fn grant_now(&self) -> u64 {
+        let ready = self.prepaid.saturating_add(self.gcra.ready());
+        ready
+            .max(cap_grant_max(self.gcra.rate()))
+            .min(self.grant_max())
+    }
+
     /// Makes sure `bytes` are prepaid, or says when they can be (nanoseconds on the clock).
     pub(crate) fn admit(&mut self, bytes: u64) -> Result<(), u64> {
         if self.prepaid < bytes {

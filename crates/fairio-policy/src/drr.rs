@@ -411,7 +411,7 @@ impl<P: FlowWeight> Drr<P> {
                 f.deficit = (f.deficit + quantum).min(2 * quantum);
             }
             f.topped = true;
-            let cap_max = f.cap.as_ref().map_or(u64::MAX, Cap::grant_max);
+            let cap_max = f.cap.as_ref().map_or(u64::MAX, Cap::grant_now);
             let bytes = f.deficit.min(f.demand).min(grant_cap).min(cap_max);
             if bytes == 0 {
                 // Only a connection back from parking with nothing left of its turn: next turn.

@@ -95,6 +95,11 @@ impl Gcra {
         self.rate
     }
 
+    /// Bytes a `take` would admit now without waiting: the credit, and the burst available.
+    pub(crate) fn ready(&self) -> u64 {
+        self.credit.saturating_add(self.available())
+    }
+
     /// Burst bytes available now, by the last snapshot plus what has been replenished since.
     fn available(&self) -> u64 {
         match self.last {
