@@ -171,8 +171,15 @@ async fn measure(groups: &[&[Arc<AtomicU64>]], secs: f64) -> (Vec<f64>, f64) {
     (bytes, took)
 }
 
+/// A scheduler under the limit, whose write queues are bounded as a server's would be: a
+/// writer that outruns the limit waits instead of queueing without end.
 fn limited() -> Scheduler {
-    Scheduler::new(Config::new(64 * 1024).max_upload_speed(Some(LIMIT))).unwrap()
+    Scheduler::new(
+        Config::new(64 * 1024)
+            .max_upload_speed(Some(LIMIT))
+            .write_queue_size(Some(256 * 1024)),
+    )
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -328,9 +335,8 @@ async fn a_reset_stream_and_a_closed_connection_are_reported_and_nothing_hangs()
         .expect("the writer saw the close")
         .unwrap();
     println!("closed after {received} B received, {written} B written: {err}");
-    // The writer learns that the stream is over, and the stream has left the scheduler's
-    // live set (the reason, the peer application's close, is mapped in `halves.rs`'s tests).
-    assert!(stream2.is_closed(), "{err}");
+    // The writer learns that the stream is over (the reason, the peer application's close, is
+    // mapped in `halves.rs`'s tests); that the stream leaves the scheduler is awaited below.
     // Closing the stream of a closed connection reports it, and returns.
     let closed = tokio::time::timeout(
         Duration::from_secs(30),
