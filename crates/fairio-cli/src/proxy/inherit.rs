@@ -124,39 +124,54 @@ impl Inherited {
     }
 }
 
-/// Takes ownership of `fd` if it is an open listening stream socket of this process. Any
-/// other descriptor is left as it is: the environment may name a number that something else
-/// in this process has opened since, and closing it would pull it from under its owner.
-#[allow(unsafe_code)]
+/// Takes ownership of `fd` if it is an open listening stream socket of this process.
 fn adopt(fd: RawFd) -> Option<Socket> {
+    let listening = |s: &socket2::SockRef<'_>| {
+        matches!(
+            (s.r#type(), s.is_listener()),
+            (Ok(socket2::Type::STREAM), Ok(true))
+        )
+    };
+    match adopt_if(fd, listening) {
+        Ok(s) => Some(s),
+        Err(why) => {
+            tracing::warn!(fd, "an inherited descriptor {why}; left alone");
+            None
+        }
+    }
+}
+
+/// Takes ownership of the socket `fd`, handed to this process by its environment (systemd, or
+/// an older fairio), if it is open and `wanted` says it is the kind expected. Any other
+/// descriptor is left as it is: the environment may name a number that something else in this
+/// process has opened since, and closing it would pull it from under its owner. The socket
+/// taken is close-on-exec: it passes to no process this one starts unless handed on on purpose.
+///
+/// # Errors
+/// Why `fd` was left alone, for the log.
+#[allow(unsafe_code)]
+pub(crate) fn adopt_if(
+    fd: RawFd,
+    wanted: impl FnOnce(&socket2::SockRef<'_>) -> bool,
+) -> Result<Socket, &'static str> {
     // SAFETY: `fcntl(F_GETFD)` only reads the descriptor's flags; it fails (EBADF) for a number
     // that is no open descriptor, and then nothing is looked at further.
-    if fd < 0 || unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
-        tracing::warn!(fd, "an inherited descriptor is not open; ignored");
-        return None;
+    if fd < 3 || unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
+        return Err("is not open");
     }
     // SAFETY: the descriptor is open (above) and stays open while it is borrowed here: only
     // its socket options are read, and nothing in this function closes it.
     let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-    let s = socket2::SockRef::from(&borrowed);
-    if !matches!(
-        (s.r#type(), s.is_listener()),
-        (Ok(socket2::Type::STREAM), Ok(true))
-    ) {
-        tracing::warn!(
-            fd,
-            "an inherited descriptor is no listening stream socket; left alone"
-        );
-        return None;
+    if !wanted(&socket2::SockRef::from(&borrowed)) {
+        return Err("is not the socket expected");
     }
-    // SAFETY: a listening socket (above) that the environment hands to this process: systemd
-    // and an older fairio pass each one once, and `from_env` runs once, so nothing else in
-    // this process owns it.
+    // SAFETY: a socket of the kind expected (above) that the environment hands to this process:
+    // systemd and an older fairio pass each one once, and the callers read the environment
+    // once per process, so nothing else in this process owns it.
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
     let s = Socket::from(owned);
-    // The descriptor must not pass to processes this one starts, unless handed on on purpose.
     let _ = s.set_cloexec(true);
-    Some(s)
+    Ok(s)
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@
 //! no limit), and its clients.
 
 use std::ffi::OsString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixDatagram as StdDatagram;
 use std::path::Path;
 use std::time::Duration;
@@ -349,23 +349,9 @@ impl Successor {
 }
 
 /// Takes the datagram socket `fd` an older fairio handed on; anything else is left alone.
-#[allow(unsafe_code)]
 fn adopt_datagram(fd: RawFd) -> Option<StdDatagram> {
-    // SAFETY: `fcntl(F_GETFD)` only reads flags; it fails for a number that is no open
-    // descriptor, and then nothing is looked at further.
-    if fd < 3 || unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
-        return None;
-    }
-    // SAFETY: open (above), and only its socket type is read while borrowed.
-    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-    if socket2::SockRef::from(&borrowed).r#type().ok() != Some(socket2::Type::DGRAM) {
-        return None;
-    }
-    // SAFETY: a datagram socket handed to this process alone by the old one, which names it
-    // once; `from_env` runs once per process.
-    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-    let s = socket2::Socket::from(owned);
-    let _ = s.set_cloexec(true);
+    let datagram = |s: &socket2::SockRef<'_>| s.r#type().ok() == Some(socket2::Type::DGRAM);
+    let s = super::inherit::adopt_if(fd, datagram).ok()?;
     Some(StdDatagram::from(OwnedFd::from(s)))
 }
 
