@@ -127,6 +127,12 @@ impl Admission {
         self.held_open.store(n, Ordering::Relaxed);
     }
 
+    /// Clients in this process's hands: admitted (some still connecting to the upstream), and
+    /// waiting for their PROXY protocol header. What an upgrade counts on either side.
+    pub(crate) fn in_hand(&self) -> usize {
+        self.open() + self.awaiting_header()
+    }
+
     /// Connections waiting for their PROXY protocol header.
     pub(crate) fn awaiting_header(&self) -> usize {
         self.awaiting_header.load(Ordering::Relaxed)

@@ -19,12 +19,6 @@ const READY_WITHIN: Duration = Duration::from_secs(30);
 /// How often the old part is revised.
 const TICK: Duration = Duration::from_millis(100);
 
-/// This process's clients: admitted (some still connecting to the upstream), and waiting
-/// for their PROXY protocol header.
-fn clients<P: Policy>(proxy: &Proxy<P>) -> usize {
-    proxy.admission.open() + proxy.admission.awaiting_header()
-}
-
 /// The old process's part now, or none with `--fleet` (the fleet shares); and its clients.
 /// Its part of each limit (the lower of its own and the new process's, once reported) is in
 /// proportion to its clients, `more` added, against the new process's.
@@ -32,7 +26,7 @@ fn part_now<P: Policy>(proxy: &Proxy<P>, more: usize, theirs: Report, before: Ho
 where
     P::Params: FromWeight,
 {
-    let mine = clients(proxy);
+    let mine = proxy.admission.in_hand();
     if proxy.fleet {
         return Hold {
             open: mine,
@@ -129,7 +123,7 @@ where
 {
     let pid = h.pid().unwrap_or(0);
     let timeout = proxy.settings().drain_timeout;
-    let clients_then = clients(proxy);
+    let clients_then = proxy.admission.in_hand();
     // systemd follows the new process from now on (the unit has NotifyAccess=all).
     notifier.send(&format!(
         "MAINPID={pid}\nSTATUS=handed over to process {pid}; draining {clients_then} clients"
@@ -144,7 +138,7 @@ where
     let mut tick = tokio::time::interval(TICK);
     let mut stopped = false;
     // Clients still connecting to the upstream count: the scheduler has not met them yet.
-    while clients(proxy) > 0 && Instant::now() < deadline {
+    while proxy.admission.in_hand() > 0 && Instant::now() < deadline {
         tokio::select! {
             _ = tick.tick() => {}
             () = stop.as_mut() => {
@@ -160,7 +154,7 @@ where
             held = now;
         }
     }
-    let left = clients(proxy);
+    let left = proxy.admission.in_hand();
     let report = proxy.sched.shutdown(Some(FLUSH_AT_SHUTDOWN)).await;
     tracing::info!(
         "handover done in {:.1} s: {} of {clients_then} clients left by themselves, {left} \

@@ -314,7 +314,7 @@ where
             move || {
                 let settings = p.settings();
                 (
-                    p.admission.open() + p.admission.awaiting_header(),
+                    p.admission.in_hand(),
                     settings.max_to_clients,
                     settings.max_from_clients,
                 )
