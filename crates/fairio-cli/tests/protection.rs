@@ -244,14 +244,7 @@ fn a_low_descriptor_limit_is_survived() {
     assert!(proxy.0.try_wait().unwrap().is_none(), "the proxy died");
     let _ = proxy.0.kill();
     let _ = proxy.0.wait();
-    let mut log = String::new();
-    proxy
-        .0
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut log)
-        .unwrap();
+    let log = proxy.log();
     let failures = log.lines().filter(|l| l.contains("accept failed")).count();
     assert!(failures <= 20, "{failures} accept-failure lines:\n{log}");
 }

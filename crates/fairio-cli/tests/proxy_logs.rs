@@ -33,15 +33,7 @@ fn log_of_one_session(extra: &[&str]) -> String {
     // (bounded) before stopping.
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(terminate(&mut proxy).code(), Some(0));
-    let mut log = String::new();
-    proxy
-        .0
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut log)
-        .unwrap();
-    log
+    proxy.log()
 }
 
 #[test]

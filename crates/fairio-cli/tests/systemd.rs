@@ -105,14 +105,7 @@ fn a_socket_activated_listener_is_served_without_binding() {
     }
     assert!(hashes.contains(&common::hash(b"hi")));
     assert!(terminate(&mut proxy).success());
-    let mut log = String::new();
-    proxy
-        .0
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut log)
-        .unwrap();
+    let log = proxy.log();
     assert!(log.contains("1 listening sockets inherited"), "{log}");
     drop(sock);
 }

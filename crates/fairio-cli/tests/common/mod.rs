@@ -219,3 +219,17 @@ pub fn upstream(reply: Vec<u8>) -> (u16, std::sync::mpsc::Receiver<u64>) {
     });
     (port, rx)
 }
+
+impl Proxy {
+    /// What the proxy wrote to its stderr (piped), to its end: call once it has exited.
+    pub fn log(&mut self) -> String {
+        let mut log = String::new();
+        self.0
+            .stderr
+            .take()
+            .expect("the proxy's stderr is piped, and read once")
+            .read_to_string(&mut log)
+            .unwrap();
+        log
+    }
+}
