@@ -135,7 +135,10 @@ fn adopt(fd: RawFd) -> Option<Socket> {
     match adopt_if(fd, listening) {
         Ok(s) => Some(s),
         Err(why) => {
-            tracing::warn!(fd, "an inherited descriptor {why}; left alone");
+            tracing::warn!(
+                fd,
+                "an inherited descriptor {why}: no listening stream socket; left alone"
+            );
             None
         }
     }
@@ -154,20 +157,25 @@ pub(crate) fn adopt_if(
     fd: RawFd,
     wanted: impl FnOnce(&socket2::SockRef<'_>) -> bool,
 ) -> Result<Socket, &'static str> {
+    if fd < 3 {
+        return Err("is a standard stream");
+    }
     // SAFETY: `fcntl(F_GETFD)` only reads the descriptor's flags; it fails (EBADF) for a number
     // that is no open descriptor, and then nothing is looked at further.
-    if fd < 3 || unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
         return Err("is not open");
     }
     // SAFETY: the descriptor is open (above) and stays open while it is borrowed here: only
     // its socket options are read, and nothing in this function closes it.
     let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
     if !wanted(&socket2::SockRef::from(&borrowed)) {
-        return Err("is not the socket expected");
+        return Err("is not of the kind expected");
     }
     // SAFETY: a socket of the kind expected (above) that the environment hands to this process:
     // systemd and an older fairio pass each one once, and the callers read the environment
-    // once per process, so nothing else in this process owns it.
+    // once per process, so nothing else in this process owns it. The two callers want kinds
+    // that exclude each other (a listening stream socket, a datagram socket), so one
+    // descriptor named by both variables is still taken once.
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
     let s = Socket::from(owned);
     let _ = s.set_cloexec(true);
