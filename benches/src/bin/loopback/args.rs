@@ -39,6 +39,9 @@ pub(crate) struct Args {
     /// or `none` to leave the kernel's buffers as they are; fairio's default unless set.
     #[arg(long, value_name = "BYTES|none", value_parser = parse_unsent)]
     unsent_limit: Option<Unsent>,
+    /// Runs only the overhead rows under a limit (what grants cost).
+    #[arg(long)]
+    pub(crate) limited: bool,
 }
 
 /// A value of `--unsent-limit`.

@@ -13,6 +13,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::CHUNK;
+use crate::contender::Contender;
 use crate::dir::Dir;
 use crate::measure::Spec;
 
@@ -92,7 +93,17 @@ pub(crate) async fn client<P: Policy>(
         return writer;
     }
     let mut stream = raw_or_limited(sock, asl);
+    // raw-paced: this connection's equal part of the limit, in bytes per second.
+    let pace = (spec.contender == Contender::Paced)
+        .then(|| spec.limit.map(|l| l as f64 / spec.n as f64))
+        .flatten();
     tokio::spawn(async move {
+        let start = tokio::time::Instant::now();
+        let mut moved = 0u64;
+        // Sleeps until `moved` bytes are due at the pace.
+        let paced = |moved: u64| {
+            pace.map(|rate| start + Duration::from_secs_f64(moved as f64 / rate))
+        };
         match dir {
             Dir::Down => {
                 let mut buf = vec![0u8; CHUNK];
@@ -101,12 +112,20 @@ pub(crate) async fn client<P: Policy>(
                         break;
                     }
                     count.fetch_add(n as u64, Ordering::Relaxed);
+                    moved += n as u64;
+                    if let Some(at) = paced(moved) {
+                        tokio::time::sleep_until(at).await;
+                    }
                 }
             }
             Dir::Up => {
                 let msg = message(spec_msg);
                 while !stop.load(Ordering::Relaxed) && stream.write_all(&msg).await.is_ok() {
                     count.fetch_add(msg.len() as u64, Ordering::Relaxed);
+                    moved += msg.len() as u64;
+                    if let Some(at) = paced(moved) {
+                        tokio::time::sleep_until(at).await;
+                    }
                 }
             }
         }

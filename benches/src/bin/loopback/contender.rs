@@ -11,6 +11,11 @@ pub(crate) enum Contender {
     Weighted,
     Window,
     Asl,
+    /// Raw tokio with each connection pacing itself to an equal part of the limit (a sleep
+    /// after each 64 KiB read or write): no sharing at all, the cheapest way to hold a limit,
+    /// to tell what a limit costs the kernel from what fairio adds (overhead rows under a
+    /// limit only).
+    Paced,
 }
 
 impl Contender {
@@ -31,6 +36,7 @@ impl Contender {
             Self::Weighted => "fairio-weighted",
             Self::Window => "fairio-window",
             Self::Asl => "async-speed-limit",
+            Self::Paced => "raw-paced",
         }
     }
 
@@ -58,6 +64,6 @@ pub(crate) async fn with_policy<F: WithPolicy>(c: Contender, f: F) -> F::Output 
                 .await
         }
         Contender::Window => f.call(WindowQuota, |_| ()).await,
-        Contender::Equal | Contender::Raw | Contender::Asl => f.call(EqualShare, |_| ()).await,
+        Contender::Equal | Contender::Raw | Contender::Asl | Contender::Paced => f.call(EqualShare, |_| ()).await,
     }
 }

@@ -113,7 +113,9 @@ where
             };
             let limits: Box<dyn Limits> = match contender {
                 Contender::Asl => Box::new(open.asl().await),
-                Contender::Raw => unreachable!("the lane scenarios run limiters only"),
+                Contender::Raw | Contender::Paced => {
+                    unreachable!("the lane scenarios run limiters only")
+                }
                 Contender::Equal | Contender::Weighted | Contender::Window => {
                     with_policy(contender, open).await
                 }

@@ -52,6 +52,11 @@ pub(crate) fn run(args: &Args) {
         cases.extend([1, 8, 64, 512].map(|n| down(n, true, None)));
         cases.push(down(64, false, None));
         cases.push(down(64, true, Some(256 * MIB)));
+        // Uploads under the same limit: the write side's cost of the grants.
+        cases.push(Case {
+            limit: Some(256 * MIB),
+            ..up(64, CHUNK)
+        });
     }
     let (secs, reps) = if quick { (0.5, 1) } else { (1.5, 9) };
     for Case {
@@ -62,9 +67,15 @@ pub(crate) fn run(args: &Args) {
         limit,
     } in cases
         .into_iter()
-        .filter(|c| args.selected_n(c.n) && args.dir.is_none_or(|o| o == c.dir))
+        .filter(|c| {
+            args.selected_n(c.n)
+                && args.dir.is_none_or(|o| o == c.dir)
+                && (!args.limited || c.limit.is_some())
+        })
     {
-        let chosen: Vec<Contender> = args.chosen(Contender::ALL).collect();
+        // Under a limit, raw-paced too: what holding a limit costs at the least.
+        let paced = limit.map(|_| Contender::Paced);
+        let chosen: Vec<Contender> = args.chosen(Contender::ALL.into_iter().chain(paced)).collect();
         // (throughput, CPU seconds per GiB) of every repetition, per contender.
         let mut runs: Vec<Vec<(f64, f64)>> = vec![Vec::new(); chosen.len()];
         for _ in 0..reps {
