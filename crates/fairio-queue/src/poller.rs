@@ -139,6 +139,38 @@ mod tests {
         assert_eq!(poll_fn(|cx| p.poll_read(cx, &mut buf)).await, 0);
     }
 
+    /// A poller dropped while first in both lines leaves them: the popper and the pusher
+    /// behind it are woken and served.
+    #[tokio::test]
+    async fn a_dropped_poller_gives_up_its_places() {
+        let q = Arc::new(ByteQueue::bounded(NonZeroUsize::new(2).unwrap()));
+        let mut first = Poller::new(Arc::clone(&q));
+        let max = NonZeroUsize::new(8).unwrap();
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        // First in the pop line, on an empty queue.
+        assert!(first.poll_pop(&mut cx, max).is_pending());
+        let mut pop = tokio_test::task::spawn(q.pop());
+        assert!(pop.poll().is_pending());
+        // The queue fills: the popper behind the first takes nothing, since it is not its turn.
+        assert!(q.push_now(Bytes::from_static(b"ab")));
+        assert!(pop.poll().is_pending());
+        // First in the push line too, on the full queue.
+        let mut msg = Some(Bytes::from_static(b"cd"));
+        let mut push = tokio_test::task::spawn(q.push(Bytes::from_static(b"ef")));
+        assert!(first.poll_push(&mut cx, &mut msg).is_pending());
+        assert!(push.poll().is_pending());
+        drop(first);
+        assert!(pop.is_woken(), "the popper behind was not woken");
+        assert_eq!(
+            pop.poll(),
+            std::task::Poll::Ready(Some(Bytes::from_static(b"ab")))
+        );
+        assert!(push.is_woken(), "the pusher behind was not woken");
+        assert_eq!(push.poll(), std::task::Poll::Ready(Ok(())));
+        assert_eq!(q.len_bytes(), 2);
+    }
+
     /// A reader that waits in line and then gets its bytes elsewhere leaves the line: the reader
     /// behind it is not held up.
     #[tokio::test]

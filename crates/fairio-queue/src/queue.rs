@@ -601,6 +601,58 @@ mod tests {
         assert_pending!(small.poll()); // "d" + "123" = 4 bytes: full
     }
 
+    /// `wait_below` waits while `n` bytes or more are queued, completes with `true` once a pop
+    /// brings the queue below `n`, and with `false` once the queue is closed.
+    #[test]
+    fn wait_below_follows_the_queue_size_and_the_close() {
+        let q = q(8);
+        assert!(q.push_now(b("abcd")));
+        assert!(assert_ready!(spawn(q.wait_below(5)).poll()));
+        let mut below = spawn(q.wait_below(4));
+        assert_pending!(below.poll());
+        assert!(q.push_now(b("ef")));
+        assert_pending!(below.poll());
+        assert_eq!(q.try_pop().unwrap(), b("abcd"));
+        assert!(below.is_woken());
+        assert!(assert_ready!(below.poll()), "the queue is open");
+        let mut empty = spawn(q.wait_below(1));
+        assert_pending!(empty.poll());
+        q.close();
+        assert!(empty.is_woken());
+        assert!(!assert_ready!(empty.poll()), "closed");
+    }
+
+    /// The accessors say what the queue was made with and what happened to it.
+    #[test]
+    fn bound_and_closed_are_reported() {
+        assert_eq!(q(3).bound(), NonZeroUsize::new(3));
+        assert_eq!(ByteQueue::unbounded().bound(), None);
+        assert_eq!(
+            ByteQueue::with_bound(NonZeroUsize::new(5)).bound(),
+            NonZeroUsize::new(5)
+        );
+        let q = q(3);
+        assert!(!q.is_closed());
+        q.close();
+        assert!(q.is_closed());
+        q.close();
+        assert!(q.is_closed());
+    }
+
+    /// `wake_poppers` wakes a popper waiting in line without giving it anything.
+    #[test]
+    fn wake_poppers_wakes_a_waiting_popper() {
+        let q = q(8);
+        let mut pop = spawn(q.pop());
+        assert_pending!(pop.poll());
+        assert!(!pop.is_woken());
+        q.wake_poppers();
+        assert!(pop.is_woken());
+        assert_pending!(pop.poll());
+        assert!(q.push_now(b("x")));
+        assert_eq!(assert_ready!(pop.poll()), Some(b("x")));
+    }
+
     #[test]
     fn dropping_the_head_pusher_passes_the_turn_on() {
         let q = q(2);

@@ -80,5 +80,21 @@ mod tests {
         assert!(StatsConfig::new(f64::NAN, s).is_err());
         assert!(StatsConfig::new(0.5, Duration::ZERO).is_err());
         assert_eq!(StatsConfig::new(1.0, s).unwrap().alpha(), 1.0);
+        assert_eq!(StatsConfig::new(1.0, s).unwrap().refresh(), s);
+    }
+
+    #[test]
+    fn errors_say_what_is_wrong() {
+        let alpha = StatsConfig::new(1.5, Duration::from_secs(1)).unwrap_err();
+        assert_eq!(alpha, StatsConfigError::Alpha(1.5));
+        assert_eq!(
+            alpha.to_string(),
+            "moving-average alpha must be in (0, 1], got 1.5"
+        );
+        let refresh = StatsConfig::new(0.5, Duration::ZERO).unwrap_err();
+        assert_eq!(
+            refresh.to_string(),
+            "moving-average refresh period must be positive"
+        );
     }
 }

@@ -76,6 +76,14 @@ mod tests {
     use super::*;
     use crate::StatsConfig;
 
+    /// The next refresh; on the paused clock a missing one fails at once instead of hanging.
+    async fn refreshed(updates: &mut tokio::sync::watch::Receiver<crate::Stat>) {
+        tokio::time::timeout(Duration::from_secs(10), updates.changed())
+            .await
+            .expect("no refresh within 10 s")
+            .unwrap();
+    }
+
     #[tokio::test(start_paused = true)]
     async fn refreshes_on_the_paused_clock_and_stops() {
         let registry = Arc::new(Registry::new(StatsConfig::default()));
@@ -83,12 +91,26 @@ mod tests {
         let mut updates = registry.subscribe();
         let refresher = Refresher::spawn(&registry);
         meter.add_sent(10_000);
-        updates.changed().await.unwrap();
+        refreshed(&mut updates).await;
         assert_eq!(meter.stat().current_outflow, 2_000);
         meter.add_sent(10_000);
-        updates.changed().await.unwrap();
+        refreshed(&mut updates).await;
         assert_eq!(meter.stat().current_outflow, 3_600); // 0.2 × 10000 + 0.8 × 2000
         refresher.stop().await;
+    }
+
+    /// `stop` ends the task while the registry lives on: no refresh after it.
+    #[tokio::test(start_paused = true)]
+    async fn stop_ends_the_task_at_once() {
+        let registry = Arc::new(Registry::new(StatsConfig::default()));
+        let mut updates = registry.subscribe();
+        let refresher = Refresher::spawn(&registry);
+        assert!(!refresher.is_finished());
+        let task = refresher.task.abort_handle();
+        refresher.stop().await;
+        assert!(task.is_finished());
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(!updates.has_changed().unwrap(), "refreshed after stop");
     }
 
     #[tokio::test(start_paused = true)]

@@ -176,6 +176,29 @@ mod tests {
         assert_eq!(b.stat().current_inflow, 0);
     }
 
+    /// A retired meter's totals, both of them, stay in the global figures; `live` counts the
+    /// meters still tracked; the registry keeps the configuration it was made with.
+    #[test]
+    fn retiring_keeps_both_totals_and_live_counts() {
+        let config = StatsConfig::new(0.25, Duration::from_millis(300)).unwrap();
+        let r = Registry::new(config);
+        assert_eq!(r.config(), config);
+        assert_eq!(r.live(), 0);
+        let (a, b) = (r.register(), r.register());
+        assert_eq!(r.live(), 2);
+        a.add_sent(7);
+        a.add_recv(11);
+        b.add_sent(3);
+        r.retire(&a);
+        assert_eq!(r.live(), 1);
+        let g = r.global_stat();
+        assert_eq!((g.total_sent, g.total_recv), (10, 11));
+        r.retire(&b);
+        assert_eq!(r.live(), 0);
+        let g = r.global_stat();
+        assert_eq!((g.total_sent, g.total_recv), (10, 11));
+    }
+
     #[test]
     fn subscribers_see_each_refresh() {
         let r = Registry::new(StatsConfig::default());

@@ -64,3 +64,48 @@ impl Sum for Stat {
         iter.fold(Self::default(), Add::add)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stat(base: u64, unacked: Option<u64>) -> Stat {
+        Stat {
+            total_sent: base,
+            total_recv: base + 1,
+            current_inflow: base + 2,
+            current_outflow: base + 3,
+            unacked,
+        }
+    }
+
+    /// Every field is summed on its own (distinct values, so that a field added to another or
+    /// multiplied shows), and `unacked` is known for an addition only where known for both.
+    #[test]
+    fn sums_each_field() {
+        let (a, b) = (stat(10, Some(4)), stat(100, Some(7)));
+        let want = Stat {
+            total_sent: 110,
+            total_recv: 112,
+            current_inflow: 114,
+            current_outflow: 116,
+            unacked: Some(11),
+        };
+        assert_eq!(a + b, want);
+        let mut c = a;
+        c += b;
+        assert_eq!(c, want);
+        // A sum starts from the default, whose `unacked` is unknown: sums over groups and
+        // schedulers leave it unknown, as `unacked` documents.
+        let summed = [a, b].into_iter().sum::<Stat>();
+        assert_eq!(
+            summed,
+            Stat {
+                unacked: None,
+                ..want
+            }
+        );
+        assert_eq!((stat(1, None) + a).unacked, None);
+        assert_eq!(std::iter::empty::<Stat>().sum::<Stat>(), Stat::default());
+    }
+}
