@@ -78,3 +78,23 @@ impl fmt::Display for TryPopError {
 }
 
 impl Error for TryPopError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The messages name what went wrong, and `Debug` shows the kind without the message.
+    #[test]
+    fn errors_say_what_went_wrong() {
+        assert_eq!(Closed(1).to_string(), "queue closed");
+        assert_eq!(format!("{:?}", Closed(1)), "Closed(..)");
+        assert_eq!(TryPushError::Full(1).to_string(), "queue full");
+        assert_eq!(TryPushError::Closed(1).to_string(), "queue closed");
+        assert_eq!(format!("{:?}", TryPushError::Full(1)), "Full(..)");
+        assert_eq!(format!("{:?}", TryPushError::Closed(1)), "Closed(..)");
+        assert_eq!(TryPushError::Full(7).into_inner(), 7);
+        assert_eq!(TryPushError::Closed(8).into_inner(), 8);
+        assert_eq!(TryPopError::Empty.to_string(), "queue empty");
+        assert_eq!(TryPopError::Closed.to_string(), "queue closed");
+    }
+}

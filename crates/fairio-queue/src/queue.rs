@@ -622,6 +622,40 @@ mod tests {
         assert!(!assert_ready!(empty.poll()), "closed");
     }
 
+    /// The popper that takes the last chunk of a closed queue hands the turn on, so that the
+    /// one behind it sees the end (the close's own wake-up came while it was not its turn).
+    #[test]
+    fn the_last_pop_of_a_closed_queue_hands_the_end_on() {
+        let q = q(8);
+        let mut first = spawn(q.pop());
+        let mut second = spawn(q.pop());
+        assert_pending!(first.poll());
+        assert_pending!(second.poll());
+        assert!(q.push_now(b("x")));
+        q.close();
+        assert_pending!(second.poll());
+        assert_eq!(assert_ready!(first.poll()), Some(b("x")));
+        assert!(second.is_woken(), "the turn was not handed on");
+        assert_eq!(assert_ready!(second.poll()), None);
+    }
+
+    /// `len_items`, `is_empty` and `len_bytes` follow pushes and pops.
+    #[test]
+    fn counts_follow_pushes_and_pops() {
+        let q = q(16);
+        assert!(q.is_empty());
+        assert_eq!((q.len_items(), q.len_bytes()), (0, 0));
+        assert!(q.push_now(b("ab")));
+        assert!(q.push_now(b("cde")));
+        assert!(!q.is_empty());
+        assert_eq!((q.len_items(), q.len_bytes()), (2, 5));
+        assert_eq!(q.try_pop().unwrap(), b("ab"));
+        assert_eq!((q.len_items(), q.len_bytes()), (1, 3));
+        assert_eq!(q.try_pop().unwrap(), b("cde"));
+        assert!(q.is_empty());
+        assert_eq!((q.len_items(), q.len_bytes()), (0, 0));
+    }
+
     /// The accessors say what the queue was made with and what happened to it.
     #[test]
     fn bound_and_closed_are_reported() {
