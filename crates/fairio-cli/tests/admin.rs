@@ -40,8 +40,26 @@ fn clients_are_listed_and_limits_change_live() {
         ],
     );
     let count = client(port);
-    std::thread::sleep(Duration::from_millis(500));
-    let (status, body) = get(admin, "/clients", "");
+    // Until the client is listed with bytes handed over and acknowledged (bounded: on a busy
+    // box the first bytes may take a while).
+    let listed_with_bytes = |body: &str| {
+        serde_json::from_str::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v["clients"].as_array().cloned())
+            .is_some_and(|cs| {
+                cs.iter().any(|c| {
+                    c["to_client_bytes"].as_u64().unwrap_or(0) > 0
+                        && (!cfg!(target_os = "linux")
+                            || c["to_client_acked_bytes"].as_u64().unwrap_or(0) > 0)
+                })
+            })
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (mut status, mut body) = get(admin, "/clients", "");
+    while !listed_with_bytes(&body) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        (status, body) = get(admin, "/clients", "");
+    }
     assert_eq!(status, 200, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     let groups = v["groups"].as_array().unwrap();

@@ -51,12 +51,14 @@ fn proxy_keeps_data_intact_both_ways_and_holds_the_rate() {
         up,
         &["--max-to-clients", "1MiB", "--max-from-clients", "8MiB"],
     );
+    // Before the connection, so before the first byte can move: a lower bound measured from
+    // here holds however late this thread runs.
+    let started = Instant::now();
     let mut client = TcpStream::connect(("127.0.0.1", port)).unwrap();
     client
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
     let upload = random(300 * 1024, 9);
-    let started = Instant::now();
     let mut writer = client.try_clone().unwrap();
     let sent = upload.clone();
     let w = std::thread::spawn(move || {

@@ -81,7 +81,8 @@ fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
 fn clients_that_leave_a_quiet_upstream_do_not_leak_descriptors() {
     let (up, _) = quiet_upstream();
     let port = free_port();
-    let proxy = start_proxy(port, up, &["--half-close-timeout", "1"]);
+    // 3 s: long enough that a test thread stalled on a busy box still looks before it ends.
+    let proxy = start_proxy(port, up, &["--half-close-timeout", "3"]);
     let pid = proxy.0.id();
     // The probe connection start_proxy made is a pair too, and its two sockets may go at
     // different times (its client side at once if the probe's reset is read, its upstream
@@ -116,7 +117,7 @@ fn clients_that_leave_a_quiet_upstream_do_not_leak_descriptors() {
         "descriptors {} after the clients left (base {base})",
         descriptors(pid)
     );
-    assert!(closed.elapsed() >= Duration::from_secs(1));
+    assert!(closed.elapsed() >= Duration::from_secs(3));
 }
 
 #[test]
@@ -124,11 +125,13 @@ fn a_silent_client_is_closed_after_the_idle_timeout() {
     let (up, _) = quiet_upstream();
     let port = free_port();
     let _proxy = start_proxy(port, up, &["--idle-timeout", "1"]);
+    // Taken before the connection exists, so before its last activity: a test thread woken
+    // late after the greeting cannot shorten what it measures.
+    let since = Instant::now();
     let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let mut hi = [0u8; 3];
     c.read_exact(&mut hi).unwrap();
-    let since = Instant::now();
     let mut buf = [0u8; 16];
     // The proxy closes it: end of stream (or a reset), not a read timeout.
     let n = c.read(&mut buf).unwrap_or(0);
@@ -160,9 +163,12 @@ fn a_flood_meets_the_connection_limit_and_the_proxy_serves_again_after() {
             flood.push(c);
         }
     }
-    std::thread::sleep(Duration::from_millis(500));
     // Every pair stays open while the flood holds its clients: what reached the upstream is
-    // what was admitted (and start_proxy's probe, still half-closed).
+    // what was admitted (and start_proxy's probe, still half-closed). The admitted ones reach
+    // it as the proxy gets to them.
+    eventually(Duration::from_secs(30), || {
+        open.load(Ordering::SeqCst) >= 900
+    });
     let served = open.load(Ordering::SeqCst);
     println!(
         "{} flood connections made, {served} reached the upstream",

@@ -84,7 +84,15 @@ fn an_upgrade_drops_no_client_and_keeps_the_limit() {
     );
     let _cleanup = ProxiesOn(port);
     let mut downloads: Vec<_> = (0..3).map(|_| download(port)).collect();
-    std::thread::sleep(Duration::from_millis(300));
+    // Every download has bytes, so the old process has accepted all three (bounded).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while downloads
+        .iter()
+        .any(|(c, _)| c.load(Ordering::Relaxed) == 0)
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let total = |d: &[(Arc<AtomicU64>, std::thread::JoinHandle<u64>)]| {
         d.iter()
             .map(|(c, _)| c.load(Ordering::Relaxed))

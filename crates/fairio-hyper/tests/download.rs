@@ -73,8 +73,15 @@ async fn a_clients_pool_shares_one_download_limit_fairly() {
         });
         downloads.push((count, wrong, task));
     }
+    // The pool opens one connection per concurrent request, each registered as it comes
+    // (bounded: a busy box may take a while).
+    for _ in 0..300 {
+        if sched.connection_count() >= 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    // The pool opened one connection per concurrent request, all registered.
     assert_eq!(sched.connection_count(), 4);
     let before: Vec<u64> = downloads
         .iter()

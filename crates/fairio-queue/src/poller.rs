@@ -164,10 +164,10 @@ mod tests {
         assert!(pop.is_woken(), "the popper behind was not woken");
         assert_eq!(
             pop.poll(),
-            std::task::Poll::Ready(Some(Bytes::from_static(b"ab")))
+            Poll::Ready(Some(Bytes::from_static(b"ab")))
         );
         assert!(push.is_woken(), "the pusher behind was not woken");
-        assert_eq!(push.poll(), std::task::Poll::Ready(Ok(())));
+        assert_eq!(push.poll(), Poll::Ready(Ok(())));
         assert_eq!(q.len_bytes(), 2);
     }
 

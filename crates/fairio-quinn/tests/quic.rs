@@ -157,8 +157,23 @@ fn sum(c: &[Arc<AtomicU64>]) -> u64 {
 /// Bytes each group of streams received over `secs`, after a second of warm-up, and the
 /// seconds measured.
 async fn measure(groups: &[&[Arc<AtomicU64>]], secs: f64) -> (Vec<f64>, f64) {
+    let (bytes, took, _) = measure_held(groups, secs, None).await;
+    (bytes, took)
+}
+
+/// As [`measure`], and what `sched` had handed quinn beyond what the streams had received
+/// when the window opened: bytes in flight then, which may arrive inside the window beside
+/// its own share of the limit. Sampled at the window's start, where it counts (on a busy box
+/// more is in flight then than a second before).
+async fn measure_held(
+    groups: &[&[Arc<AtomicU64>]],
+    secs: f64,
+    sched: Option<&Scheduler>,
+) -> (Vec<f64>, f64, u64) {
     tokio::time::sleep(Duration::from_secs(1)).await;
+    let handed = sched.map_or(0, |s| s.global_stat().total_sent);
     let before: Vec<u64> = groups.iter().map(|g| sum(g)).collect();
+    let held = handed.saturating_sub(before.iter().sum());
     let start = Instant::now();
     tokio::time::sleep(Duration::from_secs_f64(secs)).await;
     let after: Vec<u64> = groups.iter().map(|g| sum(g)).collect();
@@ -168,7 +183,7 @@ async fn measure(groups: &[&[Arc<AtomicU64>]], secs: f64) -> (Vec<f64>, f64) {
         .zip(before)
         .map(|(a, b)| (a - b) as f64)
         .collect();
-    (bytes, took)
+    (bytes, took, held)
 }
 
 /// A scheduler under the limit, whose write queues are bounded as a server's would be: a
@@ -202,11 +217,8 @@ async fn addresses_share_the_limit_whatever_their_connections() {
     }
     let (lone_conn, lone_counts) = download(&lone, server, 1, &seed).await;
     let handed_before = sched.global_stat().total_sent;
-    // What quinn holds, handed over but not received yet when the window opens: it may
-    // arrive inside the window, beside the window's own share of the limit.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let held = sched.global_stat().total_sent - sum(&busy_counts) - sum(&lone_counts);
-    let (bytes, secs) = measure(&[&busy_counts, &lone_counts], 6.0).await;
+    let (bytes, secs, held) = measure_held(&[&busy_counts, &lone_counts], 6.0, Some(&sched)).await;
     let received = (bytes[0] + bytes[1]) / secs;
     println!(
         "127.0.0.2 (4 connections) {:.0} B/s, 127.0.0.3 (1) {:.0} B/s, received {:.4} of the limit",
@@ -248,7 +260,7 @@ async fn the_streams_of_a_connection_share_its_part() {
     let client = client_endpoint(&tls, [127, 0, 0, 2]);
     let (conn, counts) = download(&client, server, 3, &seed).await;
     let groups: Vec<&[Arc<AtomicU64>]> = counts.iter().map(std::slice::from_ref).collect();
-    let (bytes, secs) = measure(&groups, 4.0).await;
+    let (bytes, secs, held) = measure_held(&groups, 4.0, Some(&sched)).await;
     let mean = bytes.iter().sum::<f64>() / 3.0;
     println!(
         "three streams of one connection: {:.0?} B/s",
@@ -257,9 +269,11 @@ async fn the_streams_of_a_connection_share_its_part() {
     for b in &bytes {
         assert!((b / mean - 1.0).abs() <= 0.02, "{bytes:?}");
     }
+    // The limit holds at the receivers: the window's share, the 40 ms burst, and what quinn
+    // held when the window opened.
     assert!(
-        mean * 3.0 / secs <= 1.01 * LIMIT as f64,
-        "{bytes:?} in {secs} s"
+        mean * 3.0 <= LIMIT as f64 * (secs + 0.04) + held as f64,
+        "{bytes:?} in {secs} s, {held} B held at the start"
     );
     drop(conn);
 }

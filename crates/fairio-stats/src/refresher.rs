@@ -103,7 +103,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn stop_ends_the_task_at_once() {
         let registry = Arc::new(Registry::new(StatsConfig::default()));
-        let mut updates = registry.subscribe();
+        let updates = registry.subscribe();
         let refresher = Refresher::spawn(&registry);
         assert!(!refresher.is_finished());
         let task = refresher.task.abort_handle();

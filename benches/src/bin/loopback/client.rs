@@ -101,9 +101,8 @@ pub(crate) async fn client<P: Policy>(
         let start = tokio::time::Instant::now();
         let mut moved = 0u64;
         // Sleeps until `moved` bytes are due at the pace.
-        let paced = |moved: u64| {
-            pace.map(|rate| start + Duration::from_secs_f64(moved as f64 / rate))
-        };
+        let paced =
+            |moved: u64| pace.map(|rate| start + Duration::from_secs_f64(moved as f64 / rate));
         match dir {
             Dir::Down => {
                 let mut buf = vec![0u8; CHUNK];

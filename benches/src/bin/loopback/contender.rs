@@ -64,6 +64,8 @@ pub(crate) async fn with_policy<F: WithPolicy>(c: Contender, f: F) -> F::Output 
                 .await
         }
         Contender::Window => f.call(WindowQuota, |_| ()).await,
-        Contender::Equal | Contender::Raw | Contender::Asl | Contender::Paced => f.call(EqualShare, |_| ()).await,
+        Contender::Equal | Contender::Raw | Contender::Asl | Contender::Paced => {
+            f.call(EqualShare, |_| ()).await
+        }
     }
 }

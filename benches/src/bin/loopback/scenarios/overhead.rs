@@ -65,17 +65,16 @@ pub(crate) fn run(args: &Args) {
         dir,
         zero_copy,
         limit,
-    } in cases
-        .into_iter()
-        .filter(|c| {
-            args.selected_n(c.n)
-                && args.dir.is_none_or(|o| o == c.dir)
-                && (!args.limited || c.limit.is_some())
-        })
-    {
+    } in cases.into_iter().filter(|c| {
+        args.selected_n(c.n)
+            && args.dir.is_none_or(|o| o == c.dir)
+            && (!args.limited || c.limit.is_some())
+    }) {
         // Under a limit, raw-paced too: what holding a limit costs at the least.
         let paced = limit.map(|_| Contender::Paced);
-        let chosen: Vec<Contender> = args.chosen(Contender::ALL.into_iter().chain(paced)).collect();
+        let chosen: Vec<Contender> = args
+            .chosen(Contender::ALL.into_iter().chain(paced))
+            .collect();
         // (throughput, CPU seconds per GiB) of every repetition, per contender.
         let mut runs: Vec<Vec<(f64, f64)>> = vec![Vec::new(); chosen.len()];
         for _ in 0..reps {
