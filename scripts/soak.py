@@ -14,7 +14,7 @@ At the end it checks:
 - the descriptors come back to the baseline taken before the clients started;
 - no unexpected log line (warnings and errors other than the outages it caused);
 - to the clients, each whole minute stays within 1% of the limit in force;
-- memory after warm-up (the first two minutes) grows by less than 10%;
+- memory over the run's second half grows by less than 5% (flat once warmed up);
 
 and writes `report.json`, `samples.csv` and `soak.svg` (memory and descriptors over time) into
 `--out`, with a Markdown summary on stdout. It exits 1 if a check failed.
@@ -526,6 +526,12 @@ def run(args):
                 "fallback": any(s["fallback"] for s in by_t if a["t"] <= s["t"] <= b["t"]),
             }
         )
+    # Flat once warmed up: what the second half adds to the memory at its start. (The queues
+    # of thousands of clients take minutes to reach their high-water mark; 2 minutes in is
+    # reported too.)
+    late = [s for s in samples if s["t"] >= secs / 2]
+    rss_mid = late[0]["rss"] if late else base_rss
+    rss_late_max = max((s["rss"] for s in late), default=rss_mid)
     warm = [s for s in samples if s["t"] >= 120]
     rss_warm = warm[0]["rss"] if warm else base_rss
     rss_max_after = max((s["rss"] for s in warm), default=rss_warm)
@@ -538,7 +544,7 @@ def run(args):
         "no unexpected log line": not unexpected,
         "every minute within 1% of the limit": all(x["ratio"] <= 1.01 for x in minutes),
         "Redis's outage ends in the proxy too": bool(samples) and not samples[-1]["fallback"],
-        "memory after warm-up grows < 10%": rss_max_after <= 1.10 * rss_warm,
+        "memory flat over the second half (grows < 5%)": rss_late_max <= 1.05 * rss_mid,
         "the proxy stopped cleanly": proxy_rc == 0,
         "the clients finished": clients_done and tally["counts"].get("unfinished", 0) == 0,
     }
@@ -555,6 +561,8 @@ def run(args):
         "end": {"rss": rss_end, "fds": fds_end},
         "rss_after_warmup": rss_warm,
         "rss_max_after_warmup": rss_max_after,
+        "rss_at_half": rss_mid,
+        "rss_max_second_half": rss_late_max,
         "cpu_secs": cpu_end,
         "bytes_moved": moved,
         "cpu_secs_per_gib": cpu_per_gib,
@@ -573,7 +581,10 @@ def run(args):
     print(f"## Soak: {args.clients} clients, {args.minutes} min\n")
     print(f"- peak clients open at the clients: {tally['peak']}, at the proxy: {report['peak_proxy_connections']:.0f} (limit {max_conns})")
     print(f"- outcomes: {json.dumps(tally['counts'], sort_keys=True)}")
-    print(f"- resident memory: {base_rss / MIB:.1f} MiB before, {rss_warm / MIB:.1f} MiB at 2 min, at most {rss_max_after / MIB:.1f} MiB after, {rss_end / MIB:.1f} MiB at the end")
+    print(
+        f"- resident memory: {base_rss / MIB:.1f} MiB before, {rss_warm / MIB:.1f} MiB at 2 min, at most {rss_max_after / MIB:.1f} MiB after;"
+        f" {rss_mid / MIB:.1f} MiB halfway, at most {rss_late_max / MIB:.1f} MiB in the second half; {rss_end / MIB:.1f} MiB at the end"
+    )
     print(f"- descriptors: {base_fds} before, {fds_end} at the end")
     print(f"- CPU: {cpu_end:.1f} s for {moved / (1 << 30):.2f} GiB: {cpu_per_gib or 0:.2f} s per GiB")
     for x in minutes:
