@@ -162,10 +162,7 @@ mod tests {
         assert!(push.poll().is_pending());
         drop(first);
         assert!(pop.is_woken(), "the popper behind was not woken");
-        assert_eq!(
-            pop.poll(),
-            Poll::Ready(Some(Bytes::from_static(b"ab")))
-        );
+        assert_eq!(pop.poll(), Poll::Ready(Some(Bytes::from_static(b"ab"))));
         assert!(push.is_woken(), "the pusher behind was not woken");
         assert_eq!(push.poll(), Poll::Ready(Ok(())));
         assert_eq!(q.len_bytes(), 2);
