@@ -343,6 +343,18 @@ EXPECTED = [
 
 
 def run(args):
+    """The soak; whatever it started is killed when it ends, however it ends."""
+    procs = {}
+    try:
+        return soak(args, procs)
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+def soak(args, procs):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     binary = os.path.join(root, "target", "release", "fairio")
     if not os.path.exists(binary):
@@ -353,11 +365,13 @@ def run(args):
     max_conns = min(args.clients, hard // 2 - 64)
     redis_port, up_port, proxy_port, admin_port = (free_port() for _ in range(4))
     limit_to, limit_from = 64 * MIB, 16 * MIB
-    procs = {}
 
     def start_redis():
         procs["redis"] = subprocess.Popen(
-            ["redis-server", "--port", str(redis_port), "--save", "", "--appendonly", "no"],
+            [
+                "redis-server", "--port", str(redis_port), "--bind", "127.0.0.1",
+                "--save", "", "--appendonly", "no",
+            ],
             stdout=subprocess.DEVNULL,
         )
 
@@ -382,7 +396,7 @@ def run(args):
     assert wait_port(redis_port) and wait_port(up_port), "redis or the upstream did not start"
     log_path = os.path.join(args.out, "proxy.log")
     log = open(log_path, "w")
-    proxy = subprocess.Popen(
+    proxy = procs["proxy"] = subprocess.Popen(
         [
             binary, "proxy",
             "--listen", f"127.0.0.1:{proxy_port}",
@@ -392,7 +406,9 @@ def run(args):
             "--max-connections", str(max_conns),
             "--admin", f"127.0.0.1:{admin_port}",
             "--fleet", f"redis://127.0.0.1:{redis_port}/0",
-            "--fleet-expected", "1",
+            # Two expected: the safe share (half the limit) differs from the lease (all of
+            # it), so that the fallback shows in the rate.
+            "--fleet-expected", "2",
             "--log-format", "json",
         ],
         stderr=log,
@@ -403,7 +419,7 @@ def run(args):
     base_rss, base_fds, _ = proc_sample(proxy.pid)
     tally_path = os.path.join(args.out, "clients.json")
     secs = args.minutes * 60
-    clients = subprocess.Popen(
+    clients = procs["clients"] = subprocess.Popen(
         [
             sys.executable, __file__, "clients",
             "--proxy", f"127.0.0.1:{proxy_port}",
@@ -426,6 +442,8 @@ def run(args):
     t0 = time.time()
     while clients.poll() is None and time.time() - t0 < secs + 400:
         t = time.time() - t0
+        if proxy.poll() is not None:
+            break
         while events and events[0][0] <= t:
             _, what = events.pop(0)
             marks.append((round(t, 1), what))
@@ -464,6 +482,9 @@ def run(args):
             }
         )
         time.sleep(5)
+    if proxy.poll() is not None:
+        print(f"- FAIL: the proxy died (exit {proxy.returncode}) after {time.time() - t0:.0f} s; its log: {log_path}")
+        return 1
     clients_done = clients.poll() is not None
     if not clients_done:
         clients.kill()
@@ -539,11 +560,15 @@ def run(args):
     cpu_per_gib = cpu_end / (moved / (1 << 30)) if moved else None
     with open(tally_path) as f:
         tally = json.load(f)
+    answered_fallback = [s for s in samples if s["fallback"] is not None]
     checks = {
         "descriptors back to the baseline": fds_end <= base_fds,
         "no unexpected log line": not unexpected,
-        "every minute within 1% of the limit": all(x["ratio"] <= 1.01 for x in minutes),
-        "Redis's outage ends in the proxy too": bool(samples) and not samples[-1]["fallback"],
+        "every minute within 1% of the limit": bool(minutes)
+        and all(x["ratio"] <= 1.01 for x in minutes),
+        "the proxy fell back while Redis was down": any(s["fallback"] for s in samples),
+        "Redis's outage ends in the proxy too": bool(answered_fallback)
+        and not answered_fallback[-1]["fallback"],
         "memory flat over the second half (grows < 5%)": rss_late_max <= 1.05 * rss_mid,
         "the proxy stopped cleanly": proxy_rc == 0,
         "the clients finished": clients_done and tally["counts"].get("unfinished", 0) == 0,

@@ -105,6 +105,7 @@
 mod config;
 mod error;
 mod lane;
+mod link;
 mod member;
 mod script;
 pub mod share;

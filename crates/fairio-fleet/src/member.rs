@@ -4,12 +4,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use fairio::{Policy, Scheduler};
-use redis::aio::MultiplexedConnection;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::lane::{Lane, Way};
+use crate::link::Link;
 use crate::script::{self, Keys};
 use crate::table::{Report, Terms};
 use crate::{Error, Fleet};
@@ -256,45 +256,6 @@ async fn next_round<P: Policy>(
     }
 }
 
-/// One report, within the timeout; `None` on any failure. A report that fails with an error
-/// of the connection drops it (`conn` becomes `None`), and the next round connects again; one
-/// that only took too long keeps it: a busy process or a slow Redis is not a dead connection,
-/// and a new one would cost more round trips than the report that was late (measured: a proxy
-/// serving 10,000 clients never got its lease back after Redis restarted, each round's new
-/// connection and script load taking longer than the timeout).
-async fn ask(
-    fleet: &Fleet,
-    conn: &mut Option<MultiplexedConnection>,
-    keys: &Keys,
-    report: &Report<'_>,
-    terms: &Terms,
-) -> Option<crate::table::Verdict> {
-    let c = conn.as_mut()?;
-    match tokio::time::timeout(fleet.timeout(), script::report(c, keys, report, terms)).await {
-        Ok(Ok(v)) => Some(v),
-        Ok(Err(_)) => {
-            *conn = None;
-            None
-        }
-        Err(_late) => None,
-    }
-}
-
-/// A new connection with the lease script loaded, so that every report is one round trip.
-/// Given the lease's TTL rather than a report's timeout: it runs only while this member holds
-/// no lease (starting, or fallen back), and setting up takes several round trips.
-async fn connect(fleet: &Fleet, client: &redis::Client) -> Option<MultiplexedConnection> {
-    let setup = async {
-        let mut conn = client.get_multiplexed_async_connection().await?;
-        script::load(&mut conn).await?;
-        Ok::<_, redis::RedisError>(conn)
-    };
-    tokio::time::timeout(fleet.lease_ttl().max(fleet.timeout()), setup)
-        .await
-        .ok()
-        .and_then(Result::ok)
-}
-
 async fn drive<P: Policy>(
     fleet: Fleet,
     name: String,
@@ -303,7 +264,7 @@ async fn drive<P: Policy>(
     mut lanes: Vec<Lane>,
     tx: watch::Sender<Lease>,
 ) {
-    let mut conn: Option<MultiplexedConnection> = None;
+    let mut link = Link::default();
     let mut tick = tokio::time::interval(fleet.refresh);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut quarter = tokio::time::interval(fleet.refresh / 4);
@@ -311,8 +272,14 @@ async fn drive<P: Policy>(
     let ttl_ms = u64::try_from(fleet.lease_ttl().as_millis()).unwrap_or(u64::MAX);
     loop {
         next_round(&mut tick, &mut quarter, &mut lanes, &sched).await;
-        if conn.is_none() {
-            conn = connect(&fleet, &client).await;
+        if !link.is_up() {
+            // Not past a lease in force: it must be shrunk to the safe share when it lapses.
+            let deadline = lanes
+                .iter()
+                .filter(|l| l.state.mode == Mode::Leased)
+                .map(|l| l.until)
+                .fold(Instant::now() + fleet.lease_ttl(), Instant::min);
+            link.connect(&client, deadline).await;
         }
         for lane in &mut lanes {
             if lane.state.mode == Mode::Leased && Instant::now() >= lane.until {
@@ -335,7 +302,15 @@ async fn drive<P: Policy>(
                 expected: fleet.expected.unwrap_or(lane.live).max(1),
             };
             let sent = Instant::now();
-            let mut verdict = ask(&fleet, &mut conn, &lane.keys, &report, &terms).await;
+            let mut verdict = link
+                .ask(
+                    fleet.timeout(),
+                    fleet.lease_ttl(),
+                    &lane.keys,
+                    &report,
+                    &terms,
+                )
+                .await;
             if let Some(v) = verdict {
                 let held = lane.apply(&sched, v.lease);
                 if held < holding {
@@ -345,7 +320,15 @@ async fn drive<P: Policy>(
                         holding: held as f64,
                         ..report
                     };
-                    if let Some(again) = ask(&fleet, &mut conn, &lane.keys, &confirm, &terms).await
+                    if let Some(again) = link
+                        .ask(
+                            fleet.timeout(),
+                            fleet.lease_ttl(),
+                            &lane.keys,
+                            &confirm,
+                            &terms,
+                        )
+                        .await
                     {
                         lane.apply(&sched, again.lease);
                         verdict = Some(again);

@@ -331,3 +331,117 @@ async fn a_slow_redis_still_leases_and_leases_again_after_a_restart() {
     })
     .await;
 }
+
+/// A TCP relay to Redis that the test steers: it counts the connections it accepted, delays
+/// the next `slow` answers by 150 ms each, and after `cut` swallows for ever what Redis sends
+/// on the connections it had then (a dropped route: no answer, no error, no end), while new
+/// connections go through.
+#[derive(Default)]
+struct Relay {
+    accepted: std::sync::atomic::AtomicUsize,
+    slow: std::sync::atomic::AtomicUsize,
+    cuts: std::sync::atomic::AtomicUsize,
+}
+
+impl Relay {
+    async fn start(port: u16) -> (Arc<Self>, u16) {
+        use tokio::io::AsyncReadExt;
+        use tokio::net::{TcpListener, TcpStream};
+
+        let relay = Arc::new(Self::default());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let at = listener.local_addr().unwrap().port();
+        let me = Arc::clone(&relay);
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                me.accepted.fetch_add(1, Ordering::SeqCst);
+                let Ok(server) = TcpStream::connect(("127.0.0.1", port)).await else {
+                    continue;
+                };
+                let born = me.cuts.load(Ordering::SeqCst);
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut cr, &mut sw).await;
+                });
+                let me = Arc::clone(&me);
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 16 * 1024];
+                    while let Ok(n @ 1..) = sr.read(&mut buf).await {
+                        if me.cuts.load(Ordering::SeqCst) != born {
+                            continue;
+                        }
+                        let slow = me
+                            .slow
+                            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |s| s.checked_sub(1))
+                            .is_ok();
+                        if slow {
+                            sleep(Duration::from_millis(150)).await;
+                        }
+                        if cw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        (relay, at)
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+}
+
+/// Reports that come late (over the 100 ms timeout) fall back to the safe share but keep the
+/// connection: once answers are quick again the member leases on it, with no new connection.
+/// A connection that never answers again (a dropped route) is given up once its reports have
+/// all been late for a TTL, and the member leases through a new one. (Before, it kept that
+/// connection for ever and stayed on its safe share.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_answers_keep_the_connection_and_a_dead_route_is_given_up() {
+    let _one_at_a_time = SERIAL.lock().await;
+    let redis = fairio_fleet::testing::Redis::start();
+    let (relay, port) = Relay::start(redis.port).await;
+    let on = Arc::new(AtomicBool::new(true));
+    let sched = scheduler();
+    peer(&sched, None, Arc::clone(&on));
+    // A long TTL, so that two late rounds are far from giving the connection up even on a
+    // loaded machine.
+    let member = Fleet::new(format!("redis://127.0.0.1:{port}/0"), "late")
+        .download(Some(LIMIT))
+        .refresh(REFRESH)
+        .ttl(Duration::from_secs(3))
+        .expected_members(2)
+        .join(&sched)
+        .unwrap();
+    let mode = || member.lease().download.unwrap().mode;
+    until(&[&member], "leased", PATIENCE, |_| mode() == Mode::Leased).await;
+    assert_eq!(relay.accepted(), 1);
+
+    relay.slow.store(2, Ordering::SeqCst);
+    until(&[&member], "late answers", PATIENCE, |_| {
+        mode() == Mode::Fallback
+    })
+    .await;
+    until(&[&member], "quick answers again", PATIENCE, |_| {
+        mode() == Mode::Leased
+    })
+    .await;
+    assert_eq!(
+        relay.accepted(),
+        1,
+        "a late answer dropped a connection that was up"
+    );
+
+    relay.cuts.fetch_add(1, Ordering::SeqCst);
+    until(&[&member], "the route dropped", PATIENCE, |_| {
+        mode() == Mode::Fallback
+    })
+    .await;
+    until(&[&member], "leased on a new connection", PATIENCE, |_| {
+        mode() == Mode::Leased
+    })
+    .await;
+    assert_eq!(relay.accepted(), 2);
+}

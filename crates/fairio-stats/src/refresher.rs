@@ -107,7 +107,10 @@ mod tests {
         let refresher = Refresher::spawn(&registry);
         assert!(!refresher.is_finished());
         let task = refresher.task.abort_handle();
-        refresher.stop().await;
+        // Bounded: a stop that waits for ever fails here rather than hanging the run.
+        tokio::time::timeout(Duration::from_secs(1), refresher.stop())
+            .await
+            .expect("stop did not end the task");
         assert!(task.is_finished());
         tokio::time::sleep(Duration::from_secs(5)).await;
         assert!(!updates.has_changed().unwrap(), "refreshed after stop");

@@ -20,7 +20,7 @@ pub(crate) struct Args {
     #[arg(long)]
     pub(crate) quick: bool,
     /// Runs only this contender (repeatable: raw-tokio, fairio-equal, fairio-weighted,
-    /// fairio-window, async-speed-limit) in the overhead, accuracy, fairness, slow and relimit
+    /// fairio-window, async-speed-limit, raw-paced) in the overhead, accuracy, fairness, slow and relimit
     /// scenarios, to profile one (ratios are then to raw tokio only if it ran too).
     #[arg(long = "only", value_name = "CONTENDER")]
     only: Vec<String>,
