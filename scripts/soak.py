@@ -2,6 +2,7 @@
 """A soak of `fairio proxy`: thousands of concurrent clients for minutes, with churn.
 
     python3 scripts/soak.py run --minutes 10 --clients 10000 --out soak-out
+    python3 scripts/soak.py run --minutes 4 --clients 2000 --queue-size 64KiB --out soak-64k
 
 Starts Redis, a test upstream and the proxy (under a fleet budget in Redis), then a client
 process whose clients come from 127.0.0.2-127.0.0.9 and do, in a mix: long and short
@@ -15,6 +16,8 @@ At the end it checks:
 - no unexpected log line (warnings and errors other than the outages it caused);
 - to the clients, each whole minute stays within 1% of the limit in force;
 - memory over the run's second half grows by less than 5% (flat once warmed up);
+- the proxy fell back to its safe share while Redis was down, and leased again after;
+- the proxy lived to the end, stopped cleanly on SIGTERM, and every client finished;
 
 and writes `report.json`, `samples.csv` and `soak.svg` (memory and descriptors over time) into
 `--out`, with a Markdown summary on stdout. It exits 1 if a check failed.
@@ -410,7 +413,8 @@ def soak(args, procs):
             # it), so that the fallback shows in the rate.
             "--fleet-expected", "2",
             "--log-format", "json",
-        ],
+        ]
+        + (["--queue-size", args.queue_size] if args.queue_size else []),
         stderr=log,
         stdout=log,
     )
@@ -632,6 +636,7 @@ def main():
     r.add_argument("--minutes", type=float, default=10)
     r.add_argument("--clients", type=int, default=10000)
     r.add_argument("--out", default="soak-out")
+    r.add_argument("--queue-size", help="the proxy's --queue-size (its default if not given)")
     u = sub.add_parser("upstream", help="(internal) the test upstream")
     u.add_argument("--port", type=int, required=True)
     c = sub.add_parser("clients", help="(internal) the clients")

@@ -23,6 +23,19 @@ fn parse_unsent(s: &str) -> Result<Unsent, String> {
         .map(|n| Unsent(Some(n)))
         .ok_or_else(|| format!("'{s}' is above 2 GiB; expected a size such as 16KiB, or none"))
 }
+
+/// The default of `--queue-size`.
+pub(super) const DEFAULT_QUEUE_SIZE: usize = 256 * 1024;
+
+/// A value of `--queue-size`: 1 KiB to 1 GiB.
+fn parse_queue_size(s: &str) -> Result<usize, String> {
+    let n = parse_rate(s).map_err(|e| e.replace("rate in bytes per second", "size in bytes"))?;
+    usize::try_from(n)
+        .ok()
+        .filter(|n| (1024..=1 << 30).contains(n))
+        .ok_or_else(|| format!("'{s}' is not between 1KiB and 1GiB; expected a size such as 64KiB"))
+}
+
 use crate::{PolicyName, Refusal};
 
 /// Flags of `fairio proxy`.
@@ -72,6 +85,13 @@ pub(crate) struct ProxyArgs {
     #[arg(long, default_value_t = 64 * 1024, allow_negative_numbers = true,
           value_parser = clap::value_parser!(u32).range(1..=16 << 20))]
     pub(super) read_buffer_size: u32,
+    /// Bytes held for each client in each direction (its read and write queues) before the
+    /// proxy stops reading from the side that sends, e.g. 64KiB [default: 256KiB]. A client
+    /// that reads slower than its share keeps its queue full, so the proxy's memory is about
+    /// twice this per client (a smaller queue saves memory; a larger one rides out longer
+    /// stalls of the upstream).
+    #[arg(long, value_name = "BYTES", value_parser = parse_queue_size)]
+    pub(super) queue_size: Option<usize>,
     /// The most bytes each client's socket holds unsent (TCP_NOTSENT_LOWAT), so that a slow
     /// client's share goes to the others rather than into a kernel buffer, e.g. 16KiB; "none"
     /// leaves the kernel's buffers as they are [default: 16KiB].
@@ -203,5 +223,18 @@ mod tests {
         let big = parse_unsent("8GiB").unwrap_err();
         assert!(big.contains("above 2 GiB"), "{big}");
         assert_eq!(parse_unsent("None"), Ok(Unsent(None)));
+    }
+
+    #[test]
+    fn queue_sizes_take_sizes_between_1_kib_and_1_gib() {
+        assert_eq!(parse_queue_size("64KiB"), Ok(64 * 1024));
+        assert_eq!(parse_queue_size("1024"), Ok(1024));
+        assert_eq!(parse_queue_size("1GiB"), Ok(1 << 30));
+        for bad in ["1023", "2GiB", "0"] {
+            let e = parse_queue_size(bad).unwrap_err();
+            assert!(e.contains(bad), "{e}");
+        }
+        let e = parse_queue_size("lots").unwrap_err();
+        assert!(e.contains("size in bytes"), "{e}");
     }
 }

@@ -218,11 +218,12 @@ where
     let held = successor
         .as_ref()
         .map_or_else(upgrade::Hold::default, |s| s.held);
+    let queue = args.queue_size.unwrap_or(args::DEFAULT_QUEUE_SIZE);
     let config = Config::new(args.read_buffer_size as usize)
         .max_upload_speed(upgrade::rest(settings.max_to_clients, held.up))
         .max_download_speed(upgrade::rest(settings.max_from_clients, held.down))
-        .read_queue_size(Some(256 * 1024))
-        .write_queue_size(Some(256 * 1024))
+        .read_queue_size(Some(queue))
+        .write_queue_size(Some(queue))
         .shutdown_timeout(FLUSH_AT_SHUTDOWN)
         .unsent_limit(match args.unsent_limit {
             Some(args::Unsent(bytes)) => bytes,
