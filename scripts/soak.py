@@ -268,11 +268,16 @@ def free_port():
 
 
 def proc_sample(pid):
-    with open(f"/proc/{pid}/status") as f:
-        rss = int(re.search(r"VmRSS:\s+(\d+) kB", f.read()).group(1)) * 1024
-    fds = len(os.listdir(f"/proc/{pid}/fd"))
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
+    """Resident memory, descriptors and CPU seconds of `pid`; None once it has gone (a zombie
+    has no memory line)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            rss = int(re.search(r"VmRSS:\s+(\d+) kB", f.read()).group(1)) * 1024
+        fds = len(os.listdir(f"/proc/{pid}/fd"))
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, AttributeError):
+        return None
     tick = os.sysconf("SC_CLK_TCK")
     cpu = (int(fields[11]) + int(fields[12])) / tick
     return rss, fds, cpu
@@ -434,12 +439,14 @@ def soak(args, procs):
     )
     # Outages, in seconds from the start: upstream restarts at 25% and 60%, Redis down from 40%
     # to 45% of the run.
+    # At least 15 s, so that samples 5 s apart see it.
+    redis_down = (0.40 * secs, max(0.45 * secs, 0.40 * secs + 15))
     events = sorted(
         [
             (0.25 * secs, "restart upstream"),
             (0.60 * secs, "restart upstream"),
-            (0.40 * secs, "kill redis"),
-            (0.45 * secs, "start redis"),
+            (redis_down[0], "kill redis"),
+            (redis_down[1], "start redis"),
         ]
     )
     samples, marks = [], []
@@ -463,7 +470,10 @@ def soak(args, procs):
             elif what == "start redis":
                 start_redis()
                 marks.append((round(time.time() - t0, 1), f"redis answers: {wait_port(redis_port)}"))
-        rss, fds, cpu = proc_sample(proxy.pid)
+        sample = proc_sample(proxy.pid)
+        if sample is None or proxy.poll() is not None:
+            break
+        rss, fds, cpu = sample
         # The counters are read somewhere between the request and the answer, which can take
         # a second on a loaded box: the midpoint, and half the span as the uncertainty.
         asked = time.time()
@@ -494,11 +504,14 @@ def soak(args, procs):
         clients.kill()
     # Descriptors back to the baseline: every client has gone, so every pair must close.
     end = time.time() + 120
-    fds_end = proc_sample(proxy.pid)[1]
-    while time.time() < end and fds_end > base_fds:
+    sample = proc_sample(proxy.pid)
+    while sample is not None and time.time() < end and sample[1] > base_fds:
         time.sleep(1)
-        fds_end = proc_sample(proxy.pid)[1]
-    rss_end, _, cpu_end = proc_sample(proxy.pid)
+        sample = proc_sample(proxy.pid)
+    if sample is None:
+        print(f"- FAIL: the proxy died (exit {proxy.poll()}) after {time.time() - t0:.0f} s; its log: {log_path}")
+        return 1
+    rss_end, fds_end, cpu_end = sample
     m_end = metrics(f"127.0.0.1:{admin_port}") or {}
     proxy.send_signal(signal.SIGTERM)
     try:
@@ -562,15 +575,24 @@ def soak(args, procs):
     rss_max_after = max((s["rss"] for s in warm), default=rss_warm)
     moved = (m_end.get("fairio_bytes_total:to_clients", 0) + m_end.get("fairio_bytes_total:from_clients", 0))
     cpu_per_gib = cpu_end / (moved / (1 << 30)) if moved else None
-    with open(tally_path) as f:
-        tally = json.load(f)
+    try:
+        with open(tally_path) as f:
+            tally = json.load(f)
+    except (OSError, ValueError) as e:
+        print(f"- FAIL: the clients left no tally ({e})")
+        return 1
+    if not samples:
+        print("- FAIL: not one sample was taken")
+        return 1
     answered_fallback = [s for s in samples if s["fallback"] is not None]
     checks = {
         "descriptors back to the baseline": fds_end <= base_fds,
         "no unexpected log line": not unexpected,
         "every minute within 1% of the limit": bool(minutes)
         and all(x["ratio"] <= 1.01 for x in minutes),
-        "the proxy fell back while Redis was down": any(s["fallback"] for s in samples),
+        "the proxy fell back while Redis was down": any(
+            s["fallback"] for s in samples if redis_down[0] <= s["t"] <= redis_down[1] + 5
+        ),
         "Redis's outage ends in the proxy too": bool(answered_fallback)
         and not answered_fallback[-1]["fallback"],
         "memory flat over the second half (grows < 5%)": rss_late_max <= 1.05 * rss_mid,

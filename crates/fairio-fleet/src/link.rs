@@ -30,9 +30,7 @@ impl Link {
     }
 
     /// Sets up a new connection with the lease script loaded, so that every report is one
-    /// round trip. Setting up takes several round trips, so it is given until `deadline`
-    /// rather than a report's timeout: the caller passes the earliest time a lease still in
-    /// force lapses (the connection must not hold the round up past it), or one TTL from now.
+    /// round trip; it gives up at `deadline` (the caller's choice: see the driver).
     pub(crate) async fn connect(&mut self, client: &redis::Client, deadline: Instant) {
         let setup = async {
             let mut conn = client.get_multiplexed_async_connection().await?;

@@ -273,13 +273,18 @@ async fn drive<P: Policy>(
     loop {
         next_round(&mut tick, &mut quarter, &mut lanes, &sched).await;
         if !link.is_up() {
-            // Not past a lease in force: it must be shrunk to the safe share when it lapses.
-            let deadline = lanes
-                .iter()
-                .filter(|l| l.state.mode == Mode::Leased)
-                .map(|l| l.until)
-                .fold(Instant::now() + fleet.lease_ttl(), Instant::min);
-            link.connect(&client, deadline).await;
+            // With a lease in force (the connection failed after a lane's report succeeded),
+            // setting up gets no more than a report would: the safety argument (crate docs)
+            // needs every member that lost Redis to shrink to its safe share within a report's
+            // timeout of its round. Without one (starting, or fallen back), it gets a TTL:
+            // setting up takes several round trips, and a busy process needs them.
+            let leased = lanes.iter().any(|l| l.state.mode == Mode::Leased);
+            let patience = if leased {
+                fleet.timeout()
+            } else {
+                fleet.lease_ttl().max(fleet.timeout())
+            };
+            link.connect(&client, Instant::now() + patience).await;
         }
         for lane in &mut lanes {
             if lane.state.mode == Mode::Leased && Instant::now() >= lane.until {

@@ -82,3 +82,33 @@ impl Cap {
 pub(crate) fn cap_for(rate: Option<NonZeroU64>, clock: &ManualClock) -> Option<Cap> {
     rate.map(|r| Cap::new(r, clock))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// After a long idle time a cap holds two ordinary grants ready, not its whole burst (and
+    /// not less: the first grant after idle goes at once, the second keeps the pace).
+    #[test]
+    fn an_idle_cap_keeps_two_grants() {
+        let clock = ManualClock::default();
+        let rate = NonZeroU64::new(1 << 20).unwrap();
+        let mut cap = Cap::new(rate, &clock);
+        let grant = cap_grant_max(rate);
+        clock.set(10_000_000_000);
+        assert_eq!(
+            cap.grant_now(),
+            cap.grant_max(),
+            "a full burst before the trim"
+        );
+        cap.forget_idle();
+        let ready = cap.grant_now();
+        assert!(
+            (2 * grant..2 * grant + grant / 2).contains(&ready),
+            "{ready} ready, two grants are {}",
+            2 * grant
+        );
+        assert_eq!(cap.admit(ready), Ok(()));
+        assert!(cap.admit(ready + grant).is_err(), "more than was kept");
+    }
+}

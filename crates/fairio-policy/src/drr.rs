@@ -688,7 +688,11 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::steps::Steps;
     use crate::tuning::{burst, credit_cap};
+
+    /// The most steps of a simulated-time loop in these tests.
+    const STEPS: u64 = 2_000_000;
 
     fn nz(n: u64) -> NonZeroU64 {
         NonZeroU64::new(n).unwrap()
@@ -697,7 +701,9 @@ mod tests {
     /// Grants at `now` until the arbiter says wait; their sum.
     fn drain<P: FlowWeight>(arb: &mut Drr<P>, now: Instant) -> u64 {
         let mut sum = 0;
+        let mut steps = Steps::new(100_000);
         loop {
+            steps.step();
             match arb.next(now) {
                 Decision::Grant { bytes, .. } => sum += bytes,
                 Decision::Wait { .. } => return sum,
@@ -710,7 +716,9 @@ mod tests {
     /// every grant and gives the other half back, and the time it ended at.
     fn half_used<P: FlowWeight>(arb: &mut Drr<P>, t0: Instant, secs: u64) -> (u64, Instant) {
         let (mut used, mut now) = (0, t0);
+        let mut steps = Steps::new(STEPS);
         while now < t0 + Duration::from_secs(secs) {
+            steps.step();
             match arb.next(now) {
                 Decision::Grant { key, bytes } => {
                     used += bytes - bytes / 2;
@@ -781,7 +789,9 @@ mod tests {
         arb.set_demand(heavy, u64::MAX / 4, t0);
         let (mut moved, mut now, mut next_message) = ([0u64; 2], t0, t0);
         let (from, to) = (t0 + Duration::from_secs(1), t0 + Duration::from_secs(5));
+        let mut steps = Steps::new(STEPS);
         while now < to {
+            steps.step();
             if now >= next_message {
                 arb.set_demand(sparse, 150, now);
                 next_message += Duration::from_millis(20);

@@ -197,7 +197,9 @@ mod tests {
         let mut t = 0;
         let mut taken = 0u64;
         // Ten simulated seconds of 64 KiB grants, as fast as allowed.
+        let mut steps = crate::steps::Steps::new(1_000_000);
         while t < 10_000_000_000 {
+            steps.step();
             match g.take(65_536) {
                 Ok(()) => taken += 65_536,
                 Err(until) => {

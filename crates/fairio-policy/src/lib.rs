@@ -146,6 +146,8 @@ mod lanes;
 mod members;
 mod policy;
 mod slab;
+#[cfg(test)]
+mod steps;
 mod tree;
 pub mod tuning;
 mod weight;

@@ -374,7 +374,9 @@ mod tests {
         let mut now = t0;
         let from = t0 + std::time::Duration::from_secs(1);
         let to = t0 + std::time::Duration::from_secs(5);
+        let mut steps = crate::steps::Steps::new(2_000_000);
         while now < to {
+            steps.step();
             match arb.next(now) {
                 Decision::Grant { key, bytes } if now >= from => {
                     let i = [capped, free, other]

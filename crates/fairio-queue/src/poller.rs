@@ -124,25 +124,31 @@ mod tests {
 
     use super::*;
 
-    #[tokio::test]
-    async fn polls_read_and_push_in_line() {
+    /// The output of a future that must be ready at its first poll: a test that would
+    /// otherwise wait for ever fails instead.
+    fn now<F: Future>(f: F) -> F::Output {
+        tokio_test::assert_ready!(tokio_test::task::spawn(f).poll())
+    }
+
+    #[test]
+    fn polls_read_and_push_in_line() {
         let q = Arc::new(ByteQueue::bounded(NonZeroUsize::new(4).unwrap()));
         let mut p = Poller::new(Arc::clone(&q));
         let mut msg = Some(Bytes::from_static(b"abcd"));
-        poll_fn(|cx| p.poll_push(cx, &mut msg)).await.unwrap();
+        now(poll_fn(|cx| p.poll_push(cx, &mut msg))).unwrap();
         assert!(msg.is_none());
         let mut buf = [0u8; 3];
-        assert_eq!(poll_fn(|cx| p.poll_read(cx, &mut buf)).await, 3);
+        assert_eq!(now(poll_fn(|cx| p.poll_read(cx, &mut buf))), 3);
         assert_eq!(&buf, b"abc");
         q.close();
-        assert_eq!(poll_fn(|cx| p.poll_read(cx, &mut buf)).await, 1);
-        assert_eq!(poll_fn(|cx| p.poll_read(cx, &mut buf)).await, 0);
+        assert_eq!(now(poll_fn(|cx| p.poll_read(cx, &mut buf))), 1);
+        assert_eq!(now(poll_fn(|cx| p.poll_read(cx, &mut buf))), 0);
     }
 
     /// A poller dropped while first in both lines leaves them: the popper and the pusher
     /// behind it are woken and served.
-    #[tokio::test]
-    async fn a_dropped_poller_gives_up_its_places() {
+    #[test]
+    fn a_dropped_poller_gives_up_its_places() {
         let q = Arc::new(ByteQueue::bounded(NonZeroUsize::new(2).unwrap()));
         let mut first = Poller::new(Arc::clone(&q));
         let max = NonZeroUsize::new(8).unwrap();
@@ -170,8 +176,8 @@ mod tests {
 
     /// A reader that waits in line and then gets its bytes elsewhere leaves the line: the reader
     /// behind it is not held up.
-    #[tokio::test]
-    async fn a_poller_that_leaves_lets_the_next_pop() {
+    #[test]
+    fn a_poller_that_leaves_lets_the_next_pop() {
         let q = Arc::new(ByteQueue::unbounded());
         let mut first = Poller::new(Arc::clone(&q));
         let max = NonZeroUsize::new(8).unwrap();
@@ -185,6 +191,6 @@ mod tests {
         assert_eq!(q.try_pop().unwrap(), Bytes::from_static(b"x"));
         first.leave_pop();
         q.close();
-        assert_eq!(poll_fn(|cx| first.poll_pop(cx, max)).await, None);
+        assert_eq!(now(poll_fn(|cx| first.poll_pop(cx, max))), None);
     }
 }

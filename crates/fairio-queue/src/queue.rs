@@ -702,17 +702,17 @@ mod tests {
         assert_eq!(q.len_bytes(), 2);
     }
 
-    #[tokio::test]
-    async fn pop_waits_then_read_splits_without_loss() {
+    #[test]
+    fn pop_waits_then_read_splits_without_loss() {
         let q = q(16);
         let mut pop = spawn(q.pop());
         assert_pending!(pop.poll());
-        q.push(b("hello world")).await.unwrap();
+        assert_ready!(spawn(q.push(b("hello world"))).poll()).unwrap();
         assert!(pop.is_woken());
         assert_ready_eq!(pop.poll(), Some(b("hello world")));
-        q.push(b("abcdef")).await.unwrap();
+        assert_ready!(spawn(q.push(b("abcdef"))).poll()).unwrap();
         let mut buf = [0u8; 4];
-        assert_eq!(q.read(&mut buf).await, 4);
+        assert_eq!(assert_ready!(spawn(q.read(&mut buf)).poll()), 4);
         assert_eq!(&buf, b"abcd");
         assert_eq!(q.try_read(&mut buf), Ok(2));
         assert_eq!(&buf[..2], b"ef");
