@@ -688,6 +688,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::Weight;
     use crate::steps::Steps;
     use crate::tuning::{burst, credit_cap};
 
@@ -807,5 +808,67 @@ mod tests {
         }
         let ratio = moved[1] as f64 / moved[0] as f64;
         assert!((ratio - 2.0).abs() < 0.01, "heavy / light = {ratio:.4}");
+    }
+
+    /// The next `n` grants, each marked whether it went to `a`. (In the tests below, unlimited,
+    /// with weights 2 for `a` and 1 for `b`: `a`'s turn is two quanta of `b`'s, two grants of
+    /// 64 KiB, and `b` is backlogged throughout.)
+    fn turns(arb: &mut Drr<Weight>, a: Key, now: Instant, n: usize) -> Vec<(bool, u64)> {
+        let mut grants = Vec::new();
+        for _ in 0..n {
+            match arb.next(now) {
+                Decision::Grant { key, bytes } => grants.push((key == a, bytes)),
+                d => panic!("{d:?} with a backlogged connection"),
+            }
+        }
+        grants
+    }
+
+    /// The bytes of `a`'s first turn in `grants` (its first run of grants).
+    fn first_turn(grants: &[(bool, u64)]) -> u64 {
+        grants
+            .iter()
+            .skip_while(|g| !g.0)
+            .take_while(|g| g.0)
+            .map(|g| g.1)
+            .sum()
+    }
+
+    /// A connection that goes idle leaves its deficit behind: back with new bytes, its first
+    /// turn is one quantum, however little of its last turn it used.
+    #[test]
+    fn a_connection_back_from_idle_starts_a_new_turn() {
+        let t0 = Instant::now();
+        let mut arb = Drr::<Weight>::new(None, t0);
+        let a = arb.insert(Weight::new(2).unwrap(), None, t0);
+        let b = arb.insert(Weight::new(1).unwrap(), None, t0);
+        arb.set_demand(b, u64::MAX / 4, t0);
+        arb.set_demand(a, 1000, t0);
+        // a moves its 1,000 bytes, and leaves the round when its next turn finds it empty.
+        let before = turns(&mut arb, a, t0, 6);
+        assert_eq!(first_turn(&before), 1000);
+        arb.set_demand(a, u64::MAX / 4, t0);
+        let after = turns(&mut arb, a, t0, 8);
+        assert_eq!(first_turn(&after), 2 * MAX_GRANT, "{after:?}");
+    }
+
+    /// A turn cut short (the connection had less to move than its turn) is made up at its
+    /// next turn, by one quantum at most: a connection's share does not depend on when its
+    /// bytes arrive within a round.
+    #[test]
+    fn a_turn_cut_short_is_made_up_at_the_next() {
+        let t0 = Instant::now();
+        let mut arb = Drr::<Weight>::new(None, t0);
+        let a = arb.insert(Weight::new(2).unwrap(), None, t0);
+        let b = arb.insert(Weight::new(1).unwrap(), None, t0);
+        arb.set_demand(b, u64::MAX / 4, t0);
+        arb.set_demand(a, 1000, t0);
+        let first = turns(&mut arb, a, t0, 2);
+        assert_eq!(first_turn(&first), 1000, "{first:?}");
+        // New bytes before its next turn: that turn is its own quantum and what it left
+        // (4 × 64 KiB - 1,000), in whole grants: three (the rest stays for the turn after).
+        arb.set_demand(a, u64::MAX / 4, t0);
+        let next = turns(&mut arb, a, t0, 8);
+        assert_eq!(first_turn(&next), 3 * MAX_GRANT, "{next:?}");
     }
 }
