@@ -51,13 +51,13 @@ fn descriptors(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
 }
 
-/// The descriptor count once it has not changed for `still` (waiting at most 30 s).
-fn settled(pid: u32, still: Duration) -> usize {
+/// What `count` gives once it has not changed for `still` (waiting at most 30 s).
+fn settled(still: Duration, mut count: impl FnMut() -> usize) -> usize {
     let start = Instant::now();
-    let (mut last, mut since) = (descriptors(pid), Instant::now());
+    let (mut last, mut since) = (count(), Instant::now());
     while start.elapsed() < Duration::from_secs(30) && since.elapsed() < still {
         std::thread::sleep(Duration::from_millis(50));
-        let now = descriptors(pid);
+        let now = count();
         if now != last {
             (last, since) = (now, Instant::now());
         }
@@ -88,7 +88,7 @@ fn clients_that_leave_a_quiet_upstream_do_not_leak_descriptors() {
     // different times (its client side at once if the probe's reset is read, its upstream
     // side after the half-close timeout): the base is taken once the count has held still
     // for longer than that timeout.
-    let base = settled(pid, Duration::from_millis(4000));
+    let base = settled(Duration::from_millis(4000), || descriptors(pid));
     assert!(base <= 16, "{base} descriptors with no client");
     let mut clients = Vec::new();
     for _ in 0..20 {
@@ -169,17 +169,9 @@ fn a_flood_meets_the_connection_limit_and_the_proxy_serves_again_after() {
     eventually(Duration::from_secs(30), || {
         open.load(Ordering::SeqCst) >= 900
     });
-    // The bound is checked once the count has held still for a second (or passed the bound),
-    // so that pairs the proxy was still admitting are counted.
-    let (mut last, mut since) = (open.load(Ordering::SeqCst), Instant::now());
-    eventually(Duration::from_secs(30), || {
-        let now = open.load(Ordering::SeqCst);
-        if now != last {
-            (last, since) = (now, Instant::now());
-        }
-        now > 1001 || since.elapsed() >= Duration::from_secs(1)
-    });
-    let served = open.load(Ordering::SeqCst);
+    // The bound is checked once the count has held still for a second, so that pairs the
+    // proxy was still admitting are counted.
+    let served = settled(Duration::from_secs(1), || open.load(Ordering::SeqCst));
     println!(
         "{} flood connections made, {served} reached the upstream",
         flood.len()

@@ -17,13 +17,27 @@ use crate::script::{self, Keys};
 use crate::table::{Report, Terms, Verdict};
 
 /// The connection, if any, and since when its reports have all been late.
-#[derive(Default)]
 pub(crate) struct Link {
     conn: Option<MultiplexedConnection>,
     late_since: Option<Instant>,
+    /// How long a report may take.
+    timeout: Duration,
+    /// How long reports may all be late before the connection is given up.
+    give_up: Duration,
 }
 
 impl Link {
+    /// No connection yet; reports get `timeout`, and a connection whose reports have all been
+    /// late for `give_up` is given up.
+    pub(crate) fn new(timeout: Duration, give_up: Duration) -> Self {
+        Self {
+            conn: None,
+            late_since: None,
+            timeout,
+            give_up,
+        }
+    }
+
     /// Whether a connection is up.
     pub(crate) fn is_up(&self) -> bool {
         self.conn.is_some()
@@ -44,19 +58,17 @@ impl Link {
         self.late_since = None;
     }
 
-    /// One report, within `timeout`; `None` on any failure, with the connection dropped on an
-    /// error, or when this report and every one before it for `give_up` were late.
+    /// One report, within the timeout; `None` on any failure, with the connection dropped on
+    /// an error, or when this report and every one before it for the give-up span were late.
     pub(crate) async fn ask(
         &mut self,
-        timeout: Duration,
-        give_up: Duration,
         keys: &Keys,
         report: &Report<'_>,
         terms: &Terms,
     ) -> Option<Verdict> {
         let c = self.conn.as_mut()?;
         let sent = Instant::now();
-        match tokio::time::timeout(timeout, script::report(c, keys, report, terms)).await {
+        match tokio::time::timeout(self.timeout, script::report(c, keys, report, terms)).await {
             Ok(Ok(v)) => {
                 self.late_since = None;
                 Some(v)
@@ -67,7 +79,7 @@ impl Link {
             }
             Err(_late) => {
                 let since = *self.late_since.get_or_insert(sent);
-                if Instant::now() - since >= give_up {
+                if Instant::now() - since >= self.give_up {
                     self.conn = None;
                     self.late_since = None;
                 }

@@ -264,7 +264,7 @@ async fn drive<P: Policy>(
     mut lanes: Vec<Lane>,
     tx: watch::Sender<Lease>,
 ) {
-    let mut link = Link::default();
+    let mut link = Link::new(fleet.timeout(), fleet.lease_ttl());
     let mut tick = tokio::time::interval(fleet.refresh);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut quarter = tokio::time::interval(fleet.refresh / 4);
@@ -307,15 +307,7 @@ async fn drive<P: Policy>(
                 expected: fleet.expected.unwrap_or(lane.live).max(1),
             };
             let sent = Instant::now();
-            let mut verdict = link
-                .ask(
-                    fleet.timeout(),
-                    fleet.lease_ttl(),
-                    &lane.keys,
-                    &report,
-                    &terms,
-                )
-                .await;
+            let mut verdict = link.ask(&lane.keys, &report, &terms).await;
             if let Some(v) = verdict {
                 let held = lane.apply(&sched, v.lease);
                 if held < holding {
@@ -325,16 +317,7 @@ async fn drive<P: Policy>(
                         holding: held as f64,
                         ..report
                     };
-                    if let Some(again) = link
-                        .ask(
-                            fleet.timeout(),
-                            fleet.lease_ttl(),
-                            &lane.keys,
-                            &confirm,
-                            &terms,
-                        )
-                        .await
-                    {
+                    if let Some(again) = link.ask(&lane.keys, &confirm, &terms).await {
                         lane.apply(&sched, again.lease);
                         verdict = Some(again);
                     }

@@ -834,16 +834,22 @@ mod tests {
             .sum()
     }
 
-    /// A connection that goes idle leaves its deficit behind: back with new bytes, its first
-    /// turn is one quantum, however little of its last turn it used.
-    #[test]
-    fn a_connection_back_from_idle_starts_a_new_turn() {
+    /// Unlimited: `a` of weight 2 with 1,000 bytes to move, `b` of weight 1 backlogged.
+    fn a_short_turn_beside_a_backlogged_one() -> (Drr<Weight>, Key, Instant) {
         let t0 = Instant::now();
         let mut arb = Drr::<Weight>::new(None, t0);
         let a = arb.insert(Weight::new(2).unwrap(), None, t0);
         let b = arb.insert(Weight::new(1).unwrap(), None, t0);
         arb.set_demand(b, u64::MAX / 4, t0);
         arb.set_demand(a, 1000, t0);
+        (arb, a, t0)
+    }
+
+    /// A connection that goes idle leaves its deficit behind: back with new bytes, its first
+    /// turn is one quantum, however little of its last turn it used.
+    #[test]
+    fn a_connection_back_from_idle_starts_a_new_turn() {
+        let (mut arb, a, t0) = a_short_turn_beside_a_backlogged_one();
         // a moves its 1,000 bytes, and leaves the round when its next turn finds it empty.
         let before = turns(&mut arb, a, t0, 6);
         assert_eq!(first_turn(&before), 1000);
@@ -857,12 +863,7 @@ mod tests {
     /// bytes arrive within a round.
     #[test]
     fn a_turn_cut_short_is_made_up_at_the_next() {
-        let t0 = Instant::now();
-        let mut arb = Drr::<Weight>::new(None, t0);
-        let a = arb.insert(Weight::new(2).unwrap(), None, t0);
-        let b = arb.insert(Weight::new(1).unwrap(), None, t0);
-        arb.set_demand(b, u64::MAX / 4, t0);
-        arb.set_demand(a, 1000, t0);
+        let (mut arb, a, t0) = a_short_turn_beside_a_backlogged_one();
         let first = turns(&mut arb, a, t0, 2);
         assert_eq!(first_turn(&first), 1000, "{first:?}");
         // New bytes before its next turn: that turn is its own quantum and what it left

@@ -11,12 +11,16 @@ use crate::rate::parse_rate;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Unsent(pub(super) Option<u32>);
 
+/// A size in bytes: it takes the units of rates (16384, 16KiB, 1MiB).
+fn parse_size(s: &str) -> Result<u64, String> {
+    parse_rate(s).map_err(|e| e.replace("rate in bytes per second", "size in bytes"))
+}
+
 fn parse_unsent(s: &str) -> Result<Unsent, String> {
     if s.trim().eq_ignore_ascii_case("none") {
         return Ok(Unsent(None));
     }
-    // Sizes take the units of rates: 16384, 16KiB, 1MiB.
-    let n = parse_rate(s).map_err(|e| e.replace("rate in bytes per second", "size in bytes"))?;
+    let n = parse_size(s)?;
     u32::try_from(n)
         .ok()
         .filter(|&n| n <= fairio::MAX_UNSENT_LIMIT)
@@ -29,7 +33,7 @@ pub(super) const DEFAULT_QUEUE_SIZE: usize = 256 * 1024;
 
 /// A value of `--queue-size`: 1 KiB to 1 GiB.
 fn parse_queue_size(s: &str) -> Result<usize, String> {
-    let n = parse_rate(s).map_err(|e| e.replace("rate in bytes per second", "size in bytes"))?;
+    let n = parse_size(s)?;
     usize::try_from(n)
         .ok()
         .filter(|n| (1024..=1 << 30).contains(n))
