@@ -169,12 +169,14 @@ fn parked<P>(flows: &Slab<Flow<P>>, e: Entry) -> bool {
         .is_some_and(|f| f.ticket == e.ticket && f.state == State::Parked)
 }
 
-/// A global limiter for a limit that was not in force before: it starts with 5 ms of the limit
-/// (one ordinary grant), not a full burst, as a connection back from idle does. Its burst then builds up only
-/// while the limit is not used in full.
+/// A global limiter for a limit that was not in force before: it starts empty, not with a
+/// burst. Connections take their permits as they ask, in their own tasks, so whatever budget
+/// there is at the start would go to whoever asks first; empty, the first grant comes once
+/// every connection that asked at the same instant is in the round. Its burst then builds up
+/// only while the limit is not used in full.
 fn fresh_gcra(rate: NonZeroU64, clock: &ManualClock) -> Gcra {
     let mut g = Gcra::new(rate, gcra_burst(rate), credit_cap(rate), clock);
-    g.trim(credit_cap(rate));
+    g.trim(0);
     g
 }
 
@@ -405,6 +407,8 @@ impl<P: FlowWeight> Drr<P> {
             let Some(f) = self.flows.get_mut(key) else {
                 continue;
             };
+            // The turn as it stood, for a decision that ends in a wait for the global budget.
+            let before = (f.deficit, f.topped);
             // A turn's deficit never exceeds two quanta: a connection held back (by its cap, or
             // by turns cut short) catches up by one turn at most.
             if !topped {
@@ -448,6 +452,12 @@ impl<P: FlowWeight> Drr<P> {
             }
             if let Some(global) = self.global.as_mut() {
                 if let Err(until) = global.take(bytes) {
+                    // The turn has not started: its quantum is reckoned when it does, among
+                    // the connections active then (those asking meanwhile share it), not among
+                    // those that happened to ask before the budget came.
+                    if let Some(f) = self.flows.get_mut(key) {
+                        (f.deficit, f.topped) = before;
+                    }
                     // Wake as soon as either the budget or a parked connection's cap allows.
                     let flows = &self.flows;
                     let parked_due = self.parking.next_due(|e| parked(flows, e));

@@ -327,11 +327,13 @@ mod tests {
         let g = arb.insert_group((), None, t0);
         let capped = arb.insert_into(g, (), nz(1024), t0);
         let reader = arb.insert_into(g, (), None, t0);
-        arb.set_demand(capped, u64::MAX / 4, t0);
+        // The global budget starts empty: 10 ms of it is there at `t`.
+        let t = t0 + std::time::Duration::from_millis(10);
+        arb.set_demand(capped, u64::MAX / 4, t);
         // Drain the capped member's burst: the group ends up waiting for its cap.
         let mut until = None;
         for _ in 0..100 {
-            match arb.next(t0) {
+            match arb.next(t) {
                 Decision::Grant { key, .. } => assert_eq!(key, capped),
                 Decision::Wait { until: u } => {
                     until = Some(u);
@@ -342,20 +344,20 @@ mod tests {
         }
         let until = until.expect("the cap holds the group");
         assert!(
-            until > t0 + std::time::Duration::from_millis(100),
+            until > t + std::time::Duration::from_millis(100),
             "{until:?}"
         );
-        arb.set_demand(reader, 1000, t0);
+        arb.set_demand(reader, 1000, t);
         assert_eq!(
-            arb.next(t0),
+            arb.next(t),
             Decision::Grant {
                 key: reader,
                 bytes: 1000
             }
         );
         // A cap lifted lets the capped member move at once too.
-        arb.set_cap(capped, None, t0);
-        assert!(matches!(arb.next(t0), Decision::Grant { key, .. } if key == capped));
+        arb.set_cap(capped, None, t);
+        assert!(matches!(arb.next(t), Decision::Grant { key, .. } if key == capped));
     }
 
     #[test]

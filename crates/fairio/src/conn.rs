@@ -13,7 +13,6 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::Error;
-use crate::grant::GrantSlot;
 use crate::group::GroupInner;
 use crate::lifecycle::{Event, Status, WritePhase};
 use crate::read_side::ReadSide;
@@ -26,8 +25,9 @@ pub(crate) struct ConnInner<P: Policy> {
     pub(crate) read_side: ReadSide,
     pub(crate) write_q: Arc<ByteQueue>,
     pub(crate) meter: Arc<Meter>,
-    pub(crate) up: (Key, Arc<GrantSlot>),
-    pub(crate) down: (Key, Arc<GrantSlot>),
+    /// Its keys in the upload and download directions.
+    pub(crate) up: Key,
+    pub(crate) down: Key,
     pub(crate) params: Mutex<P::Params>,
     /// How long a released connection (no handle left), or one closed by
     /// `ConnectionIo::poll_shutdown`, may go on flushing ([`Config::linger`](crate::Config)).

@@ -1,16 +1,31 @@
-//! [`Direction`]: one direction's arbiter, and the dispatcher task that runs it on tokio's clock.
+//! [`Direction`]: one direction's budget. Whoever moves bytes takes its [`Permit`] here, in its
+//! own task; a timer wakes the chosen waiter when the budget refills.
+//!
+//! ```text
+//!  pump ── poll_acquire(key, want) ──▶ lock: arbiter.set_demand, arbiter.next … ──▶ Permit
+//!            │ nothing for us yet                      │ granted to others: ledger + wake
+//!            ▼                                          ▼
+//!        park waker (ledger)          arbiter says "wait until t": the timer sleeps until t,
+//!                                     then runs the same decisions and wakes whom they chose
+//! ```
+//!
+//! Every decision is taken under one lock, by whoever changed something: a caller asking, a
+//! permit given back, a connection joining or leaving, the timer at the arbiter's instant. The
+//! bytes it grants go into the [`Ledger`] entry of the connection the arbiter chose, and that
+//! connection's parked task, if any, is woken; a caller chosen while it asks takes them at once,
+//! with no wake-up of anyone.
 
-use std::collections::HashMap;
 use std::num::NonZeroU64;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::pin::pin;
+use std::task::{Context, Poll};
 
 use fairio_policy::{Arbiter, Decision, Key, Policy};
 use tokio::sync::Notify;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::grant::{Grant, GrantSlot};
+use crate::ledger::{Ledger, Wakes};
+use crate::permit::Permit;
+use crate::sync::{AtomicBool, AtomicU64, Mutex, MutexGuard, Ordering, now};
 
 /// Which way bytes move.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,21 +43,21 @@ impl Way {
     }
 }
 
-/// One direction of a scheduler: the policy's arbiter, the grant slots of the connections, and
-/// the flag that lets connections skip all of it when there is no limit.
+/// One direction of a scheduler: the policy's arbiter, the ledger of what each connection was
+/// granted, and the flag that lets connections skip all of it when there is no limit.
 ///
 /// Every change of the limit (to another value, to none, or back) starts a new *generation*:
-/// grants of older generations are void, wherever they are (in a slot, or held by a pump), and
-/// writes started under them are abandoned (see [`changed`](Self::changed)). So no byte moves
-/// under a limit that is no longer in force.
+/// permits of older generations are void, wherever they are (in the ledger, or held by a
+/// pump), and writes started under them are abandoned (see [`changed`](Self::changed)). So no
+/// byte moves under a limit that is no longer in force.
 #[derive(Debug)]
 pub(crate) struct Direction<P: Policy> {
     way: Way,
     state: Mutex<State<P::Arbiter>>,
     limited: AtomicBool,
     generation: AtomicU64,
-    /// Wakes the dispatcher: a demand, a refund, a limit, a connection changed.
-    wake: Notify,
+    /// Wakes the timer: the arbiter's next instant moved earlier.
+    timer: Notify,
     /// Wakes every pump whose write was started under the limit now replaced.
     changed: Notify,
 }
@@ -50,11 +65,9 @@ pub(crate) struct Direction<P: Policy> {
 #[derive(Debug)]
 struct State<A> {
     arbiter: A,
-    slots: HashMap<Key, Arc<GrantSlot>>,
-}
-
-fn now() -> std::time::Instant {
-    Instant::now().into_std()
+    ledger: Ledger,
+    /// When the timer runs the arbiter next, if someone waits for budget.
+    timer_at: Option<std::time::Instant>,
 }
 
 impl<P: Policy> Direction<P> {
@@ -63,75 +76,82 @@ impl<P: Policy> Direction<P> {
             way,
             state: Mutex::new(State {
                 arbiter: policy.arbiter(limit, now()),
-                slots: HashMap::new(),
+                ledger: Ledger::default(),
+                timer_at: None,
             }),
             limited: AtomicBool::new(limit.is_some()),
             generation: AtomicU64::new(0),
-            wake: Notify::new(),
+            timer: Notify::new(),
             changed: Notify::new(),
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, State<P::Arbiter>> {
-        // The arbiter's methods do not panic on any input, and the map update is a single call:
-        // a poisoned lock still holds consistent state.
+        // The arbiter's methods do not panic on any input, and each ledger update is a single
+        // step: a poisoned lock still holds consistent state.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Whether connections must ask for grants. Without a limit they move freely.
+    /// Runs `f` under the lock, then lets the arbiter decide (on behalf of `running`, who looks
+    /// at its own entry itself), and wakes whom it chose once the lock is released.
+    fn deciding<T>(
+        &self,
+        running: Option<Key>,
+        f: impl FnOnce(&mut State<P::Arbiter>, std::time::Instant) -> T,
+    ) -> T {
+        let (out, wakes) = {
+            let mut st = self.lock();
+            let t = now();
+            let out = f(&mut st, t);
+            (out, self.decide(&mut st, t, running))
+        };
+        wakes.wake(|| self.timer.notify_one());
+        out
+    }
+
+    /// Grants whatever the arbiter allows now into the ledger. Wakes nobody itself: the wakers
+    /// come back in the [`Wakes`], to be woken outside the lock.
+    fn decide(
+        &self,
+        st: &mut State<P::Arbiter>,
+        t: std::time::Instant,
+        running: Option<Key>,
+    ) -> Wakes {
+        let mut wakes = Wakes::default();
+        if !self.is_limited() {
+            return wakes;
+        }
+        let State {
+            arbiter,
+            ledger,
+            timer_at,
+        } = st;
+        loop {
+            match arbiter.next(t) {
+                Decision::Grant { key, bytes } => {
+                    if ledger.contains(key) {
+                        ledger.grant(key, bytes, running, &mut wakes);
+                    } else {
+                        // Not ours (cannot happen: keys enter the ledger with the arbiter).
+                        arbiter.unused(key, bytes);
+                        arbiter.set_demand(key, 0, t);
+                    }
+                }
+                Decision::Wait { until } => {
+                    if timer_at.is_none_or(|at| until < at) {
+                        *timer_at = Some(until);
+                        wakes.timer = true;
+                    }
+                    return wakes;
+                }
+                Decision::Idle => return wakes,
+            }
+        }
+    }
+
+    /// Whether connections must take permits. Without a limit they move freely.
     pub(crate) fn is_limited(&self) -> bool {
         self.limited.load(Ordering::Acquire)
-    }
-
-    pub(crate) fn register(&self, params: P::Params, slot: Arc<GrantSlot>) -> Key {
-        let mut st = self.lock();
-        let key = st.arbiter.insert(params, None, now());
-        st.slots.insert(key, slot);
-        key
-    }
-
-    /// Registers a connection into a group made by [`register_group`](Self::register_group).
-    pub(crate) fn register_in(&self, group: Key, params: P::Params, slot: Arc<GrantSlot>) -> Key {
-        let mut st = self.lock();
-        let key = st.arbiter.insert_into(group, params, None, now());
-        st.slots.insert(key, slot);
-        key
-    }
-
-    pub(crate) fn register_group(&self, params: P::Params) -> Key {
-        self.lock().arbiter.insert_group(params, None, now())
-    }
-
-    /// Removes a group; the arbiter keeps it until its last member has gone.
-    pub(crate) fn deregister_group(&self, group: Key) {
-        self.lock().arbiter.remove_group(group);
-        self.wake.notify_one();
-    }
-
-    pub(crate) fn set_group_params(&self, group: Key, params: P::Params) {
-        self.lock().arbiter.set_group_params(group, params);
-        self.wake.notify_one();
-    }
-
-    pub(crate) fn set_group_cap(&self, group: Key, cap: Option<NonZeroU64>) {
-        self.lock().arbiter.set_group_cap(group, cap, now());
-        self.wake.notify_one();
-    }
-
-    pub(crate) fn deregister(&self, key: Key) {
-        {
-            let mut st = self.lock();
-            // A grant that arrived after the pump stopped goes back to the others.
-            if let Some(slot) = st.slots.remove(&key) {
-                let (generation, bytes) = slot.take();
-                if generation == self.generation() && bytes > 0 {
-                    st.arbiter.unused(key, bytes);
-                }
-            }
-            st.arbiter.remove(key);
-        }
-        // Its share goes to the others from the next decision.
-        self.wake.notify_one();
     }
 
     /// The limit's generation: it changes with every change of the limit.
@@ -145,174 +165,248 @@ impl<P: Policy> Direction<P> {
         self.changed.notified()
     }
 
-    /// Tells the arbiter how many bytes the connection could move now, under the limit of
-    /// `generation`; ignored once that limit has been replaced (the pump asks again). What
-    /// its slot holds already counts: a grant that landed after the pump's last take (on
-    /// another thread) is not asked for again.
-    pub(crate) fn request(&self, key: Key, bytes: u64, generation: u64) {
-        {
-            let mut st = self.lock();
-            if self.generation() != generation {
-                return;
-            }
-            let held = st.slots.get(&key).map_or(0, |s| s.held(generation));
-            st.arbiter
-                .set_demand(key, bytes.saturating_sub(held), now());
-        }
-        self.wake.notify_one();
+    pub(crate) fn register(&self, params: P::Params) -> Key {
+        let mut st = self.lock();
+        let key = st.arbiter.insert(params, None, now());
+        st.ledger.open(key);
+        key
     }
 
-    /// Asks for `want` bytes (`want` > 0) and waits until some are granted under the limit in
-    /// force. `None` when there is no limit, now or after a change while waiting: the pump then
-    /// moves freely.
+    /// Registers a connection into a group made by [`register_group`](Self::register_group).
+    pub(crate) fn register_in(&self, group: Key, params: P::Params) -> Key {
+        let mut st = self.lock();
+        let key = st.arbiter.insert_into(group, params, None, now());
+        st.ledger.open(key);
+        key
+    }
+
+    pub(crate) fn register_group(&self, params: P::Params) -> Key {
+        self.lock().arbiter.insert_group(params, None, now())
+    }
+
+    /// Removes a group; the arbiter keeps it until its last member has gone.
+    pub(crate) fn deregister_group(&self, group: Key) {
+        self.deciding(None, |st, _| st.arbiter.remove_group(group));
+    }
+
+    pub(crate) fn set_group_params(&self, group: Key, params: P::Params) {
+        self.deciding(None, |st, _| st.arbiter.set_group_params(group, params));
+    }
+
+    pub(crate) fn set_group_cap(&self, group: Key, cap: Option<NonZeroU64>) {
+        self.deciding(None, |st, t| st.arbiter.set_group_cap(group, cap, t));
+    }
+
+    /// Takes the connection out; what it was granted and did not take goes to the others, and
+    /// its share too, from this decision on.
+    pub(crate) fn deregister(&self, key: Key) {
+        self.deciding(None, |st, _| {
+            // The ledger holds grants of the limit in force only: a change voids it.
+            let held = st.ledger.close(key);
+            if held > 0 {
+                st.arbiter.unused(key, held);
+            }
+            st.arbiter.remove(key);
+        });
+    }
+
+    /// Takes a permit for up to `want` bytes (`want` > 0): what the arbiter has granted the
+    /// connection, or, if nothing, asks for `want` and lets the arbiter decide at once. `None`
+    /// when there is no limit: the caller moves freely.
+    ///
+    /// When the arbiter chooses the caller, it gets its permit from this call, with no wake-up
+    /// of anyone; when it chooses others, they are woken; when it says "wait", the caller is
+    /// parked, and woken when a later decision (the timer's, a refund's) grants it something,
+    /// or when the limit changes.
+    pub(crate) fn poll_acquire(
+        &self,
+        cx: &Context<'_>,
+        key: Key,
+        want: u64,
+    ) -> Poll<Option<Permit<'_, P>>> {
+        let (out, wakes) = {
+            let mut st = self.lock();
+            if !self.is_limited() || !st.ledger.contains(key) {
+                return Poll::Ready(None);
+            }
+            let t = now();
+            let mut wakes = Wakes::default();
+            if st.ledger.held(key) == 0 {
+                st.arbiter.set_demand(key, want, t);
+                wakes = self.decide(&mut st, t, Some(key));
+            }
+            let bytes = st.ledger.take(key);
+            let out = if bytes > 0 {
+                Poll::Ready(Some(self.permit(key, bytes)))
+            } else {
+                st.ledger.park(key, cx.waker());
+                Poll::Pending
+            };
+            (out, wakes)
+        };
+        wakes.wake(|| self.timer.notify_one());
+        out
+    }
+
+    /// Waits for a permit for up to `want` bytes; see [`poll_acquire`](Self::poll_acquire).
     ///
     /// # Cancel safety
-    /// Cancel-safe: a grant that arrives later waits in the slot for the next call, or is
-    /// refunded with the slot's next take.
-    pub(crate) async fn acquire<'a>(
-        &'a self,
-        key: Key,
-        slot: &GrantSlot,
-        want: u64,
-    ) -> Option<Grant<'a, P>> {
-        loop {
-            let generation = self.generation();
-            if !self.is_limited() {
-                return None;
-            }
-            let grant = Grant::take(self, key, slot);
-            if grant.bytes() > 0 {
-                return Some(grant);
-            }
-            self.request(key, want, generation);
-            while self.generation() == generation {
-                slot.notified().await;
-                let grant = Grant::take(self, key, slot);
-                if grant.bytes() > 0 {
-                    return Some(grant);
-                }
-            }
+    /// Cancel-safe: what is granted after the future is dropped waits in the ledger for the
+    /// next call, or goes back at the next [`withdraw`](Self::withdraw).
+    pub(crate) async fn acquire(&self, key: Key, want: u64) -> Option<Permit<'_, P>> {
+        std::future::poll_fn(|cx| self.poll_acquire(cx, key, want)).await
+    }
+
+    /// Takes what the arbiter has granted the connection so far, as a permit (maybe empty).
+    pub(crate) fn take(&self, key: Key) -> Permit<'_, P> {
+        let bytes = self.lock().ledger.take(key);
+        self.permit(key, bytes)
+    }
+
+    /// A permit read under the lock, so that its generation is the one its bytes were granted
+    /// under: a change of the limit voids the ledger under the same lock.
+    fn permit(&self, key: Key, bytes: u64) -> Permit<'_, P> {
+        Permit {
+            dir: self,
+            key,
+            generation: self.generation(),
+            bytes,
         }
     }
 
-    /// Withdraws the connection's demand (it cannot move bytes now) and returns what its slot
+    /// Ready once the connection holds a grant, or the limit is no longer that of
+    /// `generation`; parks the caller otherwise.
+    pub(crate) fn poll_granted(&self, cx: &Context<'_>, key: Key, generation: u64) -> Poll<()> {
+        let mut st = self.lock();
+        if self.generation() != generation || st.ledger.held(key) > 0 {
+            return Poll::Ready(());
+        }
+        st.ledger.park(key, cx.waker());
+        Poll::Pending
+    }
+
+    /// Tells the arbiter how many bytes the connection could move now, under the limit of
+    /// `generation` (ignored once that limit has been replaced: the pump asks again), and lets
+    /// it decide. What the connection holds already counts.
+    pub(crate) fn request(&self, key: Key, bytes: u64, generation: u64) {
+        self.deciding(Some(key), |st, t| {
+            if self.generation() == generation {
+                let held = st.ledger.held(key);
+                st.arbiter.set_demand(key, bytes.saturating_sub(held), t);
+            }
+        });
+    }
+
+    /// Withdraws the connection's demand (it cannot move bytes now) and gives back what it
     /// holds, so that its share goes to the others at once.
-    pub(crate) fn withdraw(&self, key: Key, slot: &GrantSlot) {
-        let generation = self.generation();
-        self.request(key, 0, generation);
-        drop(Grant::take(self, key, slot));
+    pub(crate) fn withdraw(&self, key: Key) {
+        self.deciding(None, |st, t| {
+            st.arbiter.set_demand(key, 0, t);
+            let held = st.ledger.take(key);
+            if held > 0 {
+                st.arbiter.unused(key, held);
+            }
+        });
     }
 
     /// A guard that withdraws the connection's demand when dropped: a pump that stops, on any
     /// path, leaves no demand behind for grants nobody would take.
-    pub(crate) fn asking<'a>(&'a self, key: Key, slot: &'a GrantSlot) -> Asking<'a, P> {
-        Asking {
-            dir: self,
-            key,
-            slot,
-        }
+    pub(crate) fn asking(&self, key: Key) -> Asking<'_, P> {
+        Asking { dir: self, key }
     }
 
-    /// Returns `bytes` of a grant made under `generation` that were not used; void grants are
-    /// dropped.
+    /// Gives back `bytes` of a permit taken under `generation` that were not used; void
+    /// permits are dropped. The bytes go to whoever the arbiter chooses, at once.
     pub(crate) fn refund(&self, key: Key, generation: u64, bytes: u64) {
-        {
-            let mut st = self.lock();
-            if self.generation() != generation {
-                return;
-            }
-            st.arbiter.unused(key, bytes);
+        if self.generation() != generation {
+            return;
         }
-        // The dispatcher may be waiting for budget that is now back.
-        self.wake.notify_one();
+        self.deciding(None, |st, _| {
+            // Checked again under the lock: a change of the limit in between voids them.
+            if self.generation() == generation {
+                st.arbiter.unused(key, bytes);
+            }
+        });
     }
 
     pub(crate) fn set_params(&self, key: Key, params: P::Params) {
-        self.lock().arbiter.set_params(key, params);
-        self.wake.notify_one();
+        self.deciding(None, |st, _| st.arbiter.set_params(key, params));
     }
 
     pub(crate) fn set_cap(&self, key: Key, cap: Option<NonZeroU64>) {
-        self.lock().arbiter.set_cap(key, cap, now());
-        self.wake.notify_one();
+        self.deciding(None, |st, t| st.arbiter.set_cap(key, cap, t));
     }
 
     pub(crate) fn limit(&self) -> Option<NonZeroU64> {
         self.lock().arbiter.limit()
     }
 
-    /// Changes the limit, starting a new generation: every grant made so far is void, every
-    /// demand is forgotten (the pumps ask again under the new limit), and every write under way
-    /// on an old grant is abandoned. The dispatcher is woken, so no wait computed at the old
-    /// rate survives.
+    /// Changes the limit, starting a new generation: every permit taken so far is void, every
+    /// demand is forgotten (the pumps ask again under the new limit, woken now), and every
+    /// write under way on an old permit is abandoned. The timer looks again, so no wait
+    /// computed at the old rate survives.
     pub(crate) fn set_limit(&self, limit: Option<NonZeroU64>) {
-        {
+        let wakes = {
             let mut st = self.lock();
             let t = now();
             st.arbiter.set_limit(limit, t);
             self.limited.store(limit.is_some(), Ordering::Release);
-            let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
-            let State { arbiter, slots } = &mut *st;
-            for (key, slot) in slots.iter() {
-                arbiter.set_demand(*key, 0, t);
-                slot.void(generation);
+            self.generation.fetch_add(1, Ordering::AcqRel);
+            let State {
+                arbiter,
+                ledger,
+                timer_at,
+            } = &mut *st;
+            let mut wakes = Wakes::default();
+            for key in ledger.keys() {
+                arbiter.set_demand(key, 0, t);
             }
-        }
+            ledger.void_all(&mut wakes);
+            *timer_at = None;
+            wakes.timer = true;
+            wakes
+        };
         self.changed.notify_waiters();
-        self.wake.notify_one();
+        wakes.wake(|| self.timer.notify_one());
         tracing::debug!(direction = self.way.name(), ?limit, "limit changed");
     }
 
-    /// One decision of the dispatcher: a grant goes into its connection's slot.
-    fn step(&self) -> Decision {
-        let mut st = self.lock();
-        if !self.is_limited() {
-            // Without a limit the pumps move freely and nothing is granted.
-            return Decision::Idle;
-        }
-        let d = st.arbiter.next(now());
-        if let Decision::Grant { key, bytes } = d {
-            if let Some(slot) = st.slots.get(&key) {
-                slot.add(self.generation(), bytes);
-            }
-        }
-        d
-    }
-
-    /// The dispatcher: asks the arbiter who moves next, hands out grants, and sleeps until the
-    /// arbiter's time or until something changes. Ends when `cancel` fires.
-    pub(crate) async fn dispatch(self: Arc<Self>, cancel: CancellationToken) {
-        let mut grants_in_a_row = 0u32;
+    /// The timer: sleeps until the arbiter's next instant, while someone waits for budget, then
+    /// lets it decide and wakes whom it chose. Ends when `cancel` fires.
+    pub(crate) async fn run_timer(self: std::sync::Arc<Self>, cancel: CancellationToken) {
         loop {
-            match self.step() {
-                Decision::Grant { .. } => {
-                    grants_in_a_row += 1;
-                    if grants_in_a_row % 64 == 0 {
-                        // Let the pumps run between long runs of grants.
-                        tokio::task::yield_now().await;
-                    }
-                    if cancel.is_cancelled() {
-                        return;
-                    }
-                }
-                Decision::Wait { until } => {
-                    grants_in_a_row = 0;
-                    tracing::trace!(direction = self.way.name(), "waiting for quota");
-                    tokio::select! {
-                        () = cancel.cancelled() => return,
-                        () = tokio::time::sleep_until(Instant::from_std(until)) => {}
-                        () = self.wake.notified() => {}
-                    }
-                }
-                Decision::Idle => {
-                    grants_in_a_row = 0;
-                    tokio::select! {
-                        () = cancel.cancelled() => return,
-                        () = self.wake.notified() => {}
-                    }
-                }
+            // Enabled before `timer_at` is read, so that no earlier instant set in between is
+            // missed.
+            let mut moved = pin!(self.timer.notified());
+            moved.as_mut().enable();
+            let at = self.lock().timer_at;
+            match at {
+                None => tokio::select! {
+                    () = cancel.cancelled() => return,
+                    () = moved => {}
+                },
+                Some(at) => tokio::select! {
+                    () = cancel.cancelled() => return,
+                    () = moved => {}
+                    () = tokio::time::sleep_until(at.into()) => self.refilled(),
+                },
             }
         }
+    }
+}
+
+impl<P: Policy> Direction<P> {
+    /// The timer's step at the arbiter's instant: decides, and wakes whom it chose. The timer
+    /// reads its next instant itself, so it is not woken for it.
+    fn refilled(&self) {
+        tracing::trace!(direction = self.way.name(), "budget refilled");
+        let mut wakes = {
+            let mut st = self.lock();
+            st.timer_at = None;
+            self.decide(&mut st, now(), None)
+        };
+        wakes.timer = false;
+        wakes.wake(|| {});
     }
 }
 
@@ -320,60 +414,10 @@ impl<P: Policy> Direction<P> {
 pub(crate) struct Asking<'a, P: Policy> {
     dir: &'a Direction<P>,
     key: Key,
-    slot: &'a GrantSlot,
 }
 
 impl<P: Policy> Drop for Asking<'_, P> {
     fn drop(&mut self) {
-        self.dir.withdraw(self.key, self.slot);
-    }
-}
-
-#[cfg(all(test, not(loom)))]
-mod tests {
-    use fairio_policy::EqualShare;
-
-    use super::*;
-
-    /// The read pump takes a grant, a second grant lands in the slot (the dispatcher, on
-    /// another thread), then the pump asks for the rest of what it holds: the second grant
-    /// counts, and no more than the bytes asked for are granted in all.
-    #[tokio::test(start_paused = true)]
-    async fn a_grant_that_lands_before_a_request_is_not_granted_twice() {
-        let want = 1 << 20;
-        let dir = Direction::new(Way::Download, &EqualShare, NonZeroU64::new(1 << 30));
-        let slot = Arc::new(GrantSlot::default());
-        let key = dir.register((), Arc::clone(&slot));
-        let generation = dir.generation();
-        dir.request(key, want, generation);
-        // The next grant, waiting for budget on the paused clock; `None` when idle.
-        async fn next(dir: &Direction<EqualShare>) -> Option<u64> {
-            // Bounded: the budget refills within a few waits.
-            for _ in 0..1000 {
-                match dir.step() {
-                    Decision::Grant { bytes, .. } => return Some(bytes),
-                    Decision::Wait { until } => {
-                        tokio::time::advance(Instant::from_std(until) - Instant::now()).await;
-                    }
-                    Decision::Idle => return None,
-                }
-            }
-            None
-        }
-        let first = next(&dir).await.unwrap();
-        assert_eq!(slot.take().1, first);
-        assert!(first < want, "{first}");
-        let second = next(&dir).await.expect("a second grant lands in the slot");
-        dir.request(key, want - first, generation);
-        let mut granted = first + second;
-        // Bounded: every grant is at least one byte of what is asked.
-        for _ in 0..10_000 {
-            let Some(bytes) = next(&dir).await else {
-                break;
-            };
-            granted += bytes;
-        }
-        assert!(granted <= want, "granted {granted} for {want} asked");
-        assert_eq!(granted, want);
+        self.dir.withdraw(self.key);
     }
 }

@@ -47,14 +47,15 @@
 //! - queued messages leave in vectored writes (up to 64 messages, 256 KiB, per system call),
 //!   and [`Connection::read_bytes`] hands received buffers over without a copy.
 //!
-//! # How a byte and a grant travel
+//! # How a byte and a permit travel
 //!
 //! ```text
-//!  user ── write ──▶ write queue ──▶ write pump ──(grant)──▶ stream ──▶ peer
-//!  user ◀── read ─── read queue ◀── read pump ◀──(grant)─── stream ◀── peer
-//!  user ◀── read ─────────────────────────────────────────── stream ◀── peer   (no limit)
-//!                                       ▲
-//!   dispatcher (one task per direction): arbiter.next(now) ──▶ the connection's grant slot
+//!  user ── write ──▶ write queue ──▶ write pump ──(permit)──▶ stream ──▶ peer
+//!  user ◀── read ─── read queue ◀── read pump ◀──(permit)─── stream ◀── peer
+//!  user ◀── read ──────────────────────────────────────────── stream ◀── peer   (no limit)
+//!                                     │ ▲
+//!        poll_acquire(key, want) ─────┘ └── the direction's budget, one lock: arbiter + ledger
+//!                                           (a timer wakes the chosen waiter when it refills)
 //! ```
 //!
 //! With no download limit, a read takes bytes from the stream itself, in the reader's task, as
@@ -72,14 +73,17 @@
 //! Each connection has one task, which owns its stream and runs its two pumps; the handles
 //! own nothing but the far ends of the queues, and send lifecycle events (close, half-close,
 //! abort on timeout) to a single state value that only one transition function changes. Under
-//! a limit, a pump tells its direction's arbiter how many bytes it could move *now* (its
-//! demand); the dispatcher grants them in turn into the connection's slot; the pump takes the
-//! slot's content as a grant value, spends it as bytes move, and whatever is left when the value
-//! is dropped goes back to the arbiter, on every path. A write pump whose stream does not take a
-//! byte withdraws its demand at once and gives its grant back within one grant horizon (5 ms),
+//! a limit, a pump takes a *permit* from its direction's budget, in its own task: it tells the
+//! arbiter how many bytes it could move *now* (its demand), and the arbiter decides at once,
+//! under the direction's one lock. Chosen, the pump leaves with its permit and nobody is woken;
+//! otherwise it is parked, and the decision that chooses it later (the timer's when the budget
+//! refills, or one made inline by a refund, a join or a leave) wakes it. The pump spends the
+//! permit as bytes move, and whatever is left when the value is dropped goes back to the
+//! arbiter, on every path. A write pump whose stream does not take a
+//! byte withdraws its demand at once and gives its permit back within one grant horizon (5 ms),
 //! so a slow peer's share goes to the others; a read pump reads ahead of its grants and asks for
 //! exactly what it has read and has room to deliver. Every change of a limit starts a new
-//! generation: grants of older ones are void wherever they are, and a write started under one
+//! generation: permits of older ones are void wherever they are, and a write started under one
 //! is abandoned (a pending write has written nothing). A byte counts as sent when the stream
 //! takes it, and as received when it enters the read queue (or, with no limit, reaches a reader);
 //! the limits apply there.
@@ -249,12 +253,13 @@ mod conn;
 mod connection;
 mod direction;
 mod error;
-mod grant;
 mod group;
 mod groups_by;
 mod io;
+mod ledger;
 mod lifecycle;
 mod panics;
+mod permit;
 mod read_pump;
 mod read_side;
 mod reading;

@@ -20,8 +20,8 @@ use fairio_policy::tuning::MAX_GRANT;
 
 use crate::conn::ConnInner;
 use crate::direction::Direction;
-use crate::grant::Grant;
 use crate::lifecycle::WritePhase;
+use crate::permit::Permit;
 use crate::read_side::Locked;
 
 /// How many bytes the stage and the read queue may hold together under a limit: the queue's
@@ -34,9 +34,9 @@ fn ahead(bound: Option<NonZeroUsize>, rbs: usize) -> usize {
 /// Runs until the stream ends or fails, or the read queue is closed. The read half stays in
 /// the read side until the connection's task ends (see `task::ReadHalfGuard`).
 pub(crate) async fn run<P: Policy>(conn: &ConnInner<P>, dir: &Direction<P>, rbs: NonZeroUsize) {
-    let (key, slot) = (conn.down.0, &*conn.down.1);
+    let key = conn.down;
     // However the pump ends, its demand goes with it.
-    let _asking = dir.asking(key, slot);
+    let _asking = dir.asking(key);
     let rbs = rbs.get();
     let ahead = ahead(conn.read_q.bound(), rbs);
     // Whether the arbiter may hold a demand of ours.
@@ -80,8 +80,8 @@ pub(crate) async fn run<P: Policy>(conn: &ConnInner<P>, dir: &Direction<P>, rbs:
             }
             continue;
         }
-        // Deliver what the slot holds, then ask for the rest of the stage.
-        let mut grant = Grant::take(dir, key, slot);
+        // Deliver what the ledger holds, then ask for the rest of the stage.
+        let mut grant = dir.take(key);
         let (staged, ended) = {
             let mut side = conn.read_side.lock();
             if !deliver_granted(conn, &mut side, &mut grant) || side.finish(conn) {
@@ -96,7 +96,7 @@ pub(crate) async fn run<P: Policy>(conn: &ConnInner<P>, dir: &Direction<P>, rbs:
             asked = true;
         } else if asked {
             // Nothing left to deliver: no demand, and a grant that came meanwhile goes back.
-            dir.withdraw(key, slot);
+            dir.withdraw(key);
             asked = false;
         }
         let room = ahead.saturating_sub(staged + conn.read_q.len_bytes());
@@ -106,7 +106,7 @@ pub(crate) async fn run<P: Policy>(conn: &ConnInner<P>, dir: &Direction<P>, rbs:
         tokio::select! {
             biased;
             () = changed => {}
-            () = slot.notified(), if staged > 0 => {}
+            () = poll_fn(|cx| dir.poll_granted(cx, key, generation)), if staged > 0 => {}
             _ = poll_fn(|cx| conn.read_side.lock().poll_stage(cx, room.min(rbs))),
                 if room > 0 && !ended => {}
             open = conn.read_q.wait_below(ahead - staged), if room == 0 && staged == 0 => {
@@ -133,7 +133,7 @@ async fn read_ahead<P: Policy>(conn: &ConnInner<P>, rbs: usize) -> bool {
 fn deliver_granted<P: Policy>(
     conn: &ConnInner<P>,
     side: &mut Locked<'_>,
-    grant: &mut Grant<'_, P>,
+    grant: &mut Permit<'_, P>,
 ) -> bool {
     while let Some(chunk) = side.take_staged(usize::try_from(grant.bytes()).unwrap_or(usize::MAX)) {
         if chunk.is_empty() {

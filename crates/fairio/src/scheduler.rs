@@ -19,7 +19,6 @@ use tokio_util::task::TaskTracker;
 use crate::config::{Checked, speed};
 use crate::conn::{ConnInner, HandleGuard};
 use crate::direction::{Direction, Way};
-use crate::grant::GrantSlot;
 use crate::group::{Group, GroupInner};
 use crate::lifecycle::Event;
 use crate::read_side::ReadSide;
@@ -28,7 +27,7 @@ use crate::{Config, Connection, Error, ShutdownReport, task};
 /// Shares a global upload and download limit fairly between connections.
 ///
 /// A `Scheduler` is a cheap handle: clones share one scheduler. It must be created inside a
-/// tokio runtime, and it spawns its tasks there: one dispatcher per direction and one statistics
+/// tokio runtime, and it spawns its tasks there: one budget timer per direction and one statistics
 /// task, plus one task per connection. When every handle of the scheduler and of its
 /// connections is dropped, all of them end and every stream is closed.
 ///
@@ -158,8 +157,8 @@ impl<P: Policy> Shared<P> {
     /// Takes a connection out of the scheduler once its task has ended.
     pub(crate) fn forget(&self, conn: &ConnInner<P>) {
         self.conns.remove(&conn.id());
-        self.up.deregister(conn.up.0);
-        self.down.deregister(conn.down.0);
+        self.up.deregister(conn.up);
+        self.down.deregister(conn.down);
         self.registry.retire(&conn.meter);
         if let Some(g) = &conn.group {
             g.retire(conn.id());
@@ -210,7 +209,7 @@ impl<P: Policy> Scheduler<P> {
             config,
         });
         for dir in [&shared.up, &shared.down] {
-            let fut = Arc::clone(dir).dispatch(shared.cancel.clone());
+            let fut = Arc::clone(dir).run_timer(shared.cancel.clone());
             shared.tracker.spawn_on(fut, &shared.runtime);
         }
         tracing::info!(
@@ -299,18 +298,14 @@ impl<P: Policy> Scheduler<P> {
         let fd = Fd::with_unsent_limit(stream, sh.config.unsent_limit);
         let info = Arc::clone(fd.info());
         let (r, w) = fd.split();
-        let up_slot = Arc::new(GrantSlot::default());
-        let down_slot = Arc::new(GrantSlot::default());
         let (up_key, down_key) = match &group {
             Some(g) => (
-                sh.up
-                    .register_in(g.up, params.clone(), Arc::clone(&up_slot)),
-                sh.down
-                    .register_in(g.down, params.clone(), Arc::clone(&down_slot)),
+                sh.up.register_in(g.up, params.clone()),
+                sh.down.register_in(g.down, params.clone()),
             ),
             None => (
-                sh.up.register(params.clone(), Arc::clone(&up_slot)),
-                sh.down.register(params.clone(), Arc::clone(&down_slot)),
+                sh.up.register(params.clone()),
+                sh.down.register(params.clone()),
             ),
         };
         let cancel = sh.cancel.child_token();
@@ -320,8 +315,8 @@ impl<P: Policy> Scheduler<P> {
             read_side: ReadSide::new(r),
             write_q: Arc::new(ByteQueue::with_bound(sh.config.write_queue_size)),
             meter: sh.registry.register(),
-            up: (up_key, up_slot),
-            down: (down_key, down_slot),
+            up: up_key,
+            down: down_key,
             params: Mutex::new(params),
             in_flight: Default::default(),
             flush_want: Default::default(),
@@ -461,7 +456,7 @@ impl<P: Policy> Scheduler<P> {
 
     /// Shuts down: turns new registrations away, closes every connection concurrently (each
     /// flushes for at most `timeout`, or [`Config::shutdown_timeout`] when `None`), stops the
-    /// statistics task and the dispatchers, and returns once every task has ended. It never
+    /// statistics task and the budget timers, and returns once every task has ended. It never
     /// hangs: whatever is still pending when the timeout expires is dropped, and counted in the
     /// returned [`ShutdownReport`]. A second call finds no connection and returns at once.
     ///

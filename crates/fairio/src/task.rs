@@ -2,11 +2,11 @@
 //! lifecycle.
 //!
 //! ```text
-//!  user ── write ──▶ write queue ──▶ write pump ──(grant)──▶ stream ──▶ peer
-//!  user ◀── read ─── read queue ◀── read pump ◀──(grant)─── stream ◀── peer
-//!  user ◀── read ──────────────────────────────────────────── stream   (no limit)
-//!                                       ▲
-//!   dispatcher (one per direction): arbiter.next(now) ──▶ grant slot of the connection
+//!  user ── write ──▶ write queue ──▶ write pump ──(permit)──▶ stream ──▶ peer
+//!  user ◀── read ─── read queue ◀── read pump ◀──(permit)─── stream ◀── peer
+//!  user ◀── read ───────────────────────────────────────────── stream   (no limit)
+//!
+//!   each pump takes its permits from its direction (`Direction::poll_acquire`), in this task
 //! ```
 //!
 //! The task owns the stream and both pumps; the handles own nothing but the queues' far ends

@@ -23,7 +23,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use crate::batch::{Batch, MAX_IOV};
 use crate::conn::ConnInner;
 use crate::direction::Direction;
-use crate::grant::Grant;
+use crate::permit::Permit;
 
 /// The most bytes taken from the write queue for one (vectored) write. Under a limit a write
 /// is also bounded by the grants (at most 64 KiB each). Without one, large writes matter: on
@@ -52,9 +52,9 @@ pub(crate) async fn run<P: Policy>(
     dir: &Direction<P>,
     w: &mut FdWriteHalf,
 ) -> io::Result<()> {
-    let (key, slot) = (conn.up.0, &*conn.up.1);
+    let key = conn.up;
     // However the pump ends (flushed, failed, aborted), its demand goes with it.
-    let _asking = dir.asking(key, slot);
+    let _asking = dir.asking(key);
     let mut batch = Batch::default();
     // Whether the arbiter may hold a demand or a grant of ours.
     let mut asked = false;
@@ -64,7 +64,7 @@ pub(crate) async fn run<P: Policy>(
         if batch.is_empty() && conn.write_q.is_empty() {
             if asked {
                 // Grants are not stored up across idle time.
-                dir.withdraw(key, slot);
+                dir.withdraw(key);
                 asked = false;
             }
             flushed(conn, w, || {}).await?;
@@ -92,13 +92,13 @@ pub(crate) async fn run<P: Policy>(
         // What is asked for would only wait in the slot meanwhile.
         let withdraw = || {
             if asked {
-                dir.withdraw(key, slot);
+                dir.withdraw(key);
             }
         };
         ready_or(|cx| w.poll_write_ready(cx), withdraw).await?;
         let want = (batch.len() + conn.write_q.len_bytes()).max(1) as u64;
         asked = true;
-        let Some(mut grant) = dir.acquire(key, slot, want).await else {
+        let Some(mut grant) = dir.acquire(key, want).await else {
             continue;
         };
         // A byte a probe wrote ahead of its grant, under this limit, is paid from this one.
@@ -114,7 +114,7 @@ pub(crate) async fn run<P: Policy>(
             Spent::Stalled => probed = probe(conn, dir, w, &mut batch).await?,
             Spent::Flush => {
                 // A flush the stream does not finish at once asks for nothing meanwhile.
-                flushed(conn, w, || dir.withdraw(key, slot)).await?;
+                flushed(conn, w, || dir.withdraw(key)).await?;
             }
         }
     }
@@ -167,18 +167,18 @@ async fn spend<P: Policy>(
     dir: &Direction<P>,
     w: &mut FdWriteHalf,
     batch: &mut Batch,
-    grant: &mut Grant<'_, P>,
+    grant: &mut Permit<'_, P>,
 ) -> io::Result<Spent> {
     let generation = dir.generation();
     loop {
-        grant.top_up(&conn.up.1);
+        grant.top_up();
         let allowed = usize::try_from(grant.bytes()).unwrap_or(usize::MAX);
         if allowed == 0 || (batch.is_empty() && fill(conn, batch, allowed.min(MAX_WRITE)) == 0) {
             return Ok(Spent::Done);
         }
         // The stream is not ready: no more grants until it is, and those already in the slot
         // go back at once.
-        let withdraw = || dir.withdraw(conn.up.0, &conn.up.1);
+        let withdraw = || dir.withdraw(conn.up);
         match write_within(w, batch, allowed, dir, generation, Some(STALL), withdraw).await? {
             Outcome::Written(n) => {
                 let flush = sent(conn, batch, n);

@@ -363,7 +363,10 @@ async fn a_reader_behind_another_in_line_is_woken_when_the_queue_runs_dry() {
     use std::future::Future;
     use std::task::{Context, Poll, Waker};
 
-    let sched = Scheduler::new(Config::new(100).max_download_speed(Some(1000))).unwrap();
+    // At 1 MiB/s the smallest grant (262 bytes) is larger than a read buffer, so each read is
+    // delivered whole: two 100-byte chunks. (At 1000 B/s grants are 16 bytes; the budget that
+    // a new limit used to start with made the first 512 bytes go in whole reads.)
+    let sched = Scheduler::new(Config::new(100).max_download_speed(Some(1 << 20))).unwrap();
     let (ours, mut peer) = tokio::io::duplex(64 * 1024);
     let conn = sched.register(ours).unwrap();
     let (f1, f2) = (Arc::new(Flag::default()), Arc::new(Flag::default()));
@@ -373,7 +376,7 @@ async fn a_reader_behind_another_in_line_is_woken_when_the_queue_runs_dry() {
     assert!(r1.as_mut().poll(&mut Context::from_waker(&w1)).is_pending());
     assert!(r2.as_mut().poll(&mut Context::from_waker(&w2)).is_pending());
     peer.write_all(&[1u8; 200]).await.unwrap();
-    // Two 100-byte chunks delivered into the queue at 1000 B/s.
+    // Two 100-byte chunks delivered into the queue under the limit.
     for _ in 0..100 {
         if conn.stat().total_recv >= 200 {
             break;
