@@ -410,6 +410,15 @@ impl<P: Policy> Direction<P> {
     }
 }
 
+#[cfg(test)]
+mod tokens;
+
+#[cfg(all(test, not(loom)))]
+mod tests;
+
+#[cfg(all(test, loom))]
+mod loom;
+
 /// See [`Direction::asking`].
 pub(crate) struct Asking<'a, P: Policy> {
     dir: &'a Direction<P>,

@@ -1,0 +1,143 @@
+//! The direction's hand-offs on the [`Tokens`] policy: who gets a permit, who is woken, and
+//! what goes back.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering as O};
+use std::task::{Context, Poll, Wake, Waker};
+
+use super::tokens::{TURN, Tokens};
+use super::*;
+
+#[derive(Default)]
+struct Count(AtomicUsize);
+
+impl Wake for Count {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, O::SeqCst);
+    }
+}
+
+impl Count {
+    fn get(&self) -> usize {
+        self.0.load(O::SeqCst)
+    }
+}
+
+fn waker() -> (Arc<Count>, Waker) {
+    let c = Arc::new(Count::default());
+    (Arc::clone(&c), Waker::from(c))
+}
+
+fn dir(budget: u64) -> Direction<Tokens> {
+    Direction::new(Way::Download, &Tokens, NonZeroU64::new(budget))
+}
+
+fn poll<'a>(
+    d: &'a Direction<Tokens>,
+    w: &Waker,
+    key: Key,
+    want: u64,
+) -> Poll<Option<Permit<'a, Tokens>>> {
+    d.poll_acquire(&Context::from_waker(w), key, want)
+}
+
+/// Fast path: with budget, the caller leaves with its permit from its first poll, and nobody
+/// is woken, itself included.
+#[tokio::test]
+async fn a_caller_with_budget_takes_its_permit_inline_and_wakes_nobody() {
+    let d = dir(100);
+    let (a, b) = (d.register(()), d.register(()));
+    let (ca, wa) = waker();
+    let (cb, wb) = waker();
+    // b asked before and was parked with nothing granted (no budget then).
+    d.set_limit(NonZeroU64::new(1));
+    let _b_first = poll(&d, &wb, b, 1);
+    d.set_limit(NonZeroU64::new(100));
+    let woken_by_change = cb.get();
+    let Poll::Ready(Some(p)) = poll(&d, &wa, a, 8) else {
+        panic!("budget is there");
+    };
+    assert_eq!(p.bytes(), 8);
+    assert_eq!(ca.get(), 0, "the caller is not woken");
+    assert_eq!(cb.get(), woken_by_change, "nor is anyone else");
+}
+
+/// A caller finds no budget and parks; a permit dropped elsewhere gives bytes back, the
+/// arbiter chooses the caller, and the caller (only it) is woken, and takes them.
+#[tokio::test]
+async fn a_refund_wakes_the_chosen_waiter_only() {
+    let d = dir(TURN);
+    let (a, b, c) = (d.register(()), d.register(()), d.register(()));
+    let (_, wa) = waker();
+    let (cb, wb) = waker();
+    let (cc, wc) = waker();
+    let Poll::Ready(Some(mut pa)) = poll(&d, &wa, a, TURN) else {
+        panic!("the whole budget for a");
+    };
+    assert!(poll(&d, &wb, b, 3).is_pending());
+    assert!(poll(&d, &wc, c, 3).is_pending());
+    assert!(d.lock().timer_at.is_some(), "the timer waits for budget");
+    pa.spend(TURN - 3);
+    drop(pa);
+    assert_eq!(cb.get(), 1, "b is chosen and woken");
+    assert_eq!(
+        cc.get(),
+        0,
+        "c, not chosen (the budget went to b), sleeps on"
+    );
+    let Poll::Ready(Some(pb)) = poll(&d, &wb, b, 3) else {
+        panic!("b takes what it was granted");
+    };
+    assert_eq!(pb.bytes(), 3);
+    // b's permit, unused, goes back: now c is chosen.
+    drop(pb);
+    assert_eq!(cc.get(), 1);
+}
+
+/// A change of the limit voids every permit: one taken before it moves nothing and gives
+/// nothing back, and the parked caller is woken to ask again.
+#[tokio::test]
+async fn a_permit_of_an_older_limit_moves_nothing_and_gives_nothing_back() {
+    let d = dir(TURN);
+    let (a, b) = (d.register(()), d.register(()));
+    let (_, wa) = waker();
+    let (cb, wb) = waker();
+    let Poll::Ready(Some(pa)) = poll(&d, &wa, a, TURN) else {
+        panic!("budget is there");
+    };
+    assert!(poll(&d, &wb, b, 5).is_pending());
+    d.set_limit(NonZeroU64::new(4));
+    assert_eq!(cb.get(), 1, "the parked caller is woken by the change");
+    assert_eq!(pa.bytes(), 0, "void");
+    drop(pa);
+    // The new budget is exactly the new limit: the old permit gave nothing back.
+    let Poll::Ready(Some(pb)) = poll(&d, &wb, b, 100) else {
+        panic!("asks again under the new limit");
+    };
+    assert_eq!(pb.bytes(), 4);
+}
+
+/// What the arbiter granted a connection that did not take it goes back when it withdraws,
+/// and when it leaves.
+#[tokio::test]
+async fn withdrawn_and_departed_grants_go_back() {
+    let d = dir(2 * TURN);
+    let (a, b) = (d.register(()), d.register(()));
+    d.request(a, TURN, d.generation());
+    d.request(b, TURN, d.generation());
+    assert_eq!(d.lock().arbiter.unused_budget(), 0);
+    d.withdraw(a);
+    assert_eq!(d.lock().arbiter.unused_budget(), TURN);
+    d.deregister(b);
+    assert_eq!(d.lock().arbiter.unused_budget(), 2 * TURN);
+    assert_eq!(d.take(a).bytes(), 0);
+}
+
+/// Without a limit nobody takes permits.
+#[tokio::test]
+async fn without_a_limit_there_is_no_permit() {
+    let d = Direction::new(Way::Upload, &Tokens, None);
+    let a = d.register(());
+    let (_, w) = waker();
+    assert!(matches!(poll(&d, &w, a, 1), Poll::Ready(None)));
+}
