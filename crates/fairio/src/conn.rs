@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::Error;
 use crate::group::GroupInner;
 use crate::lifecycle::{Event, Status, WritePhase};
-use crate::read_side::ReadSide;
+use crate::read_side::{ReadEnd, ReadSide};
 
 /// Everything about one connection that outlives a single call.
 pub(crate) struct ConnInner<P: Policy> {
@@ -277,5 +277,20 @@ impl<P: Policy> Drop for HandleGuard<P> {
     fn drop(&mut self) {
         self.conn.info.set_close_reason(CloseReason::LocalClose);
         self.conn.event(Event::Release);
+    }
+}
+
+impl<P: Policy> ReadEnd for ConnInner<P> {
+    fn reads_closed(&self) {
+        self.read_q.close();
+    }
+
+    fn peer_closed(&self) {
+        self.info.set_close_reason(CloseReason::PeerClosed);
+        self.read_q.close();
+    }
+
+    fn reads_failed(&self, e: io::Error) {
+        self.fail(e);
     }
 }

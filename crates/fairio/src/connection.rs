@@ -116,7 +116,7 @@ impl<P: Policy> Connection<P> {
         cx: &mut Context<'_>,
         sink: &mut S,
     ) -> Poll<Result<S::Out, Error>> {
-        reading::poll_read(self.inner(), &self.shared.down, poller, cx, sink)
+        reading::poll_read(self.inner(), &self.shared.dirs.down, poller, cx, sink)
             .map(|got| got.ok_or_else(|| self.inner().end_error()))
     }
 
@@ -228,8 +228,8 @@ impl<P: Policy> Connection<P> {
     pub fn set_params(&self, params: P::Params) {
         let c = self.inner();
         *c.params.lock().unwrap_or_else(|e| e.into_inner()) = params.clone();
-        self.shared.up.set_params(c.up, params.clone());
-        self.shared.down.set_params(c.down, params);
+        self.shared.dirs.up.set_params(c.up, params.clone());
+        self.shared.dirs.down.set_params(c.down, params);
     }
 
     /// Caps this connection's own upload and download rates, in bytes per second, beneath the
@@ -242,8 +242,8 @@ impl<P: Policy> Connection<P> {
         let up = crate::config::speed("upload cap", upload)?;
         let down = crate::config::speed("download cap", download)?;
         let c = self.inner();
-        self.shared.up.set_cap(c.up, up);
-        self.shared.down.set_cap(c.down, down);
+        self.shared.dirs.up.set_cap(c.up, up);
+        self.shared.dirs.down.set_cap(c.down, down);
         Ok(())
     }
 

@@ -10,7 +10,7 @@ use fairio_stats::{Meter, Stat};
 
 use crate::Error;
 use crate::config::speed;
-use crate::scheduler::Shared;
+use crate::direction::Directions;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -58,9 +58,10 @@ pub struct Group<P: Policy> {
 /// What a group's handles and members share.
 pub(crate) struct GroupInner<P: Policy> {
     id: u64,
-    /// Weak: the scheduler holds its connections, which hold their group; a strong reference
-    /// back would be a cycle that outlives a runtime dropped with tasks still running.
-    shared: Weak<Shared<P>>,
+    /// The scheduler's directions. Weak: the scheduler holds its connections, which hold their
+    /// group; a strong reference back would be a cycle that outlives a runtime dropped with
+    /// tasks still running.
+    dirs: Weak<Directions<P>>,
     pub(crate) up: Key,
     pub(crate) down: Key,
     params: Mutex<P::Params>,
@@ -77,12 +78,12 @@ struct Book {
 }
 
 impl<P: Policy> GroupInner<P> {
-    pub(crate) fn new(shared: &Arc<Shared<P>>, params: P::Params) -> Self {
-        let up = shared.up.register_group(params.clone());
-        let down = shared.down.register_group(params.clone());
+    pub(crate) fn new(dirs: &Arc<Directions<P>>, params: P::Params) -> Self {
+        let up = dirs.up.register_group(params.clone());
+        let down = dirs.down.register_group(params.clone());
         Self {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            shared: Arc::downgrade(shared),
+            dirs: Arc::downgrade(dirs),
             up,
             down,
             params: Mutex::new(params),
@@ -91,8 +92,8 @@ impl<P: Policy> GroupInner<P> {
         }
     }
 
-    pub(crate) fn belongs_to(&self, shared: &Arc<Shared<P>>) -> bool {
-        std::ptr::eq(self.shared.as_ptr(), Arc::as_ptr(shared))
+    pub(crate) fn belongs_to(&self, dirs: &Arc<Directions<P>>) -> bool {
+        std::ptr::eq(self.dirs.as_ptr(), Arc::as_ptr(dirs))
     }
 
     fn book(&self) -> MutexGuard<'_, Book> {
@@ -117,7 +118,7 @@ impl<P: Policy> GroupInner<P> {
 
 impl<P: Policy> Drop for GroupInner<P> {
     fn drop(&mut self) {
-        if let Some(sh) = self.shared.upgrade() {
+        if let Some(sh) = self.dirs.upgrade() {
             sh.up.deregister_group(self.up);
             sh.down.deregister_group(self.down);
         }
@@ -144,7 +145,7 @@ impl<P: Policy> Group<P> {
         // Held while the arbiters change, so that concurrent calls leave the value read back
         // and the arbiters agreeing.
         let mut stored = self.inner.params.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(sh) = self.inner.shared.upgrade() {
+        if let Some(sh) = self.inner.dirs.upgrade() {
             sh.up.set_group_params(self.inner.up, params.clone());
             sh.down.set_group_params(self.inner.down, params.clone());
         }
@@ -161,7 +162,7 @@ impl<P: Policy> Group<P> {
         let up = speed("group upload cap", upload)?;
         let down = speed("group download cap", download)?;
         let mut stored = self.inner.caps.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(sh) = self.inner.shared.upgrade() {
+        if let Some(sh) = self.inner.dirs.upgrade() {
             sh.up.set_group_cap(self.inner.up, up);
             sh.down.set_group_cap(self.inner.down, down);
         }

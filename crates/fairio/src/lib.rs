@@ -259,7 +259,6 @@ mod io;
 mod ledger;
 mod lifecycle;
 mod panics;
-mod permit;
 mod read_pump;
 mod read_side;
 mod reading;

@@ -20,8 +20,8 @@ use fairio_policy::tuning::MAX_GRANT;
 
 use crate::conn::ConnInner;
 use crate::direction::Direction;
+use crate::direction::Permit;
 use crate::lifecycle::WritePhase;
-use crate::permit::Permit;
 use crate::read_side::Locked;
 
 /// How many bytes the stage and the read queue may hold together under a limit: the queue's

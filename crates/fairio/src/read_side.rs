@@ -21,12 +21,22 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Wake, Waker};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use fairio_fd::{CloseReason, FdReadHalf};
-use fairio_policy::Policy;
+use fairio_fd::FdReadHalf;
 use tokio::io::{AsyncRead, ReadBuf};
 
-use crate::conn::ConnInner;
 use crate::panics::panicked;
+
+/// Where a read side hands the end of the stream on: the connection. A trait, so that the
+/// read side needs nothing of the connection that holds it.
+pub(crate) trait ReadEnd {
+    /// Nothing more comes (the connection's task dropped the read half): readers see the end
+    /// after what is queued.
+    fn reads_closed(&self);
+    /// The peer closed its end: readers see the end after what is queued.
+    fn peer_closed(&self);
+    /// Reading failed: the connection fails with `e`.
+    fn reads_failed(&self, e: io::Error);
+}
 
 /// The read half, and what was read from it and not yet handed on.
 pub(crate) struct ReadSide {
@@ -216,23 +226,20 @@ impl Locked<'_> {
     /// Once the stream has ended and nothing is staged, hands the end on: the connection fails
     /// with the read error, or its read queue closes after what it holds. Returns whether the
     /// end has been handed on (now or before). Idempotent.
-    pub(crate) fn finish<P: Policy>(&mut self, conn: &ConnInner<P>) -> bool {
+    pub(crate) fn finish(&mut self, conn: &impl ReadEnd) -> bool {
         let s = &mut *self.source;
         if s.stage.len > 0 {
             return false;
         }
         match std::mem::replace(&mut s.end, End::Done) {
             // The task has dropped the read half: nothing more comes.
-            End::Open if s.r.is_none() => conn.read_q.close(),
+            End::Open if s.r.is_none() => conn.reads_closed(),
             End::Open => {
                 s.end = End::Open;
                 return false;
             }
-            End::Failed(e) => conn.fail(e),
-            End::Eof => {
-                conn.info.set_close_reason(CloseReason::PeerClosed);
-                conn.read_q.close();
-            }
+            End::Failed(e) => conn.reads_failed(e),
+            End::Eof => conn.peer_closed(),
             End::Done => return true,
         }
         // A pump or reader waiting on the stream may not get a wake-up from it again (a stream

@@ -18,7 +18,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{Checked, speed};
 use crate::conn::{ConnInner, HandleGuard};
-use crate::direction::{Direction, Way};
+use crate::direction::{Direction, Directions, Way};
 use crate::group::{Group, GroupInner};
 use crate::lifecycle::Event;
 use crate::read_side::ReadSide;
@@ -80,8 +80,7 @@ impl<P: Policy> Drop for RootGuard<P> {
 
 pub(crate) struct Shared<P: Policy> {
     pub(crate) config: Checked,
-    pub(crate) up: Arc<Direction<P>>,
-    pub(crate) down: Arc<Direction<P>>,
+    pub(crate) dirs: Arc<Directions<P>>,
     conns: DashMap<u64, Arc<ConnInner<P>>>,
     registry: Arc<Registry>,
     refresher: Mutex<Option<Refresher>>,
@@ -157,8 +156,8 @@ impl<P: Policy> Shared<P> {
     /// Takes a connection out of the scheduler once its task has ended.
     pub(crate) fn forget(&self, conn: &ConnInner<P>) {
         self.conns.remove(&conn.id());
-        self.up.deregister(conn.up);
-        self.down.deregister(conn.down);
+        self.dirs.up.deregister(conn.up);
+        self.dirs.down.deregister(conn.down);
         self.registry.retire(&conn.meter);
         if let Some(g) = &conn.group {
             g.retire(conn.id());
@@ -189,16 +188,18 @@ impl<P: Policy> Scheduler<P> {
         let _enter = runtime.enter();
         let registry = Arc::new(Registry::new(config.moving_average));
         let shared = Arc::new(Shared {
-            up: Arc::new(Direction::new(
-                Way::Upload,
-                &policy,
-                config.max_upload_speed,
-            )),
-            down: Arc::new(Direction::new(
-                Way::Download,
-                &policy,
-                config.max_download_speed,
-            )),
+            dirs: Arc::new(Directions {
+                up: Arc::new(Direction::new(
+                    Way::Upload,
+                    &policy,
+                    config.max_upload_speed,
+                )),
+                down: Arc::new(Direction::new(
+                    Way::Download,
+                    &policy,
+                    config.max_download_speed,
+                )),
+            }),
             refresher: Mutex::new(Some(Refresher::spawn(&registry))),
             registry,
             conns: DashMap::new(),
@@ -208,7 +209,7 @@ impl<P: Policy> Scheduler<P> {
             runtime,
             config,
         });
-        for dir in [&shared.up, &shared.down] {
+        for dir in [&shared.dirs.up, &shared.dirs.down] {
             let fut = Arc::clone(dir).run_timer(shared.cancel.clone());
             shared.tracker.spawn_on(fut, &shared.runtime);
         }
@@ -260,7 +261,7 @@ impl<P: Policy> Scheduler<P> {
             return Err(Error::SchedulerClosed);
         }
         Ok(Group {
-            inner: Arc::new(GroupInner::new(&self.shared, params)),
+            inner: Arc::new(GroupInner::new(&self.shared.dirs, params)),
         })
     }
 
@@ -275,7 +276,7 @@ impl<P: Policy> Scheduler<P> {
         stream: S,
         params: P::Params,
     ) -> Result<Connection<P>, Error> {
-        if !group.inner.belongs_to(&self.shared) {
+        if !group.inner.belongs_to(&self.shared.dirs) {
             drop(stream);
             return Err(Error::InvalidConfig(
                 "the group belongs to another scheduler".to_owned(),
@@ -300,12 +301,12 @@ impl<P: Policy> Scheduler<P> {
         let (r, w) = fd.split();
         let (up_key, down_key) = match &group {
             Some(g) => (
-                sh.up.register_in(g.up, params.clone()),
-                sh.down.register_in(g.down, params.clone()),
+                sh.dirs.up.register_in(g.up, params.clone()),
+                sh.dirs.down.register_in(g.down, params.clone()),
             ),
             None => (
-                sh.up.register(params.clone()),
-                sh.down.register(params.clone()),
+                sh.dirs.up.register(params.clone()),
+                sh.dirs.down.register(params.clone()),
             ),
         };
         let cancel = sh.cancel.child_token();
@@ -352,9 +353,14 @@ impl<P: Policy> Scheduler<P> {
         sh.tracker.spawn_on(
             task::run(
                 Arc::clone(&inner),
-                Arc::clone(sh),
+                Arc::clone(&sh.dirs),
+                sh.config.read_buffer_size,
                 w,
                 task::ReadHalfGuard(Arc::clone(&inner)),
+                {
+                    let sh = Arc::clone(sh);
+                    move |conn: &ConnInner<P>| sh.forget(conn)
+                },
             ),
             &sh.runtime,
         );
@@ -409,6 +415,7 @@ impl<P: Policy> Scheduler<P> {
     /// [`try_set_max_upload_speed`](Self::try_set_max_upload_speed) to have it refused.
     pub fn set_max_upload_speed(&self, bytes_per_sec: Option<u64>) {
         self.shared
+            .dirs
             .up
             .set_limit(bytes_per_sec.map(|v| NonZeroU64::new(v).unwrap_or(NonZeroU64::MIN)));
     }
@@ -418,6 +425,7 @@ impl<P: Policy> Scheduler<P> {
     /// [`try_set_max_download_speed`](Self::try_set_max_download_speed).
     pub fn set_max_download_speed(&self, bytes_per_sec: Option<u64>) {
         self.shared
+            .dirs
             .down
             .set_limit(bytes_per_sec.map(|v| NonZeroU64::new(v).unwrap_or(NonZeroU64::MIN)));
     }
@@ -428,6 +436,7 @@ impl<P: Policy> Scheduler<P> {
     /// [`Error::InvalidConfig`] for `Some(0)`.
     pub fn try_set_max_upload_speed(&self, bytes_per_sec: Option<u64>) -> Result<(), Error> {
         self.shared
+            .dirs
             .up
             .set_limit(speed("max_upload_speed", bytes_per_sec)?);
         Ok(())
@@ -439,6 +448,7 @@ impl<P: Policy> Scheduler<P> {
     /// [`Error::InvalidConfig`] for `Some(0)`.
     pub fn try_set_max_download_speed(&self, bytes_per_sec: Option<u64>) -> Result<(), Error> {
         self.shared
+            .dirs
             .down
             .set_limit(speed("max_download_speed", bytes_per_sec)?);
         Ok(())
@@ -446,12 +456,12 @@ impl<P: Policy> Scheduler<P> {
 
     /// The global upload limit in force.
     pub fn max_upload_speed(&self) -> Option<u64> {
-        self.shared.up.limit().map(NonZeroU64::get)
+        self.shared.dirs.up.limit().map(NonZeroU64::get)
     }
 
     /// The global download limit in force.
     pub fn max_download_speed(&self) -> Option<u64> {
-        self.shared.down.limit().map(NonZeroU64::get)
+        self.shared.dirs.down.limit().map(NonZeroU64::get)
     }
 
     /// Shuts down: turns new registrations away, closes every connection concurrently (each

@@ -14,28 +14,31 @@
 //! says so (or the scheduler stops), counts what the writer held as dropped, takes the
 //! connection out of the scheduler, and only then reports `Ended`.
 
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use fairio_fd::FdWriteHalf;
 use fairio_policy::Policy;
 
 use crate::conn::ConnInner;
+use crate::direction::{Direction, Directions};
 use crate::lifecycle::Event;
 use crate::panics::{Caught, panicked};
-use crate::scheduler::Shared;
 use crate::{read_pump, write_pump};
 
-/// Runs one connection until it ends, then takes it out of the scheduler. The stream is closed
-/// when this returns: the write half is `w`, and the read half, in the connection's read side,
-/// goes with `_read_half`.
+/// Runs one connection until it ends, then takes it out of the scheduler with `forget`. The
+/// stream is closed when this returns: the write half is `w`, and the read half, in the
+/// connection's read side, goes with `_read_half`.
 pub(crate) async fn run<P: Policy>(
     conn: Arc<ConnInner<P>>,
-    shared: Arc<Shared<P>>,
+    dirs: Arc<Directions<P>>,
+    read_buffer_size: NonZeroUsize,
     w: FdWriteHalf,
     _read_half: ReadHalfGuard<P>,
+    forget: impl FnOnce(&ConnInner<P>),
 ) {
-    let reader = read_pump::run(&conn, &shared.down, shared.config.read_buffer_size);
-    let writer = writer(&conn, &shared, w);
+    let reader = read_pump::run(&conn, &dirs.down, read_buffer_size);
+    let writer = writer(&conn, &dirs.up, w);
     // A panic in a pump (a stream whose write panics) ends this connection with an error, as
     // an I/O error would; the end below still runs, so the connection leaves the scheduler
     // and its handles learn of it.
@@ -57,7 +60,7 @@ pub(crate) async fn run<P: Policy>(
     hand_on_staged(&conn);
     let left = conn.take_unsent();
     conn.read_q.close();
-    shared.forget(&conn);
+    forget(&conn);
     conn.event(Event::Ended { dropped: left });
     conn.drained.notify_waiters();
 }
@@ -90,9 +93,9 @@ impl<P: Policy> Drop for ReadHalfGuard<P> {
 }
 
 /// Runs the write pump until it has flushed (and sent FIN), failed, or been told to abort.
-async fn writer<P: Policy>(conn: &ConnInner<P>, shared: &Shared<P>, mut w: FdWriteHalf) {
+async fn writer<P: Policy>(conn: &ConnInner<P>, up: &Direction<P>, mut w: FdWriteHalf) {
     let outcome = tokio::select! {
-        r = write_pump::run(conn, &shared.up, &mut w) => Some(r),
+        r = write_pump::run(conn, up, &mut w) => Some(r),
         _ = conn.until(|s| s.abort) => None,
         // Released with bytes still queued: they have the linger to go, then they are dropped
         // and counted, as a close with that timeout would.

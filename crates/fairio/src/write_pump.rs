@@ -23,7 +23,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use crate::batch::{Batch, MAX_IOV};
 use crate::conn::ConnInner;
 use crate::direction::Direction;
-use crate::permit::Permit;
+use crate::direction::Permit;
 
 /// The most bytes taken from the write queue for one (vectored) write. Under a limit a write
 /// is also bounded by the grants (at most 64 KiB each). Without one, large writes matter: on

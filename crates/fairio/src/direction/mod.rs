@@ -24,7 +24,6 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::ledger::{Ledger, Wakes};
-use crate::permit::Permit;
 use crate::sync::{AtomicBool, AtomicU64, Mutex, MutexGuard, Ordering, now};
 
 /// Which way bytes move.
@@ -60,6 +59,12 @@ pub(crate) struct Direction<P: Policy> {
     timer: Notify,
     /// Wakes every pump whose write was started under the limit now replaced.
     changed: Notify,
+}
+
+/// A scheduler's two directions, shared by its connections and groups.
+pub(crate) struct Directions<P: Policy> {
+    pub(crate) up: std::sync::Arc<Direction<P>>,
+    pub(crate) down: std::sync::Arc<Direction<P>>,
 }
 
 #[derive(Debug)]
@@ -409,6 +414,10 @@ impl<P: Policy> Direction<P> {
         wakes.wake(|| {});
     }
 }
+
+mod permit;
+
+pub(crate) use permit::Permit;
 
 #[cfg(test)]
 mod tokens;

@@ -7,7 +7,7 @@
 
 use fairio_policy::{Key, Policy};
 
-use crate::direction::Direction;
+use super::Direction;
 
 /// Bytes a connection may move now, under the limit of one generation.
 pub(crate) struct Permit<'a, P: Policy> {
