@@ -169,7 +169,10 @@ impl Locked<'_> {
     /// Whether the stream says when it has something to read (TCP), so that the pump can wait
     /// for bytes before it takes a permit, and read within it.
     pub(crate) fn reports_readiness(&self) -> bool {
-        self.source.r.as_ref().is_some_and(FdReadHalf::reports_readiness)
+        self.source
+            .r
+            .as_ref()
+            .is_some_and(FdReadHalf::reports_readiness)
     }
 
     /// Ready once the stream has something to read, or has ended (then `false`); see

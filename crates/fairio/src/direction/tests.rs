@@ -141,3 +141,53 @@ async fn without_a_limit_there_is_no_permit() {
     let (_, w) = waker();
     assert!(matches!(poll(&d, &w, a, 1), Poll::Ready(None)));
 }
+
+/// The pump takes a grant, a second one lands in the ledger (decided by the timer, or on
+/// another thread), then the pump asks for the rest of what it holds: the second grant counts,
+/// and no more than the bytes asked for are granted in all.
+#[tokio::test(start_paused = true)]
+async fn a_grant_that_lands_before_a_request_is_not_granted_twice() {
+    use fairio_policy::EqualShare;
+
+    let want = 1 << 20;
+    // 64 KiB a millisecond: the request takes many.
+    let d = Direction::new(Way::Download, &EqualShare, NonZeroU64::new(64 << 20));
+    let key = d.register(());
+    let generation = d.generation();
+    d.request(key, want, generation);
+    // Lets time pass until the ledger holds something; what it holds, or 0 if nothing comes.
+    async fn landed(d: &Direction<EqualShare>, key: Key) -> u64 {
+        // Bounded: a grant's budget comes within a millisecond.
+        for _ in 0..100 {
+            let held = d.lock().ledger.held(key);
+            if held > 0 {
+                return held;
+            }
+            tokio::time::advance(std::time::Duration::from_millis(1)).await;
+            d.refilled();
+        }
+        0
+    }
+    /// Takes what the ledger holds, all spent.
+    fn spend_all(d: &Direction<EqualShare>, key: Key) -> u64 {
+        let mut p = d.take(key);
+        let n = p.bytes();
+        p.spend(n);
+        n
+    }
+    assert!(landed(&d, key).await > 0);
+    let first = spend_all(&d, key);
+    assert!(first < want, "{first}");
+    let second = landed(&d, key).await;
+    assert!(second > 0, "a second grant lands in the ledger");
+    d.request(key, want - first, generation);
+    let mut granted = first;
+    // Bounded: every grant is at least one byte of what is asked.
+    for _ in 0..10_000 {
+        if landed(&d, key).await == 0 {
+            break;
+        }
+        granted += spend_all(&d, key);
+    }
+    assert_eq!(granted, want, "granted {granted} for {want} asked");
+}
