@@ -108,8 +108,13 @@
 //!   `B` = [`tuning::burst`] ≤ `max(64 KiB, limit × 50 ms)`.
 //! - **Run-time changes.** A new limit replaces the GCRA with one that starts with the burst
 //!   that was available (no fresh burst, no stall), and applies at the next decision; the
-//!   scheduler wakes its dispatcher so that no wait computed at the old rate survives. Weights
-//!   and caps apply from the connection's next grant.
+//!   scheduler wakes its budget timer so that no wait computed at the old rate survives. A limit
+//!   newly imposed (none before) starts with an empty budget: connections take permits as they
+//!   ask, so a budget there at the start would go to whoever asked first. Weights and caps
+//!   apply from the connection's next grant.
+//! - **A turn starts when it is granted.** A decision that ends in a wait for the global budget
+//!   leaves the connection at the head of the round with its turn not yet reckoned: its
+//!   quantum is computed when the budget comes, among the connections active then.
 //! - **No limit, no cost.** With no global limit the scheduler does not consult the arbiter at
 //!   all: no timer and no shared lock.
 //!
