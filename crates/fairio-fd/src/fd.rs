@@ -210,23 +210,6 @@ impl FdReadHalf {
     pub fn info(&self) -> &Arc<FdInfo> {
         &self.info
     }
-
-    /// Ready once the stream has something to read (bytes, its end, or an error); for a TCP
-    /// stream, once the kernel reports it readable. Other streams cannot tell without reading,
-    /// and are always ready.
-    ///
-    /// A reader that reads only within a budget waits here without holding any of it.
-    ///
-    /// # Errors
-    /// The socket's error, if it has one.
-    pub fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.inner.poll_read_ready(cx)
-    }
-
-    /// Whether [`poll_read_ready`](Self::poll_read_ready) tells anything: a TCP stream.
-    pub fn reports_readiness(&self) -> bool {
-        self.inner.is_tcp()
-    }
 }
 
 impl fmt::Debug for FdReadHalf {

@@ -103,25 +103,6 @@ impl Reading {
             Self::Any(r) => r,
         }
     }
-
-    pub(crate) fn is_tcp(&self) -> bool {
-        match self {
-            #[cfg(not(loom))]
-            Self::Tcp(_) => true,
-            Self::Any(_) => false,
-        }
-    }
-
-    pub(crate) fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self {
-            #[cfg(not(loom))]
-            Self::Tcp(r) => r.as_ref().poll_read_ready(cx),
-            Self::Any(_) => {
-                let _ = cx;
-                Poll::Ready(Ok(()))
-            }
-        }
-    }
 }
 
 /// A write half.

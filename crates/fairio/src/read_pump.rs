@@ -13,7 +13,6 @@
 use std::future::poll_fn;
 use std::num::NonZeroUsize;
 use std::pin::pin;
-use std::task::Poll;
 
 use bytes::Bytes;
 use fairio_policy::Policy;
@@ -23,7 +22,7 @@ use crate::conn::ConnInner;
 use crate::direction::Direction;
 use crate::direction::Permit;
 use crate::lifecycle::WritePhase;
-use crate::read_side::{Locked, Polled};
+use crate::read_side::Locked;
 
 /// How many bytes the stage and the read queue may hold together under a limit: the queue's
 /// bound, and at least one read buffer; with an unbounded queue, two of the largest grants.
@@ -83,21 +82,15 @@ pub(crate) async fn run<P: Policy>(conn: &ConnInner<P>, dir: &Direction<P>, rbs:
         }
         // Deliver what the ledger holds, then ask for the rest of the stage.
         let mut grant = dir.take(key);
-        let (staged, ended, direct) = {
+        let (staged, ended) = {
             let mut side = conn.read_side.lock();
             if !deliver_granted(conn, &mut side, &mut grant) || side.finish(conn) {
                 return;
             }
-            (side.staged(), side.is_ended(), side.reports_readiness())
+            (side.staged(), side.is_ended())
         };
         // The grant's rest goes back, outside the read side's lock.
         drop(grant);
-        if direct && staged == 0 && !ended {
-            if !read_direct(conn, dir, generation, ahead, rbs, &mut asked).await {
-                return;
-            }
-            continue;
-        }
         if staged > 0 {
             dir.request(key, staged as u64, generation);
             asked = true;
@@ -123,88 +116,6 @@ pub(crate) async fn run<P: Policy>(conn: &ConnInner<P>, dir: &Direction<P>, rbs:
             }
         }
     }
-}
-
-/// Under a limit, on a stream that says when it has bytes (TCP): waits for bytes without
-/// asking for anything, then takes a permit for as many bytes as the read queue has room for,
-/// and reads within it, straight into the read queue, as far as the stream has bytes. The
-/// demand is the room, not what one read buffer holds, so a connection with small read
-/// buffers still uses its whole turn; the permit's rest goes back at once when the stream has
-/// fewer bytes. Returns `false` once the read queue is closed.
-async fn read_direct<P: Policy>(
-    conn: &ConnInner<P>,
-    dir: &Direction<P>,
-    generation: u64,
-    ahead: usize,
-    rbs: usize,
-    asked: &mut bool,
-) -> bool {
-    let key = conn.down;
-    let mut changed = pin!(dir.changed());
-    changed.as_mut().enable();
-    if dir.generation() != generation {
-        return true;
-    }
-    let room = ahead.saturating_sub(conn.read_q.len_bytes());
-    if room == 0 {
-        if std::mem::take(asked) {
-            dir.withdraw(key);
-        }
-        return tokio::select! {
-            biased;
-            () = changed => true,
-            open = conn.read_q.wait_below(ahead) => open,
-        };
-    }
-    // Bytes first: a connection whose peer sends nothing holds no demand and no grant.
-    let readable = poll_fn(|cx| {
-        let r = conn.read_side.lock().poll_read_ready(cx);
-        if r.is_pending() && std::mem::take(asked) {
-            dir.withdraw(key);
-        }
-        r
-    });
-    tokio::select! {
-        biased;
-        () = changed.as_mut() => return true,
-        _ = readable => {}
-    }
-    *asked = true;
-    let permit = tokio::select! {
-        biased;
-        () = changed => return true,
-        p = dir.acquire(key, room as u64) => p,
-    };
-    // No limit any more: the loop hands over to the readers.
-    let Some(mut permit) = permit else {
-        return true;
-    };
-    poll_fn(|cx| {
-        let mut side = conn.read_side.lock();
-        let mut left = room;
-        loop {
-            let max = usize::try_from(permit.bytes())
-                .unwrap_or(usize::MAX)
-                .min(rbs)
-                .min(left);
-            if max == 0 {
-                return Poll::Ready(true);
-            }
-            match side.poll_chunk(cx, max) {
-                Polled::Got(chunk) => {
-                    let n = chunk.len();
-                    permit.spend(n as u64);
-                    left -= n;
-                    if !deliver(conn, chunk) {
-                        return Poll::Ready(false);
-                    }
-                }
-                // The end is handed on by the loop; nothing more to read now.
-                Polled::Ended | Polled::Pending => return Poll::Ready(true),
-            }
-        }
-    })
-    .await
 }
 
 /// Waits until less than one buffer is queued, then reads at most one buffer into the stage.

@@ -166,30 +166,6 @@ impl Locked<'_> {
         }
     }
 
-    /// Whether the stream says when it has something to read (TCP), so that the pump can wait
-    /// for bytes before it takes a permit, and read within it.
-    pub(crate) fn reports_readiness(&self) -> bool {
-        self.source
-            .r
-            .as_ref()
-            .is_some_and(FdReadHalf::reports_readiness)
-    }
-
-    /// Ready once the stream has something to read, or has ended (then `false`); see
-    /// [`FdReadHalf::poll_read_ready`]. An error is left for the read to find.
-    pub(crate) fn poll_read_ready(&mut self, cx: &Context<'_>) -> Poll<bool> {
-        let Source { r, end, .. } = &mut *self.source;
-        let (Some(r), End::Open) = (r.as_mut(), &*end) else {
-            return Poll::Ready(false);
-        };
-        match poll_registered(&self.side.fanout, &self.side.waker, cx, |wcx| {
-            r.poll_read_ready(wcx)
-        }) {
-            Poll::Ready(_) => Poll::Ready(true),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-
     /// Reads into the caller's buffer (with room): the number of bytes read.
     pub(crate) fn poll_into(&mut self, cx: &Context<'_>, dst: &mut ReadBuf<'_>) -> Polled<usize> {
         self.poll_stream(cx, |r, _, wcx| {
