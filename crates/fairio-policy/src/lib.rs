@@ -37,9 +37,11 @@
 //!         Decision::Idle => break,
 //!     }
 //! }
-//! // One second at 64 KiB/s, plus at most the documented burst.
-//! assert!(moved <= 64 * 1024 + fairio_policy::tuning::burst(NonZeroU64::new(64 * 1024).unwrap()));
-//! assert!(moved >= 64 * 1024);
+//! // One second at 64 KiB/s, plus at most the documented burst; a new limit starts with an
+//! // empty budget, so the grant due at the second's end is not in it.
+//! let limit = NonZeroU64::new(64 * 1024).unwrap();
+//! assert!(moved <= 64 * 1024 + fairio_policy::tuning::burst(limit));
+//! assert!(moved + fairio_policy::tuning::grant_max(limit) >= 64 * 1024);
 //! ```
 //!
 //! # The algorithm: deficit round robin with a new-flow lane

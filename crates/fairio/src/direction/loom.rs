@@ -82,4 +82,31 @@ mod loom_tests {
             assert_eq!(d.lock().arbiter.unused_budget(), 5 - 3);
         });
     }
+
+    /// A pump takes what the ledger holds while another thread changes the limit: whatever the
+    /// interleaving, bytes granted under the old limit never come out as a permit of the new
+    /// one (the permit's generation is read under the lock that voids the ledger).
+    #[test]
+    fn a_take_racing_a_limit_change_never_passes_old_bytes_off_as_new() {
+        loom::model(|| {
+            let d = Arc::new(Direction::new(Way::Upload, &Tokens, NonZeroU64::new(TURN)));
+            let a = d.register(());
+            d.request(a, TURN, d.generation());
+            let g0 = d.generation();
+            let changer = {
+                let d = Arc::clone(&d);
+                thread::spawn(move || d.set_limit(NonZeroU64::new(5)))
+            };
+            let p = d.take(a);
+            let (g, bytes) = (p.generation(), p.bytes);
+            changer.join().unwrap();
+            assert!(
+                g == g0 || bytes == 0,
+                "{bytes} old bytes taken as generation {g}"
+            );
+            drop(p);
+            // Nothing of the old budget reached the new one.
+            assert_eq!(d.lock().arbiter.unused_budget(), 5);
+        });
+    }
 }

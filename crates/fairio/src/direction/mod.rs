@@ -264,12 +264,15 @@ impl<P: Policy> Direction<P> {
 
     /// Takes what the arbiter has granted the connection so far, as a permit (maybe empty).
     pub(crate) fn take(&self, key: Key) -> Permit<'_, P> {
-        let bytes = self.lock().ledger.take(key);
+        // The permit is made under the lock: a limit changed between the take and a later
+        // read of the generation would pass old bytes off as new.
+        let mut st = self.lock();
+        let bytes = st.ledger.take(key);
         self.permit(key, bytes)
     }
 
-    /// A permit read under the lock, so that its generation is the one its bytes were granted
-    /// under: a change of the limit voids the ledger under the same lock.
+    /// A permit, to be made under the lock, so that its generation is the one its bytes were
+    /// granted under: a change of the limit voids the ledger under the same lock.
     fn permit(&self, key: Key, bytes: u64) -> Permit<'_, P> {
         Permit {
             dir: self,
