@@ -682,10 +682,21 @@ impl<P: FlowWeight> Arbiter for Drr<P> {
         if let Some(global) = self.global.as_mut() {
             global.refund(bytes);
         }
-        // The flow's own cap was charged for them too.
-        if let Some(cap) = self.flows.get_mut(key).and_then(|f| f.cap.as_mut()) {
+        let Some(grant_cap) = self.flows.get(key).map(|f| self.grant_cap(f.weight)) else {
+            return;
+        };
+        let Some(f) = self.flows.get_mut(key) else {
+            return;
+        };
+        // The flow's own cap was charged for them too, and its share credit: a reader that
+        // found fewer bytes than granted has not used its share, and keeps its place in the
+        // fresh lane for its next message.
+        if let Some(cap) = f.cap.as_mut() {
             cap.refund(bytes);
         }
+        let cap = i64::try_from(grant_cap).unwrap_or(i64::MAX);
+        let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
+        f.credit = f.credit.saturating_add(bytes).min(cap.max(f.credit));
     }
 
     fn len(&self) -> usize {
@@ -740,6 +751,30 @@ mod tests {
             }
         }
         (used, now)
+    }
+
+    /// Bytes given back were charged to the flow's share credit too: they go back to it, up
+    /// to one grant, so that a reader that found fewer bytes than granted keeps the fresh lane
+    /// for its next message.
+    #[test]
+    fn unused_bytes_go_back_to_the_share_credit() {
+        let t0 = Instant::now();
+        let mut arb = Drr::<()>::new(Some(nz(1 << 20)), t0);
+        let k = arb.insert((), None, t0);
+        let t = t0 + Duration::from_millis(100);
+        arb.set_demand(k, u64::MAX / 4, t);
+        let Decision::Grant { key, bytes } = arb.next(t) else {
+            panic!("budget for a grant after 100 ms");
+        };
+        assert_eq!(key, k);
+        let credit = |arb: &Drr<()>| arb.flows.get(k).map(|f| f.credit).unwrap();
+        let charged = credit(&arb);
+        arb.unused(k, bytes / 2);
+        assert_eq!(credit(&arb), charged + i64::try_from(bytes / 2).unwrap());
+        // Never above one grant.
+        arb.unused(k, u64::MAX / 8);
+        let cap = i64::try_from(arb.grant_cap(1)).unwrap();
+        assert_eq!(credit(&arb), cap.max(charged));
     }
 
     /// A capped connection that uses half of every grant (a peer that stalls) is refunded on
