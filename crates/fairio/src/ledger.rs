@@ -90,6 +90,8 @@ impl Ledger {
     }
 
     /// Parks `waker` until the connection is granted something (or every grant is voided).
+    /// A waker it replaces is dropped under the direction's lock: the parked wakers are those
+    /// of the connections' own tokio tasks, whose drop only lowers a count.
     pub(crate) fn park(&mut self, key: Key, waker: &Waker) {
         if let Some(flow) = self.flows.get_mut(&key) {
             match &mut flow.waker {

@@ -231,6 +231,8 @@ impl<P: Policy> Direction<P> {
     ) -> Poll<Option<Permit<'_, P>>> {
         let (out, wakes) = {
             let mut st = self.lock();
+            // A key without an entry has been deregistered, which happens only once the
+            // connection's task (its pumps with it) has ended: no caller is left to spin on it.
             if !self.is_limited() || !st.ledger.contains(key) {
                 return Poll::Ready(None);
             }
