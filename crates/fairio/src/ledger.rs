@@ -171,6 +171,29 @@ mod tests {
         assert_eq!(l.held(b), 0, "a closed entry takes nothing");
     }
 
+    /// A park with another waker replaces the one parked (the task that polls last is the
+    /// one to wake); the same waker again is kept, not cloned.
+    #[test]
+    fn the_last_parked_waker_is_the_one_woken() {
+        let mut l = Ledger::default();
+        let (a, _) = two(&mut l);
+        let (first, second) = (Arc::new(Count::default()), Arc::new(Count::default()));
+        l.park(a, &Waker::from(Arc::clone(&first)));
+        l.park(a, &Waker::from(Arc::clone(&second)));
+        let w = Waker::from(Arc::clone(&second));
+        l.park(a, &w);
+        let mut wakes = Wakes::default();
+        l.grant(a, 1, None, &mut wakes);
+        wakes.wake(|| {});
+        assert_eq!(
+            (
+                first.0.load(Ordering::SeqCst),
+                second.0.load(Ordering::SeqCst)
+            ),
+            (0, 1)
+        );
+    }
+
     #[test]
     fn voiding_empties_every_entry_and_wakes_every_parked_task() {
         let mut l = Ledger::default();

@@ -32,12 +32,12 @@ fn dir(budget: u64) -> Direction<Tokens> {
     Direction::new(Way::Download, &Tokens, NonZeroU64::new(budget))
 }
 
-fn poll<'a>(
-    d: &'a Direction<Tokens>,
+fn poll<'a, P: Policy>(
+    d: &'a Direction<P>,
     w: &Waker,
     key: Key,
     want: u64,
-) -> Poll<Option<Permit<'a, Tokens>>> {
+) -> Poll<Option<Permit<'a, P>>> {
     d.poll_acquire(&Context::from_waker(w), key, want)
 }
 
@@ -108,6 +108,7 @@ async fn a_permit_of_an_older_limit_moves_nothing_and_gives_nothing_back() {
     assert!(poll(&d, &wb, b, 5).is_pending());
     d.set_limit(NonZeroU64::new(4));
     assert_eq!(cb.get(), 1, "the parked caller is woken by the change");
+    assert_ne!(pa.generation(), d.generation());
     assert_eq!(pa.bytes(), 0, "void");
     drop(pa);
     // The new budget is exactly the new limit: the old permit gave nothing back.
@@ -115,6 +116,38 @@ async fn a_permit_of_an_older_limit_moves_nothing_and_gives_nothing_back() {
         panic!("asks again under the new limit");
     };
     assert_eq!(pb.bytes(), 4);
+    assert_eq!(pb.generation(), d.generation());
+}
+
+/// A permit in hand takes what the arbiter grants its connection meanwhile (a write under way
+/// uses the next turn without asking again), and only that.
+#[tokio::test]
+async fn a_permit_tops_up_with_later_grants() {
+    let d = dir(3 * TURN);
+    let a = d.register(());
+    let (_, w) = waker();
+    let Poll::Ready(Some(mut p)) = poll(&d, &w, a, 2 * TURN) else {
+        panic!("budget is there");
+    };
+    // Granted in one decision: the whole demand, in turns.
+    assert_eq!(p.bytes(), 2 * TURN);
+    p.spend(TURN + 3);
+    d.request(a, 4, d.generation());
+    p.top_up();
+    assert_eq!(p.bytes(), TURN - 3 + 4);
+    p.top_up();
+    assert_eq!(p.bytes(), TURN - 3 + 4, "nothing more was granted");
+    assert_eq!(
+        d.take(a).bytes(),
+        0,
+        "the ledger was emptied into the permit"
+    );
+    let rest = p.bytes();
+    drop(p);
+    assert_eq!(
+        d.lock().arbiter.unused_budget(),
+        3 * TURN - (2 * TURN + 4) + rest
+    );
 }
 
 /// What the arbiter granted a connection that did not take it goes back when it withdraws,
@@ -190,4 +223,90 @@ async fn a_grant_that_lands_before_a_request_is_not_granted_twice() {
         granted += spend_all(&d, key);
     }
     assert_eq!(granted, want, "granted {granted} for {want} asked");
+}
+
+/// The timer sleeps until the earliest instant the arbiter named: a connection that waits for
+/// the global budget (due in about 2 ms) is served then, though the timer was already set for a
+/// later instant (another connection's cap, about 16 ms off). On the paused clock.
+#[tokio::test(start_paused = true)]
+async fn an_earlier_instant_brings_the_timer_forward() {
+    use fairio_policy::EqualShare;
+    use std::time::Duration;
+    use tokio_util::sync::CancellationToken;
+
+    let d = std::sync::Arc::new(Direction::new(
+        Way::Download,
+        &EqualShare,
+        NonZeroU64::new(1 << 20),
+    ));
+    let cancel = CancellationToken::new();
+    let timer = tokio::spawn(std::sync::Arc::clone(&d).run_timer(cancel.clone()));
+    let (a, b) = (d.register(()), d.register(()));
+    // 1 KiB/s: once its burst is spent, a waits about 16 ms for each 16-byte grant.
+    d.set_cap(a, NonZeroU64::new(1024));
+    tokio::time::advance(Duration::from_millis(100)).await;
+    // Drains a permit at once, as a pump that moved every byte would.
+    fn spent(p: Option<Permit<'_, EqualShare>>) {
+        if let Some(mut p) = p {
+            let n = p.bytes();
+            p.spend(n);
+        }
+    }
+    let (_, w) = waker();
+    // Bounded: a's cap burst is 256 bytes, in grants of at least 16.
+    for _ in 0..100 {
+        match poll(&d, &w, a, 1 << 20) {
+            Poll::Ready(p) => spent(p),
+            Poll::Pending => break,
+        }
+    }
+    let a_due = d.lock().timer_at.expect("a waits for its cap");
+    // b takes the whole global budget, then waits for it, sooner than a's cap.
+    for _ in 0..100 {
+        match poll(&d, &w, b, 1 << 20) {
+            Poll::Ready(p) => spent(p),
+            Poll::Pending => break,
+        }
+    }
+    let b_due = d.lock().timer_at.expect("b waits for the budget");
+    let now = tokio::time::Instant::now().into_std();
+    assert!(b_due < a_due, "{:?} then {:?}", b_due - now, a_due - now);
+    assert!(a_due - now > Duration::from_millis(8), "{:?}", a_due - now);
+    let served = tokio::time::timeout(Duration::from_millis(8), d.acquire(b, 1 << 20)).await;
+    assert!(served.is_ok(), "b was not served before a's instant");
+    drop(served);
+    cancel.cancel();
+    timer.await.unwrap();
+}
+
+/// A connection's weight changed at run time applies from its next turns: weights 1 and 3
+/// (changed from 1) share the limit a quarter and three quarters. The limit reads back.
+#[tokio::test(start_paused = true)]
+async fn a_weight_changed_at_run_time_applies() {
+    use fairio_policy::{Weight, Weighted};
+    use std::time::Duration;
+
+    let limit = NonZeroU64::new(1 << 20);
+    let d = Direction::new(Way::Upload, &Weighted, limit);
+    assert_eq!(d.limit(), limit);
+    let w = |n| Weight::new(n).unwrap();
+    let (a, b) = (d.register(w(1)), d.register(w(1)));
+    d.set_params(b, w(3));
+    // Both backlogged: each asks, takes and spends what it was granted, every millisecond.
+    let take = |k: Key| {
+        d.request(k, 1 << 30, d.generation());
+        let mut p = d.take(k);
+        let n = p.bytes();
+        p.spend(n);
+        n
+    };
+    let (mut got_a, mut got_b) = (0u64, 0u64);
+    for _ in 0..2000 {
+        got_a += take(a);
+        got_b += take(b);
+        tokio::time::advance(Duration::from_millis(1)).await;
+        d.refilled();
+    }
+    let share = got_b as f64 / (got_a + got_b) as f64;
+    assert!((share - 0.75).abs() < 0.02, "b's share {share:.4}");
 }
