@@ -234,13 +234,13 @@ async fn an_earlier_instant_brings_the_timer_forward() {
     use std::time::Duration;
     use tokio_util::sync::CancellationToken;
 
-    let d = std::sync::Arc::new(Direction::new(
+    let d = Arc::new(Direction::new(
         Way::Download,
         &EqualShare,
         NonZeroU64::new(1 << 20),
     ));
     let cancel = CancellationToken::new();
-    let timer = tokio::spawn(std::sync::Arc::clone(&d).run_timer(cancel.clone()));
+    let timer = tokio::spawn(Arc::clone(&d).run_timer(cancel.clone()));
     let (a, b) = (d.register(()), d.register(()));
     // 1 KiB/s: once its burst is spent, a waits about 16 ms for each 16-byte grant.
     d.set_cap(a, NonZeroU64::new(1024));
