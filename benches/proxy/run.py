@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""The proxy benchmark: iperf3 through fairio proxy, HAProxy and nginx's stream module, side by
-side on loopback, no limit.
+"""The proxy benchmark: iperf3 through fairio proxy, HAProxy (with and without `option
+splice-auto`) and nginx's stream module, side by side on loopback, no limit.
 
     python3 benches/proxy/run.py [--secs 5] [--streams 8 64] > benches/results/proxy.jsonl
 
@@ -84,15 +84,17 @@ def start_fairio(listen, up, tmp):
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def start_haproxy(listen, up, tmp):
+def start_haproxy(listen, up, tmp, splice=False):
     cfg = os.path.join(tmp, "haproxy.cfg")
+    # `option splice-auto`: HAProxy moves bytes with splice(2) when it judges it pays.
+    extra = "    option splice-auto\n" if splice else ""
     with open(cfg, "w") as f:
         f.write(f"""global
     nbthread 2
     maxconn 4096
 defaults
     mode tcp
-    timeout connect 5s
+{extra}    timeout connect 5s
     timeout client 60s
     timeout server 60s
 frontend fe
@@ -147,7 +149,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--secs", type=int, default=5)
     ap.add_argument("--streams", type=int, nargs="+", default=[8, 64])
-    ap.add_argument("--only", nargs="+", default=["fairio", "haproxy", "nginx"])
+    ap.add_argument("--only", nargs="+",
+                    default=["fairio", "haproxy", "haproxy-splice", "nginx"])
     a = ap.parse_args()
     need([("iperf3", "iperf3"), ("haproxy", "haproxy"), ("nginx", "nginx-light")])
     tmp = tempfile.mkdtemp(prefix="fairio-proxy-bench-")
@@ -155,7 +158,12 @@ def main():
     server = subprocess.Popen(["iperf3", "-s", "-p", str(up), "-B", "127.0.0.1"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(up)
-    starters = {"fairio": start_fairio, "haproxy": start_haproxy, "nginx": start_nginx}
+    starters = {
+        "fairio": start_fairio,
+        "haproxy": start_haproxy,
+        "haproxy-splice": lambda listen, up, tmp: start_haproxy(listen, up, tmp, splice=True),
+        "nginx": start_nginx,
+    }
     try:
         for name in a.only:
             listen = free_port()
