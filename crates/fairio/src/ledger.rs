@@ -119,21 +119,11 @@ impl Ledger {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::task::Wake;
 
     use fairio_policy::{Arbiter, EqualShare, Policy};
 
     use super::*;
-
-    #[derive(Default)]
-    struct Count(AtomicUsize);
-
-    impl Wake for Count {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
+    use crate::testing::waker;
 
     /// Two distinct keys, each with an entry.
     fn two(ledger: &mut Ledger) -> (Key, Key) {
@@ -149,20 +139,16 @@ mod tests {
     fn a_grant_wakes_the_parked_task_once_and_not_the_running_one() {
         let mut l = Ledger::default();
         let (a, b) = two(&mut l);
-        let (ca, cb) = (Arc::new(Count::default()), Arc::new(Count::default()));
-        l.park(a, &Waker::from(Arc::clone(&ca)));
-        l.park(b, &Waker::from(Arc::clone(&cb)));
+        let ((ca, wa), (cb, wb)) = (waker(), waker());
+        l.park(a, &wa);
+        l.park(b, &wb);
         let mut wakes = Wakes::default();
         l.grant(a, 10, Some(b), &mut wakes);
         l.grant(a, 5, Some(b), &mut wakes);
         l.grant(b, 7, Some(b), &mut wakes);
         wakes.wake(|| panic!("no timer"));
-        assert_eq!(ca.0.load(Ordering::SeqCst), 1, "woken once for two grants");
-        assert_eq!(
-            cb.0.load(Ordering::SeqCst),
-            0,
-            "the running caller looks itself"
-        );
+        assert_eq!(ca.get(), 1, "woken once for two grants");
+        assert_eq!(cb.get(), 0, "the running caller looks itself");
         assert_eq!((l.held(a), l.take(a), l.take(a)), (15, 15, 0));
         assert_eq!(l.close(b), 7);
         assert!(!l.contains(b));
@@ -177,29 +163,23 @@ mod tests {
     fn the_last_parked_waker_is_the_one_woken() {
         let mut l = Ledger::default();
         let (a, _) = two(&mut l);
-        let (first, second) = (Arc::new(Count::default()), Arc::new(Count::default()));
-        l.park(a, &Waker::from(Arc::clone(&first)));
+        let ((first, w1), (second, w2)) = (waker(), waker());
+        l.park(a, &w1);
+        l.park(a, &w2);
+        // Another waker of the same task.
         l.park(a, &Waker::from(Arc::clone(&second)));
-        let w = Waker::from(Arc::clone(&second));
-        l.park(a, &w);
         let mut wakes = Wakes::default();
         l.grant(a, 1, None, &mut wakes);
         wakes.wake(|| {});
-        assert_eq!(
-            (
-                first.0.load(Ordering::SeqCst),
-                second.0.load(Ordering::SeqCst)
-            ),
-            (0, 1)
-        );
+        assert_eq!((first.get(), second.get()), (0, 1));
     }
 
     #[test]
     fn voiding_empties_every_entry_and_wakes_every_parked_task() {
         let mut l = Ledger::default();
         let (a, b) = two(&mut l);
-        let c = Arc::new(Count::default());
-        l.park(a, &Waker::from(Arc::clone(&c)));
+        let (c, w) = waker();
+        l.park(a, &w);
         let mut wakes = Wakes::default();
         l.grant(b, 9, None, &mut wakes);
         l.void_all(&mut wakes);
@@ -207,7 +187,7 @@ mod tests {
         wakes.timer = true;
         wakes.wake(|| timer = true);
         assert!(timer);
-        assert_eq!(c.0.load(Ordering::SeqCst), 1);
+        assert_eq!(c.get(), 1);
         assert_eq!((l.held(a), l.held(b)), (0, 0));
         assert_eq!(l.keys().count(), 2);
     }

@@ -266,6 +266,8 @@ mod report;
 mod scheduler;
 mod sync;
 mod task;
+#[cfg(test)]
+mod testing;
 mod write_pump;
 
 pub use config::{Config, MAX_READ_BUFFER_SIZE, MAX_UNSENT_LIMIT};

@@ -19,8 +19,7 @@ use fairio_policy::Policy;
 use fairio_policy::tuning::MAX_GRANT;
 
 use crate::conn::ConnInner;
-use crate::direction::Direction;
-use crate::direction::Permit;
+use crate::direction::{Direction, Permit};
 use crate::lifecycle::WritePhase;
 use crate::read_side::Locked;
 

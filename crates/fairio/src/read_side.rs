@@ -366,18 +366,13 @@ impl Stage {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    struct Task;
-
-    impl Wake for Task {
-        fn wake(self: Arc<Self>) {}
-    }
+    use crate::testing::Count;
 
     /// Wakers of tasks that polled once and went away do not pile up.
     #[test]
     fn the_fanout_keeps_a_bounded_list() {
         let fanout = Fanout::default();
-        let tasks: Vec<Arc<Task>> = (0..1000).map(|_| Arc::new(Task)).collect();
+        let tasks: Vec<Arc<Count>> = (0..1000).map(|_| Arc::default()).collect();
         for t in &tasks {
             fanout.add(&Waker::from(Arc::clone(t)));
         }
@@ -390,30 +385,20 @@ mod tests {
     /// at every addition.
     #[test]
     fn many_live_waiters_settle() {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-
-        struct Counting(AtomicUsize);
-        impl Wake for Counting {
-            fn wake(self: Arc<Self>) {
-                self.0.fetch_add(1, Ordering::Relaxed);
-            }
-        }
         let fanout = Fanout::default();
-        let tasks: Vec<Arc<Counting>> = (0..40)
-            .map(|_| Arc::new(Counting(AtomicUsize::new(0))))
-            .collect();
+        let tasks: Vec<Arc<Count>> = (0..40).map(|_| Arc::default()).collect();
         // Each round, every task that was woken lists itself again, as a live waiter does.
         let mut listed = vec![false; tasks.len()];
         for _ in 0..10 {
             for (i, t) in tasks.iter().enumerate() {
-                let woken = t.0.swap(0, Ordering::Relaxed) > 0;
+                let woken = t.take() > 0;
                 if !listed[i] || woken {
                     fanout.add(&Waker::from(Arc::clone(t)));
                     listed[i] = true;
                 }
             }
         }
-        let wakes: usize = tasks.iter().map(|t| t.0.load(Ordering::Relaxed)).sum();
+        let wakes: usize = tasks.iter().map(|t| t.get()).sum();
         assert_eq!(wakes, 0, "settled: no task woken in the last round");
         assert_eq!(fanout.len(), 40);
     }

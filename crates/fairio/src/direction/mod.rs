@@ -403,9 +403,7 @@ impl<P: Policy> Direction<P> {
             }
         }
     }
-}
 
-impl<P: Policy> Direction<P> {
     /// The timer's step at the arbiter's instant: decides, and wakes whom it chose. The timer
     /// reads its next instant itself, so it is not woken for it.
     fn refilled(&self) {

@@ -2,31 +2,11 @@
 //! what goes back.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering as O};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll, Waker};
 
 use super::tokens::{TURN, Tokens};
 use super::*;
-
-#[derive(Default)]
-struct Count(AtomicUsize);
-
-impl Wake for Count {
-    fn wake(self: Arc<Self>) {
-        self.0.fetch_add(1, O::SeqCst);
-    }
-}
-
-impl Count {
-    fn get(&self) -> usize {
-        self.0.load(O::SeqCst)
-    }
-}
-
-fn waker() -> (Arc<Count>, Waker) {
-    let c = Arc::new(Count::default());
-    (Arc::clone(&c), Waker::from(c))
-}
+use crate::testing::waker;
 
 fn dir(budget: u64) -> Direction<Tokens> {
     Direction::new(Way::Download, &Tokens, NonZeroU64::new(budget))
