@@ -76,18 +76,26 @@ fn separate(s: &mut Scenario, groups: &mut Groups) {
             }
         }
         for g in 0..groups.specs.len() {
-            if let Some(cap) = groups.specs[g].1 {
-                let part: f64 = (0..s.conns.len())
-                    .filter(|&i| groups.of[i] == Some(g))
-                    .map(|i| shares[i])
-                    .sum();
-                let ratio = part / cap as f64;
-                // A cap the group does not reach by far is harmless; one it reaches is either
-                // clearly binding (its members want far more) or removed.
-                if ratio > 0.7 && ratio < 0.999 {
-                    groups.specs[g].1 = None;
-                    changed = true;
-                }
+            let Some(cap) = groups.specs[g].1 else {
+                continue;
+            };
+            // What the group would get without its cap. A cap far above it is harmless and
+            // one far below it clearly binds; one close to it, on either side, is removed. A
+            // cap that binds only just (the group's share a few percent above it) holds its
+            // group to the cap only once the cap's reserve is spent, which at a small excess
+            // takes longer than the first window: `a_cap_that_binds_only_just` checks that
+            // case against the cap's own bound.
+            let mut uncapped = groups.clone();
+            uncapped.specs[g].1 = None;
+            let free = tree_water_fill(s.limit as f64, s, &uncapped);
+            let part: f64 = (0..s.conns.len())
+                .filter(|&i| groups.of[i] == Some(g))
+                .map(|i| free[i])
+                .sum();
+            let ratio = part / cap as f64;
+            if ratio > 0.7 && ratio < 1.0 / 0.7 {
+                groups.specs[g].1 = None;
+                changed = true;
             }
         }
         if !changed {
@@ -287,5 +295,60 @@ fn a_slow_consumers_part_goes_to_its_sibling_first() {
             "{sibling} + {consumed}"
         );
         assert!((other / half - 1.0).abs() <= 0.02, "{other}");
+    }
+}
+
+/// A group cap that binds only just: the group's share without it is 2.3% above it (the case
+/// CI's random seed found, kept in groups.proptest-regressions). The cap starts with a reserve
+/// of two of its grants, so that a connection's first grant after idle goes at once; a group
+/// only 2.3% above its cap spends that reserve over about 400 ms, and meanwhile takes the
+/// excess from the uncapped group. Checked against the cap's own bound in every window, and
+/// against the oracle once the reserve is spent.
+#[test]
+fn a_cap_that_binds_only_just() {
+    let backlogged = |_| Conn::backlogged(1);
+    let s = Scenario {
+        limit: 1 << 20,
+        conns: (0..3).map(backlogged).collect(),
+        duration: 2 * SEC,
+        limit_changes: vec![],
+    };
+    let (near, small) = (712_759u64, 110_951u64);
+    let g = Groups {
+        specs: vec![(7, Some(near)), (8, Some(small)), (2, None)],
+        of: vec![Some(2), Some(0), Some(1)],
+    };
+    let tr = simulate_grouped(&s, &g, true);
+    let ix = tr.index();
+    let shares = tree_water_fill(s.limit as f64, &s, &g);
+    // Two grants of 5 ms of the cap, as `Cap::new` keeps (tuning's cap grant).
+    let reserve = |cap: u64| 2.0 * cap as f64 * 0.005;
+    let step = 50 * MS;
+    for a in (0..s.duration).step_by(usize::try_from(step).unwrap()) {
+        for b in ((a + step)..=s.duration).step_by(usize::try_from(step).unwrap()) {
+            let secs = (b - a) as f64 / SEC as f64;
+            for (i, cap) in [(1, near), (2, small)] {
+                let got = ix.bytes(i, a, b) as f64;
+                let bound = cap as f64 * secs + reserve(cap) + ix.largest(i) as f64;
+                assert!(
+                    got <= bound,
+                    "conn {i} in [{a}, {b}): {got} over its cap's {bound:.0}"
+                );
+            }
+        }
+    }
+    // Once the reserve is spent, each within 2% of the oracle, in every window.
+    let mut a = 500 * MS;
+    while a + WINDOW <= s.duration {
+        let b = a + WINDOW;
+        for (i, share) in shares.iter().enumerate() {
+            let expected = share * WINDOW as f64 / SEC as f64;
+            let got = ix.bytes(i, a, b) as f64;
+            assert!(
+                (got - expected).abs() <= 0.02 * expected,
+                "conn {i} in [{a}, {b}): got {got}, oracle {expected:.0}"
+            );
+        }
+        a = b;
     }
 }
