@@ -19,6 +19,12 @@
 //! is a group of its own: the flat behaviour below is unchanged. Inside a group, a turn goes to
 //! the connection with the smallest virtual time (bytes granted over weight); see [`Tree`].
 //!
+//! [`Htb`] shares like Linux HTB in a tree of any depth (class -> address -> connection, say):
+//! each node has a weight, an optional guarantee and an optional ceiling, all changeable at run
+//! time, and the tree is max-min fair and work-conserving at every level (the rule is stated on
+//! [`Htb`], and checked against an independent oracle in `tests/htb`). It is an arbiter of its
+//! own for now: [`EqualShare`] and [`Weighted`] still make the two-level [`Tree`].
+//!
 //! ```
 //! use std::num::NonZeroU64;
 //! use std::time::{Duration, Instant};
@@ -149,6 +155,7 @@ mod drr;
 mod equal;
 mod gcra;
 mod held;
+mod htb;
 mod lanes;
 mod members;
 mod policy;
@@ -163,6 +170,7 @@ mod window;
 
 pub use drr::{Drr, FlowWeight};
 pub use equal::EqualShare;
+pub use htb::{Class, ClassError, Htb};
 pub use policy::{Arbiter, Decision, Policy};
 pub use slab::Key;
 pub use tree::Tree;

@@ -1,0 +1,705 @@
+//! [`Htb`]: classes that share like Linux HTB, in a tree of any depth. Each node has a weight,
+//! an optional guarantee and an optional ceiling, all changeable at run time.
+
+mod choose;
+mod node;
+mod pace;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::num::NonZeroU64;
+use std::time::Instant;
+
+use choose::{Held, Walk, choose};
+pub use node::Class;
+use node::{Clocks, Kind, Node, ceiling_pace, guarantee_pace, tolerance};
+use pace::Pace;
+
+use crate::clock::Epoch;
+use crate::drr::FlowWeight;
+use crate::policy::{Arbiter, Decision};
+use crate::slab::{Key, Slab};
+use crate::tuning::{GRANT_HORIZON_NANOS, MAX_GRANT, bytes_in, floor, gcra_burst};
+
+/// Why a class was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClassError {
+    /// The key names no group (or a removed one) where a group was needed, or no node at all.
+    NoSuchNode,
+    /// A guarantee above the node's own ceiling.
+    GuaranteeAboveCeiling {
+        /// The guarantee asked for, in bytes per second.
+        guarantee: u64,
+        /// The node's ceiling.
+        ceiling: u64,
+    },
+    /// The guarantees of a group's children would sum to more than the group's ceiling.
+    GuaranteesAboveParentCeiling {
+        /// What the children's guarantees would sum to, in bytes per second.
+        guarantees: u64,
+        /// The parent's ceiling.
+        ceiling: u64,
+    },
+}
+
+impl fmt::Display for ClassError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoSuchNode => write!(f, "no such group or connection"),
+            Self::GuaranteeAboveCeiling { guarantee, ceiling } => write!(
+                f,
+                "a guarantee of {guarantee} B/s is above the class's ceiling of {ceiling} B/s"
+            ),
+            Self::GuaranteesAboveParentCeiling {
+                guarantees,
+                ceiling,
+            } => write!(
+                f,
+                "the guarantees inside a group would sum to {guarantees} B/s, above its \
+                 ceiling of {ceiling} B/s"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ClassError {}
+
+/// An arbiter that shares like Linux HTB, in a tree of any depth.
+///
+/// Connections are leaves; [`Arbiter::insert`] puts one under the root, and
+/// [`Arbiter::insert_into`] into a group. [`insert_group_in`](Self::insert_group_in) nests
+/// groups. A connection's own cap is its ceiling.
+///
+///
+/// # The sharing rule
+///
+/// At every group, with the allowance `A` the group gets from its parent (the global limit at
+/// the root):
+///
+/// 1. each child with bytes to move gets its guarantee, or its demand if that is smaller, and
+///    never more than its ceiling;
+/// 2. what is left of `A` is shared among the children that want more, by weight, each up to
+///    its ceiling (or its demand), max-min fair: what one cannot use goes to its siblings;
+/// 3. a group's demand is what its children want, up to its ceiling; what a whole group cannot
+///    use goes to its siblings, then upward. The rule is work-conserving at every level.
+///
+/// When the guarantees of a group's children do not fit in its allowance (more guaranteed than
+/// the global limit, or than the parent's own guarantee, when the parent gets no more), they
+/// are met in proportion: each child gets the same fraction of its guarantee (up to its
+/// demand), and nothing is left to share by weight. A guarantee that could never fit is
+/// refused: one above the node's own ceiling, or one that makes its siblings' guarantees sum to
+/// more than their parent's ceiling ([`ClassError`]).
+///
+/// # How
+///
+/// Each decision walks from the root to a leaf, taking at each level the child that is most
+/// behind: first the children still owed guaranteed bytes (their guarantee's arrival time is
+/// not ahead of now), the most behind first; then the others by the start of their next turn in
+/// virtual time (bytes moved beyond the guarantee over the weight: start-time fair queueing,
+/// where a child back from idle starts at its group's virtual time, so it neither catches up
+/// nor falls behind). A child whose ceiling has no room is passed over until it has. Nothing is
+/// charged until the global budget allows the grant; then every node on the path is charged
+/// its ceiling, and either its guarantee or its virtual time.
+///
+/// Grants are at most 5 ms of the limit over the number of connections with bytes to move,
+/// within [the floor](crate::tuning::floor) and [`MAX_GRANT`](crate::tuning::MAX_GRANT).
+///
+/// ```
+/// use std::num::NonZeroU64;
+/// use std::time::{Duration, Instant};
+/// use fairio_policy::{Arbiter, Class, Decision, Htb};
+///
+/// let t0 = Instant::now();
+/// let mib = |n: u64| NonZeroU64::new(n << 20);
+/// let mut htb = Htb::<()>::new(mib(8), t0);
+/// // A class guaranteed 6 MiB/s beside one guaranteed nothing, one connection in each.
+/// let gold = htb.insert_group_in(None, (), Class::new(mib(6), None), t0).unwrap();
+/// let rest = htb.insert_group_in(None, (), Class::default(), t0).unwrap();
+/// let (g, r) = (htb.insert_into(gold, (), None, t0), htb.insert_into(rest, (), None, t0));
+/// htb.set_demand(g, u64::MAX / 4, t0);
+/// htb.set_demand(r, u64::MAX / 4, t0);
+/// let (mut to_gold, mut total, mut now) = (0, 0, t0);
+/// while now < t0 + Duration::from_secs(2) {
+///     match htb.next(now) {
+///         Decision::Grant { key, bytes } => {
+///             total += bytes;
+///             to_gold += if key == g { bytes } else { 0 };
+///         }
+///         Decision::Wait { until } => now = until,
+///         Decision::Idle => break,
+///     }
+/// }
+/// // 6 MiB/s guaranteed, and half of the other 2: 7 of 8.
+/// assert!((to_gold as f64 / total as f64 - 7.0 / 8.0).abs() < 0.01);
+/// ```
+pub struct Htb<P> {
+    nodes: Slab<Node<P>>,
+    root: Key,
+    leaves: usize,
+    active_leaves: usize,
+    global: Option<Pace>,
+    epoch: Epoch,
+    now: u64,
+    walk: Walk,
+}
+
+impl<P> fmt::Debug for Htb<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Htb")
+            .field("leaves", &self.leaves)
+            .field("active_leaves", &self.active_leaves)
+            .field("limit", &self.global.map(|g| g.rate()))
+            .finish_non_exhaustive()
+    }
+}
+
+fn global_pace(limit: NonZeroU64, old: Option<Pace>, now: u64) -> Pace {
+    let burst = gcra_burst(limit);
+    let tolerance = u64::try_from(u128::from(burst) * 1_000_000_000 / u128::from(limit.get()))
+        .unwrap_or(u64::MAX);
+    match old {
+        Some(p) => p.with_rate(limit, tolerance, now),
+        // A limit newly in force starts empty, as `Drr`'s does: its burst builds up only
+        // while the limit is not used in full, and none is there for whoever asks first.
+        None => Pace::empty(limit, tolerance, now),
+    }
+}
+
+impl<P: FlowWeight> Htb<P> {
+    /// A tree with only its root, under a global `limit` (bytes per second; `None`:
+    /// unlimited), starting at `now`.
+    pub fn new(limit: Option<NonZeroU64>, now: Instant) -> Self {
+        let mut nodes = Slab::new();
+        let root = nodes.insert(Node::new(None, P::default(), 1, group_kind()));
+        Self {
+            nodes,
+            root,
+            leaves: 0,
+            active_leaves: 0,
+            global: limit.map(|l| global_pace(l, None, 0)),
+            epoch: Epoch::new(now),
+            now: 0,
+            walk: Walk::default(),
+        }
+    }
+
+    fn tick(&mut self, now: Instant) -> u64 {
+        self.now = self.now.max(self.epoch.nanos(now));
+        self.now
+    }
+
+    fn is_group(&self, key: Key) -> bool {
+        matches!(
+            self.nodes.get(key),
+            Some(Node {
+                kind: Kind::Group {
+                    orphaned: false,
+                    ..
+                },
+                ..
+            })
+        )
+    }
+
+    /// Adds a group inside `parent` (`None`: the root), with its parameters (its weight) and
+    /// its class.
+    ///
+    /// # Errors
+    ///
+    /// [`ClassError::NoSuchNode`] if `parent` is not a live group; the class errors of
+    /// [`set_guarantee`](Self::set_guarantee) if its guarantee cannot fit.
+    pub fn insert_group_in(
+        &mut self,
+        parent: Option<Key>,
+        params: P,
+        class: Class,
+        now: Instant,
+    ) -> Result<Key, ClassError> {
+        let parent = parent.unwrap_or(self.root);
+        if !self.is_group(parent) {
+            return Err(ClassError::NoSuchNode);
+        }
+        self.check_guarantee(parent, None, class.guarantee, class.ceiling)?;
+        let t = self.tick(now);
+        let weight = params.weight();
+        let mut node = Node::new(Some(parent), params, weight, group_kind());
+        node.guarantee = class.guarantee.map(|g| guarantee_pace(g, t));
+        node.ceiling = class.ceiling.map(|c| ceiling_pace(c, t));
+        Ok(self.attach(parent, node))
+    }
+
+    /// Adds a connection into `group` with its class: its ceiling is its cap.
+    ///
+    /// # Errors
+    ///
+    /// As [`insert_group_in`](Self::insert_group_in).
+    pub fn insert_leaf_in(
+        &mut self,
+        group: Option<Key>,
+        params: P,
+        class: Class,
+        now: Instant,
+    ) -> Result<Key, ClassError> {
+        let parent = group.unwrap_or(self.root);
+        if !self.is_group(parent) {
+            return Err(ClassError::NoSuchNode);
+        }
+        self.check_guarantee(parent, None, class.guarantee, class.ceiling)?;
+        let t = self.tick(now);
+        let weight = params.weight();
+        let mut node = Node::new(Some(parent), params, weight, Kind::Leaf { demand: 0 });
+        node.guarantee = class.guarantee.map(|g| guarantee_pace(g, t));
+        node.ceiling = class.ceiling.map(|c| ceiling_pace(c, t));
+        self.leaves += 1;
+        Ok(self.attach(parent, node))
+    }
+
+    fn attach(&mut self, parent: Key, mut node: Node<P>) -> Key {
+        let slot = match self.nodes.get(parent) {
+            Some(Node {
+                kind: Kind::Group { children, .. },
+                ..
+            }) => children.len(),
+            _ => 0,
+        };
+        node.slot = slot;
+        let key = self.nodes.insert(node);
+        if let Some(Node {
+            kind: Kind::Group { children, .. },
+            ..
+        }) = self.nodes.get_mut(parent)
+        {
+            children.push(key);
+        }
+        key
+    }
+
+    /// Refuses a guarantee for a child of `parent` (`node`, or a new one) that cannot fit.
+    fn check_guarantee(
+        &self,
+        parent: Key,
+        node: Option<Key>,
+        guarantee: Option<NonZeroU64>,
+        ceiling: Option<NonZeroU64>,
+    ) -> Result<(), ClassError> {
+        let Some(g) = guarantee else {
+            return Ok(());
+        };
+        if let Some(c) = ceiling.filter(|c| c.get() < g.get()) {
+            return Err(ClassError::GuaranteeAboveCeiling {
+                guarantee: g.get(),
+                ceiling: c.get(),
+            });
+        }
+        let Some(p) = self.nodes.get(parent) else {
+            return Err(ClassError::NoSuchNode);
+        };
+        let Some(ceiling) = p.ceiling_rate() else {
+            return Ok(());
+        };
+        let siblings: u64 = self
+            .children(parent)
+            .iter()
+            .filter(|&&k| Some(k) != node)
+            .filter_map(|&k| self.nodes.get(k).and_then(Node::guarantee_rate))
+            .map(NonZeroU64::get)
+            .fold(0, u64::saturating_add);
+        let guarantees = siblings.saturating_add(g.get());
+        if guarantees > ceiling.get() {
+            return Err(ClassError::GuaranteesAboveParentCeiling {
+                guarantees,
+                ceiling: ceiling.get(),
+            });
+        }
+        Ok(())
+    }
+
+    fn children(&self, group: Key) -> &[Key] {
+        match self.nodes.get(group) {
+            Some(Node {
+                kind: Kind::Group { children, .. },
+                ..
+            }) => children,
+            _ => &[],
+        }
+    }
+
+    /// Changes a node's guarantee (a group's or a connection's); effective from the next
+    /// decision. A new guarantee starts owed from now, with nothing stored up.
+    ///
+    /// # Errors
+    ///
+    /// [`ClassError::GuaranteeAboveCeiling`] above the node's own ceiling,
+    /// [`ClassError::GuaranteesAboveParentCeiling`] if its siblings' guarantees and this one
+    /// would sum to more than their parent's ceiling, [`ClassError::NoSuchNode`] for an unknown
+    /// key. A refused change changes nothing.
+    pub fn set_guarantee(
+        &mut self,
+        node: Key,
+        rate: Option<NonZeroU64>,
+        now: Instant,
+    ) -> Result<(), ClassError> {
+        let t = self.tick(now);
+        let Some(n) = self.nodes.get(node).filter(|_| node != self.root) else {
+            return Err(ClassError::NoSuchNode);
+        };
+        let parent = n.parent.unwrap_or(self.root);
+        self.check_guarantee(parent, Some(node), rate, n.ceiling_rate())?;
+        if let Some(n) = self.nodes.get_mut(node) {
+            n.guarantee = match (n.guarantee, rate) {
+                (Some(p), Some(r)) => Some(p.with_rate(r, 0, t)),
+                (None, Some(r)) => Some(guarantee_pace(r, t)),
+                (_, None) => None,
+            };
+        }
+        Ok(())
+    }
+
+    /// Changes a node's ceiling (a group's, or a connection's cap); effective from the next
+    /// decision, with no fresh burst.
+    ///
+    /// # Errors
+    ///
+    /// [`ClassError::GuaranteeAboveCeiling`] below the node's own guarantee,
+    /// [`ClassError::GuaranteesAboveParentCeiling`] below what its children are guaranteed,
+    /// [`ClassError::NoSuchNode`] for an unknown key. A refused change changes nothing.
+    pub fn set_ceiling(
+        &mut self,
+        node: Key,
+        rate: Option<NonZeroU64>,
+        now: Instant,
+    ) -> Result<(), ClassError> {
+        let t = self.tick(now);
+        let Some(n) = self.nodes.get(node).filter(|_| node != self.root) else {
+            return Err(ClassError::NoSuchNode);
+        };
+        if let Some(r) = rate {
+            if let Some(g) = n.guarantee_rate().filter(|g| g.get() > r.get()) {
+                return Err(ClassError::GuaranteeAboveCeiling {
+                    guarantee: g.get(),
+                    ceiling: r.get(),
+                });
+            }
+            let guarantees: u64 = self
+                .children(node)
+                .iter()
+                .filter_map(|&k| self.nodes.get(k).and_then(Node::guarantee_rate))
+                .map(NonZeroU64::get)
+                .fold(0, u64::saturating_add);
+            if guarantees > r.get() {
+                return Err(ClassError::GuaranteesAboveParentCeiling {
+                    guarantees,
+                    ceiling: r.get(),
+                });
+            }
+        }
+        if let Some(n) = self.nodes.get_mut(node) {
+            n.ceiling = match (n.ceiling, rate) {
+                (Some(p), Some(r)) => Some(p.with_rate(r, tolerance(r), t)),
+                (None, Some(r)) => Some(ceiling_pace(r, t)),
+                (_, None) => None,
+            };
+        }
+        Ok(())
+    }
+
+    /// The group a node is in (`None` for the root's children and unknown keys).
+    pub fn parent(&self, node: Key) -> Option<Key> {
+        self.nodes
+            .get(node)
+            .and_then(|n| n.parent)
+            .filter(|&p| p != self.root)
+    }
+
+    /// The largest grant: 5 ms of the limit over the connections with bytes to move.
+    fn quantum(&self) -> u64 {
+        match self.global {
+            Some(g) => {
+                let l = g.rate();
+                let n = u64::try_from(self.active_leaves.max(1)).unwrap_or(u64::MAX);
+                (bytes_in(l, GRANT_HORIZON_NANOS) / n).clamp(floor(l), MAX_GRANT)
+            }
+            None => MAX_GRANT,
+        }
+    }
+
+    /// A node gained or lost its bytes to move: its ancestors' counts follow.
+    fn propagate(&mut self, from: Key, gained: bool) {
+        let mut key = from;
+        while let Some(parent) = self.nodes.get(key).and_then(|n| n.parent) {
+            let Some(Node {
+                kind: Kind::Group { active, .. },
+                ..
+            }) = self.nodes.get_mut(parent)
+            else {
+                return;
+            };
+            if gained {
+                *active += 1;
+                if *active != 1 {
+                    return;
+                }
+            } else {
+                *active -= 1;
+                if *active != 0 {
+                    return;
+                }
+            }
+            key = parent;
+        }
+    }
+
+    /// Takes a node out of its parent, and the parent with it if it was orphaned and is now
+    /// empty.
+    fn detach(&mut self, key: Key) {
+        let Some(node) = self.nodes.remove(key) else {
+            return;
+        };
+        let Some(parent) = node.parent else {
+            return;
+        };
+        let mut moved = None;
+        let mut gone = false;
+        if let Some(Node {
+            kind: Kind::Group {
+                children, orphaned, ..
+            },
+            ..
+        }) = self.nodes.get_mut(parent)
+        {
+            if children.get(node.slot) == Some(&key) {
+                children.swap_remove(node.slot);
+                moved = children.get(node.slot).copied();
+            }
+            gone = *orphaned && children.is_empty();
+        }
+        if let Some(m) = moved.and_then(|m| self.nodes.get_mut(m)) {
+            m.slot = node.slot;
+        }
+        if gone {
+            self.detach(parent);
+        }
+    }
+
+    fn set_weight(&mut self, key: Key, params: P) {
+        if let Some(n) = self.nodes.get_mut(key).filter(|_| key != self.root) {
+            n.weight = params.weight().max(1);
+            n.params = params;
+        }
+    }
+}
+
+fn group_kind() -> Kind {
+    Kind::Group {
+        children: Vec::new(),
+        active: 0,
+        clocks: Clocks::default(),
+        orphaned: false,
+    }
+}
+
+impl<P: FlowWeight> Arbiter for Htb<P> {
+    type Params = P;
+
+    fn insert(&mut self, params: P, cap: Option<NonZeroU64>, now: Instant) -> Key {
+        self.insert_into(self.root, params, cap, now)
+    }
+
+    fn remove(&mut self, key: Key) {
+        if key == self.root
+            || !matches!(self.nodes.get(key), Some(n) if matches!(n.kind, Kind::Leaf { .. }))
+        {
+            return;
+        }
+        self.set_demand(key, 0, self.epoch.instant(self.now));
+        self.leaves -= 1;
+        self.detach(key);
+    }
+
+    fn set_params(&mut self, key: Key, params: P) {
+        self.set_weight(key, params);
+    }
+
+    fn set_cap(&mut self, key: Key, cap: Option<NonZeroU64>, now: Instant) {
+        // The trait cannot report a refusal (a cap below the connection's guarantee): the old
+        // cap then stays, as documented on `set_ceiling`.
+        let _ = self.set_ceiling(key, cap, now);
+    }
+
+    fn set_limit(&mut self, limit: Option<NonZeroU64>, now: Instant) {
+        let t = self.tick(now);
+        self.global = limit.map(|l| global_pace(l, self.global, t));
+    }
+
+    fn limit(&self) -> Option<NonZeroU64> {
+        self.global.map(|g| g.rate())
+    }
+
+    fn set_demand(&mut self, key: Key, bytes: u64, now: Instant) {
+        self.tick(now);
+        let Some(Node {
+            kind: Kind::Leaf { demand },
+            ..
+        }) = self.nodes.get_mut(key)
+        else {
+            return;
+        };
+        let was = *demand;
+        *demand = bytes;
+        match (was > 0, bytes > 0) {
+            (false, true) => {
+                self.active_leaves += 1;
+                self.propagate(key, true);
+            }
+            (true, false) => {
+                self.active_leaves -= 1;
+                self.propagate(key, false);
+            }
+            _ => {}
+        }
+    }
+
+    fn demand(&self, key: Key) -> u64 {
+        match self.nodes.get(key) {
+            Some(Node {
+                kind: Kind::Leaf { demand },
+                ..
+            }) => *demand,
+            _ => 0,
+        }
+    }
+
+    fn next(&mut self, now: Instant) -> Decision {
+        let t = self.tick(now);
+        if self.active_leaves == 0 {
+            return Decision::Idle;
+        }
+        let mut walk = std::mem::take(&mut self.walk);
+        walk.steps.clear();
+        let decision = match choose(&self.nodes, self.root, self.quantum(), t, &mut walk) {
+            Err(Held::Idle) => Decision::Idle,
+            Err(Held::Until(u)) => Decision::Wait {
+                until: self.epoch.instant(u),
+            },
+            Ok(()) => self.grant(&walk, t),
+        };
+        self.walk = walk;
+        decision
+    }
+
+    fn unused(&mut self, key: Key, bytes: u64) {
+        if !matches!(self.nodes.get(key), Some(n) if matches!(n.kind, Kind::Leaf { .. })) {
+            return;
+        }
+        let t = self.now;
+        if let Some(g) = self.global.as_mut() {
+            g.refund(bytes, t);
+        }
+        let mut at = Some(key);
+        while let Some(k) = at.filter(|&k| k != self.root) {
+            let Some(n) = self.nodes.get_mut(k) else {
+                return;
+            };
+            n.refund(bytes, t);
+            at = n.parent;
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.leaves
+    }
+
+    fn insert_group(&mut self, params: P, cap: Option<NonZeroU64>, now: Instant) -> Key {
+        // No guarantee, so nothing can be refused.
+        self.insert_group_in(None, params, Class::new(None, cap), now)
+            .unwrap_or(Key::FLAT_GROUP)
+    }
+
+    fn insert_into(&mut self, group: Key, params: P, cap: Option<NonZeroU64>, now: Instant) -> Key {
+        let group = Some(group).filter(|&g| self.is_group(g));
+        let class = Class::new(None, cap);
+        match self.insert_leaf_in(group, params.clone(), class, now) {
+            Ok(k) => k,
+            // Only a guarantee can be refused, and there is none: unreachable, but a leaf
+            // under the root is the documented fallback.
+            Err(_) => self
+                .insert_leaf_in(None, params, class, now)
+                .unwrap_or(Key::FLAT_GROUP),
+        }
+    }
+
+    fn remove_group(&mut self, group: Key) {
+        if group == self.root {
+            return;
+        }
+        let empty = match self.nodes.get_mut(group) {
+            Some(Node {
+                kind: Kind::Group {
+                    children, orphaned, ..
+                },
+                ..
+            }) => {
+                *orphaned = true;
+                children.is_empty()
+            }
+            _ => return,
+        };
+        if empty {
+            self.detach(group);
+        }
+    }
+
+    fn set_group_params(&mut self, group: Key, params: P) {
+        if self.is_group(group) {
+            self.set_weight(group, params);
+        }
+    }
+
+    fn set_group_cap(&mut self, group: Key, cap: Option<NonZeroU64>, now: Instant) {
+        if self.is_group(group) {
+            let _ = self.set_ceiling(group, cap, now);
+        }
+    }
+}
+
+impl<P: FlowWeight> Htb<P> {
+    /// Charges a chosen walk if the global budget allows it.
+    fn grant(&mut self, walk: &Walk, t: u64) -> Decision {
+        let bytes = walk.bytes;
+        let Some(&(leaf, _)) = walk.steps.first() else {
+            return Decision::Idle;
+        };
+        if let Some(g) = self.global.as_mut() {
+            if g.room(t) < bytes {
+                return Decision::Wait {
+                    until: self.epoch.instant(g.ready_for(bytes)),
+                };
+            }
+            g.charge(bytes, t);
+        }
+        for &(key, guaranteed) in &walk.steps {
+            let parent = self.nodes.get(key).and_then(|n| n.parent);
+            let mut clocks = match parent.and_then(|p| self.nodes.get(p)) {
+                Some(Node {
+                    kind: Kind::Group { clocks, .. },
+                    ..
+                }) => *clocks,
+                _ => Clocks::default(),
+            };
+            if let Some(n) = self.nodes.get_mut(key) {
+                n.charge(bytes, guaranteed, &mut clocks, t);
+            }
+            if let Some(Node {
+                kind: Kind::Group { clocks: c, .. },
+                ..
+            }) = parent.and_then(|p| self.nodes.get_mut(p))
+            {
+                *c = clocks;
+            }
+        }
+        let left = self.demand(leaf).saturating_sub(bytes);
+        self.set_demand(leaf, left, self.epoch.instant(t));
+        Decision::Grant { key: leaf, bytes }
+    }
+}

@@ -1,0 +1,187 @@
+//! [`Node`]: one class of the tree (a group of any depth) or one connection (a leaf).
+
+use std::num::NonZeroU64;
+
+use super::pace::Pace;
+use crate::slab::Key;
+use crate::tuning::{GRANT_HORIZON_NANOS, floor};
+
+/// Virtual time is bytes over weight, scaled so that weights up to `u32::MAX` keep precision.
+pub(crate) const VSCALE: u128 = 1 << 32;
+
+/// Guaranteed virtual time is bytes over the guarantee (bytes per second), scaled so that
+/// guarantees up to terabytes per second keep precision.
+pub(crate) const GSCALE: u128 = 1 << 56;
+
+/// A group's two virtual clocks: where a child back from idle starts, beyond its guarantee and
+/// within it.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Clocks {
+    /// The start of the last turn given beyond the guarantees (virtual time).
+    pub(crate) shared: u128,
+    /// The start of the last turn given on a guarantee (guaranteed virtual time).
+    pub(crate) guaranteed: u128,
+}
+
+/// The guarantee and the ceiling of a node, in bytes per second; either may be absent.
+///
+/// ```
+/// use std::num::NonZeroU64;
+/// use fairio_policy::Class;
+///
+/// // Guaranteed 1 MiB/s, may borrow up to 4 MiB/s.
+/// let class = Class::new(NonZeroU64::new(1 << 20), NonZeroU64::new(4 << 20));
+/// assert_eq!(class.guarantee.map(NonZeroU64::get), Some(1 << 20));
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Class {
+    /// The rate the node is guaranteed while it has bytes to move (HTB's `rate`).
+    pub guarantee: Option<NonZeroU64>,
+    /// The rate the node never exceeds, borrowing included (HTB's `ceil`).
+    pub ceiling: Option<NonZeroU64>,
+}
+
+impl Class {
+    /// A class with an optional guarantee and an optional ceiling.
+    pub fn new(guarantee: Option<NonZeroU64>, ceiling: Option<NonZeroU64>) -> Self {
+        Self { guarantee, ceiling }
+    }
+}
+
+/// What a node is.
+#[derive(Debug)]
+pub(crate) enum Kind {
+    /// A connection, with the bytes it could move now.
+    Leaf { demand: u64 },
+    /// A group.
+    Group {
+        children: Vec<Key>,
+        /// How many children have bytes to move below them.
+        active: usize,
+        /// Where a child back from idle starts, so it neither catches up nor falls behind.
+        clocks: Clocks,
+        /// Removed by its owner: it goes with its last child, and takes no new one.
+        orphaned: bool,
+    },
+}
+
+#[derive(Debug)]
+pub(crate) struct Node<P> {
+    pub(crate) parent: Option<Key>,
+    /// Where this node sits in its parent's children.
+    pub(crate) slot: usize,
+    pub(crate) params: P,
+    pub(crate) weight: u32,
+    pub(crate) guarantee: Option<Pace>,
+    pub(crate) ceiling: Option<Pace>,
+    /// Bytes moved beyond the guarantee, over the weight, scaled by [`VSCALE`].
+    pub(crate) vtime: u128,
+    /// Bytes moved on the guarantee, over it, scaled by [`GSCALE`]: among siblings owed
+    /// guaranteed bytes, the smallest goes first, so guarantees that do not fit in their
+    /// parent's allowance are met in proportion.
+    pub(crate) gtime: u128,
+    /// Whether the last grant through this node was guaranteed, so a refund goes back where
+    /// it was charged.
+    pub(crate) last_guaranteed: bool,
+    pub(crate) kind: Kind,
+}
+
+impl<P> Node<P> {
+    pub(crate) fn new(parent: Option<Key>, params: P, weight: u32, kind: Kind) -> Self {
+        Self {
+            parent,
+            slot: 0,
+            params,
+            weight: weight.max(1),
+            guarantee: None,
+            ceiling: None,
+            vtime: 0,
+            gtime: 0,
+            last_guaranteed: false,
+            kind,
+        }
+    }
+
+    /// Whether it has bytes to move, itself or below it.
+    pub(crate) fn active(&self) -> bool {
+        match &self.kind {
+            Kind::Leaf { demand } => *demand > 0,
+            Kind::Group { active, .. } => *active > 0,
+        }
+    }
+
+    pub(crate) fn guarantee_rate(&self) -> Option<NonZeroU64> {
+        self.guarantee.map(|p| p.rate())
+    }
+
+    pub(crate) fn ceiling_rate(&self) -> Option<NonZeroU64> {
+        self.ceiling.map(|p| p.rate())
+    }
+
+    /// Where this node starts among its siblings owed guaranteed bytes, and among the others.
+    pub(crate) fn starts(&self, clocks: Clocks) -> Clocks {
+        Clocks {
+            shared: self.vtime.max(clocks.shared),
+            guaranteed: self.gtime.max(clocks.guaranteed),
+        }
+    }
+
+    /// Charges a grant of `bytes` at `now` that went through this node; `clocks` are its
+    /// parent's.
+    pub(crate) fn charge(&mut self, bytes: u64, guaranteed: bool, clocks: &mut Clocks, now: u64) {
+        if let Some(c) = self.ceiling.as_mut() {
+            c.charge(bytes, now);
+        }
+        self.last_guaranteed = guaranteed;
+        let start = self.starts(*clocks);
+        match self.guarantee.as_mut().filter(|_| guaranteed) {
+            Some(g) => {
+                let rate = u128::from(g.rate().get());
+                g.charge(bytes, now);
+                clocks.guaranteed = start.guaranteed;
+                self.gtime = start.guaranteed + u128::from(bytes) * GSCALE / rate;
+            }
+            None => {
+                clocks.shared = start.shared;
+                self.vtime = start.shared + u128::from(bytes) * VSCALE / u128::from(self.weight);
+            }
+        }
+    }
+
+    /// Gives back `bytes` of the last grant through this node.
+    pub(crate) fn refund(&mut self, bytes: u64, now: u64) {
+        if let Some(c) = self.ceiling.as_mut() {
+            c.refund(bytes, now);
+        }
+        if let Some(g) = self.guarantee.as_mut().filter(|_| self.last_guaranteed) {
+            let rate = u128::from(g.rate().get());
+            g.refund(bytes, now);
+            self.gtime = self.gtime.saturating_sub(u128::from(bytes) * GSCALE / rate);
+        } else {
+            let v = u128::from(bytes) * VSCALE / u128::from(self.weight);
+            self.vtime = self.vtime.saturating_sub(v);
+        }
+    }
+}
+
+/// A ceiling's pace: it may run one grant horizon (5 ms) ahead, and at least its floor. A
+/// ceiling is looked at when its node's turn comes, a little after it has room; it keeps as
+/// much time again of what it could have let through meanwhile, or a ceiling that binds
+/// would lose the lateness of every look (10% of it, measured, with grants 1 ms apart).
+pub(crate) fn ceiling_pace(rate: NonZeroU64, now: u64) -> Pace {
+    let tolerance = tolerance(rate);
+    Pace::new(rate, tolerance, now).keeping(tolerance)
+}
+
+/// A guarantee's pace: owed bytes while its arrival time is not ahead of now. Decisions come
+/// at discrete times, so one asked late keeps up to two grant horizons (10 ms) of what it was
+/// owed meanwhile; after idle it starts with that much owed.
+pub(crate) fn guarantee_pace(rate: NonZeroU64, now: u64) -> Pace {
+    Pace::new(rate, 0, now).keeping(2 * GRANT_HORIZON_NANOS)
+}
+
+/// A ceiling's tolerance: one grant horizon, and at least the time of its floor.
+pub(crate) fn tolerance(rate: NonZeroU64) -> u64 {
+    let floor_nanos = u128::from(floor(rate)) * 1_000_000_000 / u128::from(rate.get());
+    GRANT_HORIZON_NANOS.max(u64::try_from(floor_nanos).unwrap_or(u64::MAX))
+}

@@ -1,0 +1,188 @@
+//! [`Pace`]: a rate as a theoretical arrival time (GCRA), on nanoseconds passed in.
+//!
+//! The tree keeps three kinds of rate per node (the global limit, a guarantee, a ceiling) and
+//! asks each the same two questions: how many bytes may go now, and when may more. A plain
+//! theoretical arrival time answers both in O(1) with no allocation, and, unlike governor's
+//! cells, charges and refunds any byte count exactly.
+
+use std::num::NonZeroU64;
+
+const NANOS_PER_SEC: u128 = 1_000_000_000;
+
+/// A byte rate with a tolerance: over any window of `T` it lets through at most
+/// `rate × (T + tolerance + behind)` bytes plus the last grant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Pace {
+    rate: NonZeroU64,
+    /// When the bytes charged so far would have gone at exactly `rate`.
+    tat: u64,
+    /// How far ahead of `now` the arrival time may run.
+    tolerance: u64,
+    /// How far behind `now` the arrival time may fall: time owed but not yet taken (a
+    /// guarantee asked a little late keeps what it was owed meanwhile).
+    behind: u64,
+}
+
+impl Pace {
+    /// A pace that starts with nothing stored up: it lets bytes through from `now` on.
+    pub(crate) fn new(rate: NonZeroU64, tolerance_nanos: u64, now: u64) -> Self {
+        Self {
+            rate,
+            tat: now,
+            tolerance: tolerance_nanos,
+            behind: 0,
+        }
+    }
+
+    /// A pace that starts with nothing to let through: its first bytes wait for its rate.
+    pub(crate) fn empty(rate: NonZeroU64, tolerance_nanos: u64, now: u64) -> Self {
+        Self {
+            tat: now.saturating_add(tolerance_nanos),
+            ..Self::new(rate, tolerance_nanos, now)
+        }
+    }
+
+    /// The same pace, keeping up to `nanos` of time owed and not taken.
+    pub(crate) fn keeping(self, nanos: u64) -> Self {
+        Self {
+            behind: nanos,
+            ..self
+        }
+    }
+
+    /// The arrival time as it counts at `now`: never further behind than `behind`.
+    fn counted(&self, now: u64) -> u64 {
+        self.tat.max(now.saturating_sub(self.behind))
+    }
+
+    pub(crate) fn rate(&self) -> NonZeroU64 {
+        self.rate
+    }
+
+    /// The time `bytes` take at this rate, rounded up.
+    fn nanos_for(&self, bytes: u64) -> u64 {
+        let n = u128::from(bytes) * NANOS_PER_SEC;
+        u64::try_from(n.div_ceil(u128::from(self.rate.get()))).unwrap_or(u64::MAX)
+    }
+
+    /// Bytes that may go at `now`.
+    pub(crate) fn room(&self, now: u64) -> u64 {
+        let ahead = now
+            .saturating_add(self.tolerance)
+            .saturating_sub(self.counted(now));
+        u64::try_from(u128::from(ahead) * u128::from(self.rate.get()) / NANOS_PER_SEC)
+            .unwrap_or(u64::MAX)
+    }
+
+    /// The bytes that may go at once after a rest: the tolerance's worth.
+    pub(crate) fn full(&self) -> u64 {
+        u64::try_from(u128::from(self.tolerance) * u128::from(self.rate.get()) / NANOS_PER_SEC)
+            .unwrap_or(u64::MAX)
+            .max(1)
+    }
+
+    /// When at least `bytes` may go.
+    pub(crate) fn ready_for(&self, bytes: u64) -> u64 {
+        self.tat
+            .saturating_add(self.nanos_for(bytes))
+            .saturating_sub(self.tolerance)
+    }
+
+    /// Whether the pace is within its rate at `now` (its arrival time is not ahead of it):
+    /// for a guarantee, whether the node is still owed guaranteed bytes.
+    pub(crate) fn owed(&self, now: u64) -> bool {
+        self.tat <= now
+    }
+
+    /// The arrival time.
+    #[cfg(test)]
+    pub(crate) fn arrival(&self) -> u64 {
+        self.tat
+    }
+
+    /// Counts `bytes` as gone at `now`. Time not used before `now` is not stored up beyond
+    /// `behind`.
+    pub(crate) fn charge(&mut self, bytes: u64, now: u64) {
+        self.tat = self.counted(now).saturating_add(self.nanos_for(bytes));
+    }
+
+    /// Gives back `bytes` charged but not moved, never earlier than `now`: a refund stores up
+    /// nothing beyond what was there.
+    pub(crate) fn refund(&mut self, bytes: u64, now: u64) {
+        self.tat = self
+            .tat
+            .saturating_sub(self.nanos_for(bytes))
+            .max(now.saturating_sub(self.behind));
+    }
+
+    /// The same pace at a new rate and tolerance, keeping how far ahead it ran in time, not
+    /// in bytes: no fresh burst, no stall.
+    pub(crate) fn with_rate(self, rate: NonZeroU64, tolerance_nanos: u64, now: u64) -> Self {
+        Self {
+            rate,
+            tat: self.counted(now),
+            tolerance: tolerance_nanos,
+            behind: self.behind,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mib() -> NonZeroU64 {
+        NonZeroU64::new(1 << 20).unwrap()
+    }
+
+    #[test]
+    fn room_grows_at_the_rate_up_to_the_tolerance() {
+        let p = Pace::new(mib(), 10_000_000, 0);
+        assert_eq!(p.room(0), (1 << 20) / 100);
+        // Idle time is not stored up beyond the tolerance.
+        assert_eq!(p.room(5_000_000_000), (1 << 20) / 100);
+        let mut p = p;
+        p.charge(1, 5_000_000_000);
+        assert!(p.room(5_000_000_000) < (1 << 20) / 100);
+    }
+
+    /// A guarantee asked late keeps what it was owed meanwhile, up to `behind`.
+    #[test]
+    fn time_owed_is_kept_up_to_behind() {
+        let mut p = Pace::new(mib(), 0, 0).keeping(10_000_000);
+        p.charge(1 << 10, 0);
+        // Asked 3 ms late: the next 1 KiB is due 1 ms after the first, not 1 ms after now.
+        let late = p.arrival() + 3_000_000;
+        p.charge(1 << 10, late);
+        assert!(p.owed(late), "still owed after a late grant");
+        // Idle for a second: only 10 ms are kept.
+        let idle = late + 1_000_000_000;
+        p.charge(1 << 10, idle);
+        assert_eq!(
+            p.arrival(),
+            idle - 10_000_000 + (1_000_000_000u64 >> 10) + 1
+        );
+    }
+
+    #[test]
+    fn a_charge_and_its_refund_cancel() {
+        let mut p = Pace::new(mib(), 0, 0);
+        p.charge(4096, 0);
+        assert_eq!(p.room(0), 0);
+        assert!(!p.owed(0));
+        p.refund(4096, 0);
+        assert!(p.owed(0));
+        // A refund never moves the arrival time before now.
+        p.refund(1 << 30, 7);
+        assert_eq!(p.arrival(), 7);
+    }
+
+    #[test]
+    fn ready_for_is_when_room_reaches_the_bytes() {
+        let mut p = Pace::new(mib(), 1_000_000, 0);
+        p.charge(1 << 20, 0);
+        let at = p.ready_for(1000);
+        assert!(p.room(at) >= 1000, "{}", p.room(at));
+        assert!(p.room(at - 2_000) < 1000);
+    }
+}
