@@ -1,7 +1,14 @@
 //! Choosing the connection that moves next: a walk from the root, one child per level, that
-//! changes nothing, so that the global budget can be asked before anything is charged.
+//! charges nothing, so that the global budget can be asked before anything is charged. The
+//! walk does tidy the queues it passes (stale entries dropped, children moved between queues
+//! as time passes or as a ceiling holds them), which changes no decision to come.
 
-use super::node::{Clocks, Kind, Node};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::collections::binary_heap::PeekMut;
+
+use super::node::{Kind, Node};
+use super::queues::{Entry, Queues};
 use crate::slab::{Key, Slab};
 
 /// Where the walk ended: the leaf, its grant, and at each level the child taken and whether
@@ -21,74 +28,264 @@ pub(crate) enum Held {
     Until(u64),
 }
 
-/// How a child ranks among its siblings: first the children still owed guaranteed bytes, by
-/// the start of their next guaranteed turn (bytes over guarantee); then the rest by the start
-/// of their next turn beyond it (bytes over weight).
-fn rank<P>(child: &Node<P>, clocks: Clocks, now: u64) -> (bool, u128) {
-    let start = child.starts(clocks);
-    match child.guarantee {
-        Some(g) if g.owed(now) => (false, start.guaranteed),
-        _ => (true, start.shared),
+/// Whether an entry pushed for `key` with `ticket` under `group` still stands.
+fn live<P>(nodes: &Slab<Node<P>>, group: Key, key: Key, ticket: u64) -> bool {
+    nodes
+        .get(key)
+        .is_some_and(|n| n.ticket == ticket && n.parent == Some(group) && n.active())
+}
+
+/// The first live entry of a queue; stale ones above it are dropped.
+fn top<P, K: Ord + Copy>(
+    nodes: &Slab<Node<P>>,
+    group: Key,
+    heap: &mut BinaryHeap<Entry<K>>,
+) -> Option<(K, Key)> {
+    while let Some(&Reverse((order, _, key, ticket))) = heap.peek() {
+        if live(nodes, group, key, ticket) {
+            return Some((order, key));
+        }
+        heap.pop();
+    }
+    None
+}
+
+/// Puts `child` in its group's queues afresh: its older entries go stale. The group's queues
+/// are `q` (taken out of the group while it is walked), or the group's own.
+pub(crate) fn enlist<P>(
+    nodes: &mut Slab<Node<P>>,
+    child: Key,
+    q: Option<&mut Queues>,
+    seq: &mut u64,
+    now: u64,
+) {
+    let Some(parent) = nodes.get(child).and_then(|n| n.parent) else {
+        return;
+    };
+    let clocks = match nodes.get(parent) {
+        Some(Node {
+            kind: Kind::Group { clocks, .. },
+            ..
+        }) => *clocks,
+        _ => return,
+    };
+    let Some(n) = nodes.get_mut(child) else {
+        return;
+    };
+    n.ticket += 1;
+    if !n.active() {
+        return;
+    }
+    let (ticket, start) = (n.ticket, n.starts(clocks));
+    let guarantee = n.guarantee;
+    let q = match q {
+        Some(q) => q,
+        None => match nodes.get_mut(parent) {
+            Some(Node {
+                kind: Kind::Group { queues, .. },
+                ..
+            }) => queues,
+            _ => return,
+        },
+    };
+    *seq += 1;
+    q.shared.push(Reverse((start.shared, *seq, child, ticket)));
+    match guarantee {
+        Some(g) if g.owed(now) => q
+            .owed
+            .push(Reverse((start.guaranteed, *seq, child, ticket))),
+        Some(g) => q.due.push(Reverse((g.arrival(), *seq, child, ticket))),
+        None => {}
+    }
+}
+
+/// Puts `child` back in its group's queues after a grant through it: it was taken from the
+/// top of `owed` (if `guaranteed`) or of `shared`, so its entry there is moved in place (one
+/// sift instead of a push and, later, the pop of a stale entry), and its other entries stand.
+pub(crate) fn requeue<P>(
+    nodes: &mut Slab<Node<P>>,
+    child: Key,
+    guaranteed: bool,
+    seq: &mut u64,
+    now: u64,
+) {
+    let Some(parent) = nodes.get(child).and_then(|n| n.parent) else {
+        return;
+    };
+    let clocks = match nodes.get(parent) {
+        Some(Node {
+            kind: Kind::Group { clocks, .. },
+            ..
+        }) => *clocks,
+        _ => return,
+    };
+    let Some(n) = nodes.get(child) else {
+        return;
+    };
+    if !n.active() {
+        // Nothing left to move: every entry goes stale.
+        enlist(nodes, child, None, seq, now);
+        return;
+    }
+    let (ticket, start, guarantee) = (n.ticket, n.starts(clocks), n.guarantee);
+    let Some(Node {
+        kind: Kind::Group { queues: q, .. },
+        ..
+    }) = nodes.get_mut(parent)
+    else {
+        return;
+    };
+    *seq += 1;
+    let mine = |e: &Entry<u128>| e.0.2 == child && e.0.3 == ticket;
+    if guaranteed {
+        if let Some(top) = q.owed.peek_mut().filter(|t| mine(t)) {
+            match guarantee {
+                Some(g) if g.owed(now) => {
+                    let mut top = top;
+                    *top = Reverse((start.guaranteed, *seq, child, ticket));
+                }
+                Some(g) => {
+                    PeekMut::pop(top);
+                    q.due.push(Reverse((g.arrival(), *seq, child, ticket)));
+                }
+                None => drop(PeekMut::pop(top)),
+            }
+            return;
+        }
+    } else if let Some(mut top) = q.shared.peek_mut().filter(|t| mine(t)) {
+        *top = Reverse((start.shared, *seq, child, ticket));
+        return;
+    }
+    enlist(nodes, child, None, seq, now);
+}
+
+/// Holds `child` until `at`: its other entries go stale.
+fn hold<P>(nodes: &mut Slab<Node<P>>, q: &mut Queues, child: Key, at: u64, seq: &mut u64) {
+    if let Some(n) = nodes.get_mut(child) {
+        n.ticket += 1;
+        *seq += 1;
+        q.held.push(Reverse((at, *seq, child, n.ticket)));
     }
 }
 
 /// Walks down from `group`, taking at each level the best child whose ceiling lets bytes
-/// through, up to `max` bytes. The walk is filled leaf first.
+/// through, up to `max` bytes: first the children owed guaranteed bytes, by the start of their
+/// next guaranteed turn (bytes over guarantee); then the rest by the start of their next turn
+/// beyond it (bytes over weight). The walk is filled leaf first.
 pub(crate) fn choose<P>(
-    nodes: &Slab<Node<P>>,
+    nodes: &mut Slab<Node<P>>,
     group: Key,
     max: u64,
     now: u64,
     walk: &mut Walk,
+    seq: &mut u64,
 ) -> Result<(), Held> {
-    let Some(Node {
-        kind: Kind::Group {
-            children, clocks, ..
-        },
-        ..
-    }) = nodes.get(group)
-    else {
-        return Err(Held::Idle);
+    let (mut q, clocks) = match nodes.get_mut(group) {
+        Some(Node {
+            kind: Kind::Group { queues, clocks, .. },
+            ..
+        }) => (std::mem::take(queues), *clocks),
+        _ => return Err(Held::Idle),
     };
-    let mut held: Vec<Key> = Vec::new();
-    let mut until = None::<u64>;
-    loop {
-        let best = children
-            .iter()
-            .filter_map(|&k| nodes.get(k).map(|n| (k, n)))
-            .filter(|(k, n)| n.active() && !held.contains(k))
-            .min_by_key(|(_, n)| rank(n, *clocks, now));
-        let Some((key, child)) = best else {
-            return Err(until.map_or(Held::Idle, Held::Until));
+    let outcome = loop {
+        // Guarantees that came due, and ceilings that let bytes through again.
+        while let Some(&Reverse((at, _, key, ticket))) = q.due.peek() {
+            if at > now {
+                break;
+            }
+            q.due.pop();
+            if let Some(n) = nodes.get(key).filter(|_| live(nodes, group, key, ticket)) {
+                *seq += 1;
+                let start = n.starts(clocks).guaranteed;
+                q.owed.push(Reverse((start, *seq, key, ticket)));
+            }
+        }
+        while let Some(&Reverse((at, _, key, ticket))) = q.held.peek() {
+            if at > now {
+                break;
+            }
+            q.held.pop();
+            if live(nodes, group, key, ticket) {
+                enlist(nodes, key, Some(&mut q), seq, now);
+            }
+        }
+        let owed = top(nodes, group, &mut q.owed).map(|(_, k)| (k, true));
+        let Some((key, guaranteed)) =
+            owed.or_else(|| top(nodes, group, &mut q.shared).map(|(_, k)| (k, false)))
+        else {
+            break Err(top(nodes, group, &mut q.held).map_or(Held::Idle, |(at, _)| Held::Until(at)));
         };
-        let guaranteed = !rank(child, *clocks, now).0;
+        let Some(child) = nodes.get(key) else {
+            break Err(Held::Idle);
+        };
         let room = child.ceiling.map_or(u64::MAX, |c| c.room(now));
         // A ceiling with a little room waits until it has a grant's worth (or its whole
         // tolerance, if smaller): it would otherwise be served in slivers, a decision each.
         let need = child.ceiling.map_or(1, |c| max.min(c.full()).max(1));
-        let outcome = if room < need {
-            let ready = child.ceiling.map_or(now, |c| c.ready_for(need));
-            Err(Held::Until(ready))
-        } else {
-            match child.kind {
-                Kind::Leaf { demand } => {
-                    walk.bytes = demand.min(max).min(room);
-                    Ok(())
-                }
-                Kind::Group { .. } => choose(nodes, key, max.min(room), now, walk),
+        if room < need {
+            let at = child.ceiling.map_or(now, |c| c.ready_for(need));
+            hold(nodes, &mut q, key, at, seq);
+            continue;
+        }
+        let below = match child.kind {
+            Kind::Leaf { demand } => {
+                walk.bytes = demand.min(max).min(room);
+                Ok(())
             }
+            Kind::Group { .. } => choose(nodes, key, max.min(room), now, walk, seq),
         };
-        match outcome {
+        match below {
             Ok(()) => {
                 walk.steps.push((key, guaranteed));
-                return Ok(());
+                break Ok(());
             }
-            Err(h) => {
-                if let Held::Until(t) = h {
-                    until = Some(until.map_or(t, |u| u.min(t)));
+            Err(Held::Until(at)) => hold(nodes, &mut q, key, at, seq),
+            Err(Held::Idle) => {
+                // Counted active with nothing below: never expected; drop its entries.
+                if let Some(n) = nodes.get_mut(key) {
+                    n.ticket += 1;
                 }
-                held.push(key);
             }
         }
+    };
+    if let Some(Node {
+        kind: Kind::Group { queues, .. },
+        ..
+    }) = nodes.get_mut(group)
+    {
+        *queues = q;
+    }
+    outcome
+}
+
+/// Drops stale entries from `group`'s queues once they outnumber its children: lazy deletion
+/// keeps memory in proportion to the children, whatever the churn.
+pub(crate) fn compact<P>(nodes: &mut Slab<Node<P>>, group: Key) {
+    let (len, children) = match nodes.get(group) {
+        Some(Node {
+            kind: Kind::Group {
+                queues, children, ..
+            },
+            ..
+        }) => (queues.len(), children.len()),
+        _ => return,
+    };
+    if len <= 4 * children + 64 {
+        return;
+    }
+    let mut q = match nodes.get_mut(group) {
+        Some(Node {
+            kind: Kind::Group { queues, .. },
+            ..
+        }) => std::mem::take(queues),
+        _ => return,
+    };
+    q.retain(|k, t| live(nodes, group, k, t));
+    if let Some(Node {
+        kind: Kind::Group { queues, .. },
+        ..
+    }) = nodes.get_mut(group)
+    {
+        *queues = q;
     }
 }

@@ -4,6 +4,7 @@
 mod choose;
 mod node;
 mod pace;
+mod queues;
 #[cfg(test)]
 mod tests;
 
@@ -11,7 +12,7 @@ use std::fmt;
 use std::num::NonZeroU64;
 use std::time::Instant;
 
-use choose::{Held, Walk, choose};
+use choose::{Held, Walk, choose, compact, enlist, requeue};
 pub use node::Class;
 use node::{Clocks, Kind, Node, ceiling_pace, guarantee_pace, tolerance};
 use pace::Pace;
@@ -142,6 +143,8 @@ pub struct Htb<P> {
     epoch: Epoch,
     now: u64,
     walk: Walk,
+    /// Orders queue entries pushed with equal keys: first come, first served.
+    seq: u64,
 }
 
 impl<P> fmt::Debug for Htb<P> {
@@ -181,6 +184,7 @@ impl<P: FlowWeight> Htb<P> {
             epoch: Epoch::new(now),
             now: 0,
             walk: Walk::default(),
+            seq: 0,
         }
     }
 
@@ -353,6 +357,7 @@ impl<P: FlowWeight> Htb<P> {
                 (_, None) => None,
             };
         }
+        self.refresh(node);
         Ok(())
     }
 
@@ -401,6 +406,7 @@ impl<P: FlowWeight> Htb<P> {
                 (_, None) => None,
             };
         }
+        self.refresh(node);
         Ok(())
     }
 
@@ -450,6 +456,19 @@ impl<P: FlowWeight> Htb<P> {
         }
     }
 
+    /// Puts a node and its ancestors in their parents' queues afresh: a connection with
+    /// bytes to move again, or a class changed, may let a group held so far move.
+    fn refresh(&mut self, from: Key) {
+        let mut at = Some(from);
+        while let Some(key) = at.filter(|&k| k != self.root) {
+            enlist(&mut self.nodes, key, None, &mut self.seq, self.now);
+            at = self.nodes.get(key).and_then(|n| n.parent);
+            if let Some(parent) = at {
+                compact(&mut self.nodes, parent);
+            }
+        }
+    }
+
     /// Takes a node out of its parent, and the parent with it if it was orphaned and is now
     /// empty.
     fn detach(&mut self, key: Key) {
@@ -493,6 +512,7 @@ impl<P: FlowWeight> Htb<P> {
 fn group_kind() -> Kind {
     Kind::Group {
         children: Vec::new(),
+        queues: queues::Queues::default(),
         active: 0,
         clocks: Clocks::default(),
         orphaned: false,
@@ -551,6 +571,7 @@ impl<P: FlowWeight> Arbiter for Htb<P> {
             (false, true) => {
                 self.active_leaves += 1;
                 self.propagate(key, true);
+                self.refresh(key);
             }
             (true, false) => {
                 self.active_leaves -= 1;
@@ -577,7 +598,15 @@ impl<P: FlowWeight> Arbiter for Htb<P> {
         }
         let mut walk = std::mem::take(&mut self.walk);
         walk.steps.clear();
-        let decision = match choose(&self.nodes, self.root, self.quantum(), t, &mut walk) {
+        let quantum = self.quantum();
+        let decision = match choose(
+            &mut self.nodes,
+            self.root,
+            quantum,
+            t,
+            &mut walk,
+            &mut self.seq,
+        ) {
             Err(Held::Idle) => Decision::Idle,
             Err(Held::Until(u)) => Decision::Wait {
                 until: self.epoch.instant(u),
@@ -700,6 +729,13 @@ impl<P: FlowWeight> Htb<P> {
         }
         let left = self.demand(leaf).saturating_sub(bytes);
         self.set_demand(leaf, left, self.epoch.instant(t));
+        // Every node on the path moved on: its entries are pushed afresh.
+        for &(key, guaranteed) in &walk.steps {
+            requeue(&mut self.nodes, key, guaranteed, &mut self.seq, t);
+            if let Some(parent) = self.nodes.get(key).and_then(|n| n.parent) {
+                compact(&mut self.nodes, parent);
+            }
+        }
         Decision::Grant { key: leaf, bytes }
     }
 }

@@ -3,6 +3,7 @@
 use std::num::NonZeroU64;
 
 use super::pace::Pace;
+use super::queues::Queues;
 use crate::slab::Key;
 use crate::tuning::{GRANT_HORIZON_NANOS, floor};
 
@@ -56,6 +57,8 @@ pub(crate) enum Kind {
     /// A group.
     Group {
         children: Vec<Key>,
+        /// The children with bytes to move, in the walk's orders.
+        queues: Queues,
         /// How many children have bytes to move below them.
         active: usize,
         /// Where a child back from idle starts, so it neither catches up nor falls behind.
@@ -80,6 +83,8 @@ pub(crate) struct Node<P> {
     /// guaranteed bytes, the smallest goes first, so guarantees that do not fit in their
     /// parent's allowance are met in proportion.
     pub(crate) gtime: u128,
+    /// Moves on whenever the node's entries in its parent's queues go stale.
+    pub(crate) ticket: u64,
     /// Whether the last grant through this node was guaranteed, so a refund goes back where
     /// it was charged.
     pub(crate) last_guaranteed: bool,
@@ -97,6 +102,7 @@ impl<P> Node<P> {
             ceiling: None,
             vtime: 0,
             gtime: 0,
+            ticket: 0,
             last_guaranteed: false,
             kind,
         }

@@ -94,8 +94,7 @@ impl Pace {
         self.tat <= now
     }
 
-    /// The arrival time.
-    #[cfg(test)]
+    /// The arrival time: for a guarantee, when it is owed bytes again.
     pub(crate) fn arrival(&self) -> u64 {
         self.tat
     }

@@ -308,6 +308,42 @@ fn no_limit_grants_at_once_and_a_new_limit_starts_empty() {
 /// (an empty group holds no heap memory).
 #[test]
 fn an_idle_node_costs_under_a_kibibyte() {
-    let node = std::mem::size_of::<Node<crate::Weight>>() + std::mem::size_of::<Key>();
+    let node = size_of::<Node<crate::Weight>>() + size_of::<Key>();
     assert!(node <= 1024, "{node} bytes");
+}
+
+/// Stale queue entries are dropped once they outnumber the children: a connection that goes
+/// idle and back 10,000 times under a held class leaves the queues bounded.
+#[test]
+fn churn_leaves_the_queues_bounded() {
+    let t0 = Instant::now();
+    let mut htb = Htb::<()>::new(mib(1), t0);
+    let class = htb
+        .insert_group_in(None, (), Class::new(None, NonZeroU64::new(1000)), t0)
+        .unwrap();
+    let keys: Vec<Key> = (0..4)
+        .map(|_| htb.insert_into(class, (), None, t0))
+        .collect();
+    let len = |h: &Htb<()>, g: Key| match h.nodes.get(g) {
+        Some(Node {
+            kind: Kind::Group { queues, .. },
+            ..
+        }) => queues.len(),
+        _ => 0,
+    };
+    let mut now = t0;
+    let mut most = (0, 0);
+    for i in 0..10_000u64 {
+        now += Duration::from_micros(10);
+        let k = keys[usize::try_from(i % 4).unwrap()];
+        htb.set_demand(k, 1 + i % 3, now);
+        let _ = htb.next(now);
+        htb.set_demand(k, 0, now);
+        most = (
+            most.0.max(len(&htb, class)),
+            most.1.max(len(&htb, htb.root)),
+        );
+    }
+    assert!(most.0 <= 4 * 4 + 64 + 8, "class queues reached {}", most.0);
+    assert!(most.1 <= 4 + 64 + 8, "root queues reached {}", most.1);
 }
