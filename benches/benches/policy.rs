@@ -96,12 +96,12 @@ fn decide_three_levels(c: &mut Criterion) {
         .map(|i| {
             let guarantee = (i % 2 == 0).then(|| NonZeroU64::new(limit / 20)).flatten();
             let class = Class::new(guarantee, NonZeroU64::new(limit / 5));
-            htb.insert_group_in(None, w(i), class, t0).unwrap()
+            htb.add_group(None, w(i), class, t0).unwrap()
         })
         .collect();
     let addresses: Vec<_> = (0..1_000)
         .map(|i| {
-            htb.insert_group_in(Some(classes[i % 10]), w(i), Class::default(), t0)
+            htb.add_group(Some(classes[i % 10]), w(i), Class::default(), t0)
                 .unwrap()
         })
         .collect();

@@ -150,11 +150,13 @@
 #![warn(missing_docs, missing_debug_implementations)]
 
 mod cap;
+mod class;
 mod clock;
 mod drr;
 mod equal;
 mod gcra;
 mod held;
+mod hierarchical;
 mod htb;
 mod lanes;
 mod members;
@@ -168,9 +170,11 @@ mod weight;
 mod weighted;
 mod window;
 
+pub use class::{Class, ClassError};
 pub use drr::{Drr, FlowWeight};
 pub use equal::EqualShare;
-pub use htb::{Class, ClassError, Htb};
+pub use hierarchical::Hierarchical;
+pub use htb::Htb;
 pub use policy::{Arbiter, Decision, Policy};
 pub use slab::Key;
 pub use tree::Tree;

@@ -4,6 +4,7 @@ use std::num::NonZeroU64;
 use std::time::Instant;
 
 use crate::Key;
+use crate::class::ClassError;
 
 /// A bandwidth-sharing policy, chosen at build time as the scheduler's type parameter.
 ///
@@ -135,6 +136,55 @@ pub trait Arbiter: Send + 'static {
     /// Changes a group's cap; effective from its next grant.
     fn set_group_cap(&mut self, group: Key, cap: Option<NonZeroU64>, now: Instant) {
         let _ = (group, cap, now);
+    }
+
+    /// Adds a group inside `parent` (a group made by [`insert_group`](Self::insert_group) or by
+    /// this method), with its parameters and its own cap. Its part comes out of its parent's.
+    ///
+    /// The default suits arbiters of two levels: the group is added beside its parent, as
+    /// [`insert_group`](Self::insert_group) would add it. [`Htb`](crate::Htb) nests it.
+    fn insert_group_in(
+        &mut self,
+        parent: Key,
+        params: Self::Params,
+        cap: Option<NonZeroU64>,
+        now: Instant,
+    ) -> Key {
+        let _ = parent;
+        self.insert_group(params, cap, now)
+    }
+
+    /// Changes a group's cap, saying why it cannot (a cap below what the group, or its
+    /// children, are guaranteed). The default changes it as
+    /// [`set_group_cap`](Self::set_group_cap) does, which cannot fail.
+    ///
+    /// # Errors
+    ///
+    /// [`ClassError`] from arbiters with guarantees; the cap is then unchanged.
+    fn try_set_group_cap(
+        &mut self,
+        group: Key,
+        cap: Option<NonZeroU64>,
+        now: Instant,
+    ) -> Result<(), ClassError> {
+        self.set_group_cap(group, cap, now);
+        Ok(())
+    }
+
+    /// Changes the rate a group is guaranteed while it has bytes to move (`None`: none).
+    ///
+    /// # Errors
+    ///
+    /// [`ClassError::Unsupported`] by arbiters without guarantees (the default);
+    /// [`Htb`](crate::Htb) refuses a guarantee that can never fit.
+    fn set_group_guarantee(
+        &mut self,
+        group: Key,
+        rate: Option<NonZeroU64>,
+        now: Instant,
+    ) -> Result<(), ClassError> {
+        let _ = (group, rate, now);
+        Err(ClassError::Unsupported)
     }
 
     /// Whether no connection is registered.

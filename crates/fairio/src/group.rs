@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
-use fairio_policy::{Key, Policy};
+use fairio_policy::{ClassError, Key, Policy};
 use fairio_stats::{Meter, Stat};
 
 use crate::Error;
@@ -66,7 +66,12 @@ pub(crate) struct GroupInner<P: Policy> {
     pub(crate) down: Key,
     params: Mutex<P::Params>,
     caps: Mutex<(Option<u64>, Option<u64>)>,
+    guarantees: Mutex<(Option<u64>, Option<u64>)>,
     book: Mutex<Book>,
+    /// The group this one is in: kept alive while this one is.
+    parent: Option<Arc<Self>>,
+    /// The groups inside this one, for the statistics.
+    children: Mutex<Vec<Weak<Self>>>,
 }
 
 /// The members' meters, and the totals of the members that have left.
@@ -81,6 +86,22 @@ impl<P: Policy> GroupInner<P> {
     pub(crate) fn new(dirs: &Arc<Directions<P>>, params: P::Params) -> Self {
         let up = dirs.up.register_group(params.clone());
         let down = dirs.down.register_group(params.clone());
+        Self::with_keys(dirs, (up, down), params, None)
+    }
+
+    /// A group inside `parent`.
+    fn new_in(parent: &Arc<Self>, dirs: &Arc<Directions<P>>, params: P::Params) -> Self {
+        let up = dirs.up.register_group_in(parent.up, params.clone());
+        let down = dirs.down.register_group_in(parent.down, params.clone());
+        Self::with_keys(dirs, (up, down), params, Some(Arc::clone(parent)))
+    }
+
+    fn with_keys(
+        dirs: &Arc<Directions<P>>,
+        (up, down): (Key, Key),
+        params: P::Params,
+        parent: Option<Arc<Self>>,
+    ) -> Self {
         Self {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             dirs: Arc::downgrade(dirs),
@@ -88,8 +109,38 @@ impl<P: Policy> GroupInner<P> {
             down,
             params: Mutex::new(params),
             caps: Mutex::new((None, None)),
+            guarantees: Mutex::new((None, None)),
             book: Mutex::new(Book::default()),
+            parent,
+            children: Mutex::new(Vec::new()),
         }
+    }
+
+    fn children(&self) -> Vec<Arc<Self>> {
+        let mut kids = self.children.lock().unwrap_or_else(|e| e.into_inner());
+        kids.retain(|k| k.strong_count() > 0);
+        kids.iter().filter_map(Weak::upgrade).collect()
+    }
+
+    /// The totals of the group's members and of the groups inside it, closed ones included,
+    /// and the rates of the open ones.
+    fn stat(&self) -> Stat {
+        let mut stat = {
+            let book = self.book();
+            let mut stat = Stat {
+                total_sent: book.left_sent,
+                total_recv: book.left_recv,
+                ..Stat::default()
+            };
+            for m in book.members.values() {
+                add(&mut stat, &m.stat());
+            }
+            stat
+        };
+        for child in self.children() {
+            add(&mut stat, &child.stat());
+        }
+        stat
     }
 
     pub(crate) fn belongs_to(&self, dirs: &Arc<Directions<P>>) -> bool {
@@ -116,8 +167,28 @@ impl<P: Policy> GroupInner<P> {
     }
 }
 
+/// Adds `s`'s totals and rates to `stat`.
+fn add(stat: &mut Stat, s: &Stat) {
+    stat.total_sent += s.total_sent;
+    stat.total_recv += s.total_recv;
+    stat.current_inflow += s.current_inflow;
+    stat.current_outflow += s.current_outflow;
+}
+
+/// A refusal by the arbiter, as the user's error.
+fn refused(what: &str, e: ClassError) -> Error {
+    Error::InvalidConfig(format!("{what}: {e}"))
+}
+
 impl<P: Policy> Drop for GroupInner<P> {
     fn drop(&mut self) {
+        // What this group moved stays in its parent's totals.
+        if let Some(parent) = &self.parent {
+            let s = self.stat();
+            let mut book = parent.book();
+            book.left_sent += s.total_sent;
+            book.left_recv += s.total_recv;
+        }
         if let Some(sh) = self.dirs.upgrade() {
             sh.up.deregister_group(self.up);
             sh.down.deregister_group(self.down);
@@ -163,11 +234,144 @@ impl<P: Policy> Group<P> {
         let down = speed("group download cap", download)?;
         let mut stored = self.inner.caps.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(sh) = self.inner.dirs.upgrade() {
-            sh.up.set_group_cap(self.inner.up, up);
-            sh.down.set_group_cap(self.inner.down, down);
+            sh.up
+                .set_group_cap(self.inner.up, up)
+                .map_err(|e| refused("group upload cap", e))?;
+            if let Err(e) = sh.down.set_group_cap(self.inner.down, down) {
+                // Both directions or neither: the upload cap goes back to what it was.
+                let old = speed("group upload cap", stored.0).ok().flatten();
+                let _ = sh.up.set_group_cap(self.inner.up, old);
+                return Err(refused("group download cap", e));
+            }
         }
         *stored = (upload, download);
         Ok(())
+    }
+
+    /// Guarantees the group upload and download rates, in bytes per second, while it has bytes
+    /// to move (`None`: no guarantee), under [`Hierarchical`](crate::Hierarchical): the group
+    /// gets at least its guarantee (or what it wants, if less), and shares what is left with
+    /// its siblings by weight; guarantees that do not fit in the parent's part are met in
+    /// proportion.
+    ///
+    /// ```
+    /// use fairio::{Config, Hierarchical, Scheduler};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), fairio::Error> {
+    /// let config = Config::new(16 * 1024).max_download_speed(Some(8 << 20));
+    /// let sched = Scheduler::with_policy(config, Hierarchical)?;
+    /// let gold = sched.group()?;
+    /// gold.set_guarantees(None, Some(6 << 20))?;
+    /// // A class capped at 4 MiB/s cannot guarantee 6 MiB/s to a group inside it.
+    /// let class = sched.group()?;
+    /// class.set_caps(None, Some(4 << 20))?;
+    /// let inside = class.subgroup()?;
+    /// assert!(inside.set_guarantees(None, Some(6 << 20)).is_err());
+    /// assert_eq!(inside.guarantees(), (None, None));
+    /// sched.shutdown(None).await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for a zero rate, for a policy without guarantees
+    /// ([`EqualShare`](crate::EqualShare), [`Weighted`](crate::Weighted),
+    /// [`WindowQuota`](crate::WindowQuota)), and for a guarantee that can never fit: above the
+    /// group's own cap, or making the guarantees inside its parent sum to more than the parent's
+    /// cap. A refused call changes neither direction.
+    pub fn set_guarantees(&self, upload: Option<u64>, download: Option<u64>) -> Result<(), Error> {
+        let up = speed("group upload guarantee", upload)?;
+        let down = speed("group download guarantee", download)?;
+        let mut stored = self
+            .inner
+            .guarantees
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(sh) = self.inner.dirs.upgrade() {
+            sh.up
+                .set_group_guarantee(self.inner.up, up)
+                .map_err(|e| refused("group upload guarantee", e))?;
+            if let Err(e) = sh.down.set_group_guarantee(self.inner.down, down) {
+                let old = speed("group upload guarantee", stored.0).ok().flatten();
+                let _ = sh.up.set_group_guarantee(self.inner.up, old);
+                return Err(refused("group download guarantee", e));
+            }
+        }
+        *stored = (upload, download);
+        Ok(())
+    }
+
+    /// The group's guarantees (upload, download).
+    pub fn guarantees(&self) -> (Option<u64>, Option<u64>) {
+        *self
+            .inner
+            .guarantees
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A new group inside this one, with default parameters; see
+    /// [`subgroup_with`](Self::subgroup_with).
+    ///
+    /// # Errors
+    /// As [`subgroup_with`](Self::subgroup_with).
+    pub fn subgroup(&self) -> Result<Self, Error> {
+        self.subgroup_with(P::Params::default())
+    }
+
+    /// A new group inside this one (an address inside a class, say), with its own parameters.
+    /// Under [`Hierarchical`](crate::Hierarchical) its part comes out of this group's, as deep
+    /// as groups nest; the two-level policies put it beside this group instead. It keeps this
+    /// group alive while it lives, and its statistics count in this group's.
+    ///
+    /// ```
+    /// use fairio::{Config, Hierarchical, Scheduler, Weight};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), fairio::Error> {
+    /// let config = Config::new(16 * 1024).max_upload_speed(Some(8 << 20));
+    /// let sched = Scheduler::with_policy(config, Hierarchical)?;
+    /// // class -> client address -> connection: the class's cap holds for all its addresses.
+    /// let class = sched.group()?;
+    /// class.set_caps(Some(2 << 20), None)?;
+    /// let address = class.subgroup()?;
+    /// let (ours, _theirs) = tokio::io::duplex(1024);
+    /// let conn = sched.register_in(&address, ours, Weight::default())?;
+    /// assert_eq!(address.parent().map(|p| p.id()), Some(class.id()));
+    /// assert_eq!(conn.group().map(|g| g.id()), Some(address.id()));
+    /// sched.shutdown(None).await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::SchedulerClosed`] once the scheduler is gone.
+    pub fn subgroup_with(&self, params: P::Params) -> Result<Self, Error> {
+        let dirs = self.inner.dirs.upgrade().ok_or(Error::SchedulerClosed)?;
+        let inner = Arc::new(GroupInner::new_in(&self.inner, &dirs, params));
+        self.inner
+            .children
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Arc::downgrade(&inner));
+        Ok(Self { inner })
+    }
+
+    /// The group this one is inside, if any.
+    pub fn parent(&self) -> Option<Self> {
+        self.inner.parent.as_ref().map(|inner| Self {
+            inner: Arc::clone(inner),
+        })
+    }
+
+    /// The groups inside this one that are still alive.
+    pub fn subgroups(&self) -> Vec<Self> {
+        self.inner
+            .children()
+            .into_iter()
+            .map(|inner| Self { inner })
+            .collect()
     }
 
     /// The group's caps (upload, download).
@@ -182,23 +386,10 @@ impl<P: Policy> Group<P> {
         ids
     }
 
-    /// The sum of the statistics of the group's connections, closed ones included; the rates
-    /// are those of the open ones.
+    /// The sum of the statistics of the group's connections and of the groups inside it,
+    /// closed ones included; the rates are those of the open ones.
     pub fn stat(&self) -> Stat {
-        let book = self.inner.book();
-        let mut stat = Stat {
-            total_sent: book.left_sent,
-            total_recv: book.left_recv,
-            ..Stat::default()
-        };
-        for m in book.members.values() {
-            let s = m.stat();
-            stat.total_sent += s.total_sent;
-            stat.total_recv += s.total_recv;
-            stat.current_inflow += s.current_inflow;
-            stat.current_outflow += s.current_outflow;
-        }
-        stat
+        self.inner.stat()
     }
 }
 

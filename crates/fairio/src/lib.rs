@@ -279,7 +279,9 @@ pub use fairio_fd::{CloseReason, DEFAULT_UNSENT_LIMIT, Stream, UnsentBound};
 #[cfg(not(loom))]
 pub use fairio_fd::limit_unsent;
 #[doc(inline)]
-pub use fairio_policy::{EqualShare, Policy, Weight, Weighted, WindowQuota, ZeroWeight};
+pub use fairio_policy::{
+    EqualShare, Hierarchical, Policy, Weight, Weighted, WindowQuota, ZeroWeight,
+};
 #[doc(inline)]
 pub use fairio_stats::{Stat, StatsConfig};
 pub use group::Group;

@@ -13,63 +13,20 @@ use std::num::NonZeroU64;
 use std::time::Instant;
 
 use choose::{Held, Walk, choose, compact, enlist, requeue};
-pub use node::Class;
 use node::{Clocks, Kind, Node, ceiling_pace, guarantee_pace, tolerance};
 use pace::Pace;
 
+use crate::class::{Class, ClassError};
 use crate::clock::Epoch;
 use crate::drr::FlowWeight;
 use crate::policy::{Arbiter, Decision};
 use crate::slab::{Key, Slab};
 use crate::tuning::{GRANT_HORIZON_NANOS, MAX_GRANT, bytes_in, floor, gcra_burst};
 
-/// Why a class was refused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ClassError {
-    /// The key names no group (or a removed one) where a group was needed, or no node at all.
-    NoSuchNode,
-    /// A guarantee above the node's own ceiling.
-    GuaranteeAboveCeiling {
-        /// The guarantee asked for, in bytes per second.
-        guarantee: u64,
-        /// The node's ceiling.
-        ceiling: u64,
-    },
-    /// The guarantees of a group's children would sum to more than the group's ceiling.
-    GuaranteesAboveParentCeiling {
-        /// What the children's guarantees would sum to, in bytes per second.
-        guarantees: u64,
-        /// The parent's ceiling.
-        ceiling: u64,
-    },
-}
-
-impl fmt::Display for ClassError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::NoSuchNode => write!(f, "no such group or connection"),
-            Self::GuaranteeAboveCeiling { guarantee, ceiling } => write!(
-                f,
-                "a guarantee of {guarantee} B/s is above the class's ceiling of {ceiling} B/s"
-            ),
-            Self::GuaranteesAboveParentCeiling {
-                guarantees,
-                ceiling,
-            } => write!(
-                f,
-                "the guarantees inside a group would sum to {guarantees} B/s, above its \
-                 ceiling of {ceiling} B/s"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for ClassError {}
-
 /// An arbiter that shares like Linux HTB, in a tree of any depth.
 ///
 /// Connections are leaves; [`Arbiter::insert`] puts one under the root, and
-/// [`Arbiter::insert_into`] into a group. [`insert_group_in`](Self::insert_group_in) nests
+/// [`Arbiter::insert_into`] into a group. [`add_group`](Self::add_group) nests
 /// groups. A connection's own cap is its ceiling.
 ///
 ///
@@ -115,8 +72,8 @@ impl std::error::Error for ClassError {}
 /// let mib = |n: u64| NonZeroU64::new(n << 20);
 /// let mut htb = Htb::<()>::new(mib(8), t0);
 /// // A class guaranteed 6 MiB/s beside one guaranteed nothing, one connection in each.
-/// let gold = htb.insert_group_in(None, (), Class::new(mib(6), None), t0).unwrap();
-/// let rest = htb.insert_group_in(None, (), Class::default(), t0).unwrap();
+/// let gold = htb.add_group(None, (), Class::new(mib(6), None), t0).unwrap();
+/// let rest = htb.add_group(None, (), Class::default(), t0).unwrap();
 /// let (g, r) = (htb.insert_into(gold, (), None, t0), htb.insert_into(rest, (), None, t0));
 /// htb.set_demand(g, u64::MAX / 4, t0);
 /// htb.set_demand(r, u64::MAX / 4, t0);
@@ -213,7 +170,7 @@ impl<P: FlowWeight> Htb<P> {
     ///
     /// [`ClassError::NoSuchNode`] if `parent` is not a live group; the class errors of
     /// [`set_guarantee`](Self::set_guarantee) if its guarantee cannot fit.
-    pub fn insert_group_in(
+    pub fn add_group(
         &mut self,
         parent: Option<Key>,
         params: P,
@@ -237,8 +194,8 @@ impl<P: FlowWeight> Htb<P> {
     ///
     /// # Errors
     ///
-    /// As [`insert_group_in`](Self::insert_group_in).
-    pub fn insert_leaf_in(
+    /// As [`add_group`](Self::add_group).
+    pub fn add_leaf(
         &mut self,
         group: Option<Key>,
         params: P,
@@ -641,19 +598,19 @@ impl<P: FlowWeight> Arbiter for Htb<P> {
 
     fn insert_group(&mut self, params: P, cap: Option<NonZeroU64>, now: Instant) -> Key {
         // No guarantee, so nothing can be refused.
-        self.insert_group_in(None, params, Class::new(None, cap), now)
+        self.add_group(None, params, Class::new(None, cap), now)
             .unwrap_or(Key::FLAT_GROUP)
     }
 
     fn insert_into(&mut self, group: Key, params: P, cap: Option<NonZeroU64>, now: Instant) -> Key {
         let group = Some(group).filter(|&g| self.is_group(g));
         let class = Class::new(None, cap);
-        match self.insert_leaf_in(group, params.clone(), class, now) {
+        match self.add_leaf(group, params.clone(), class, now) {
             Ok(k) => k,
             // Only a guarantee can be refused, and there is none: unreachable, but a leaf
             // under the root is the documented fallback.
             Err(_) => self
-                .insert_leaf_in(None, params, class, now)
+                .add_leaf(None, params, class, now)
                 .unwrap_or(Key::FLAT_GROUP),
         }
     }
@@ -686,9 +643,45 @@ impl<P: FlowWeight> Arbiter for Htb<P> {
     }
 
     fn set_group_cap(&mut self, group: Key, cap: Option<NonZeroU64>, now: Instant) {
-        if self.is_group(group) {
-            let _ = self.set_ceiling(group, cap, now);
+        // Refused caps keep the old one, as `set_ceiling` documents.
+        let _ = self.try_set_group_cap(group, cap, now);
+    }
+
+    fn insert_group_in(
+        &mut self,
+        parent: Key,
+        params: P,
+        cap: Option<NonZeroU64>,
+        now: Instant,
+    ) -> Key {
+        let parent = Some(parent).filter(|&p| self.is_group(p));
+        // No guarantee, so nothing can be refused.
+        self.add_group(parent, params, Class::new(None, cap), now)
+            .unwrap_or(Key::FLAT_GROUP)
+    }
+
+    fn try_set_group_cap(
+        &mut self,
+        group: Key,
+        cap: Option<NonZeroU64>,
+        now: Instant,
+    ) -> Result<(), ClassError> {
+        if !self.is_group(group) {
+            return Err(ClassError::NoSuchNode);
         }
+        self.set_ceiling(group, cap, now)
+    }
+
+    fn set_group_guarantee(
+        &mut self,
+        group: Key,
+        rate: Option<NonZeroU64>,
+        now: Instant,
+    ) -> Result<(), ClassError> {
+        if !self.is_group(group) {
+            return Err(ClassError::NoSuchNode);
+        }
+        self.set_guarantee(group, rate, now)
     }
 }
 

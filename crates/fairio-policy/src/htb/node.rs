@@ -24,31 +24,6 @@ pub(crate) struct Clocks {
     pub(crate) guaranteed: u128,
 }
 
-/// The guarantee and the ceiling of a node, in bytes per second; either may be absent.
-///
-/// ```
-/// use std::num::NonZeroU64;
-/// use fairio_policy::Class;
-///
-/// // Guaranteed 1 MiB/s, may borrow up to 4 MiB/s.
-/// let class = Class::new(NonZeroU64::new(1 << 20), NonZeroU64::new(4 << 20));
-/// assert_eq!(class.guarantee.map(NonZeroU64::get), Some(1 << 20));
-/// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Class {
-    /// The rate the node is guaranteed while it has bytes to move (HTB's `rate`).
-    pub guarantee: Option<NonZeroU64>,
-    /// The rate the node never exceeds, borrowing included (HTB's `ceil`).
-    pub ceiling: Option<NonZeroU64>,
-}
-
-impl Class {
-    /// A class with an optional guarantee and an optional ceiling.
-    pub fn new(guarantee: Option<NonZeroU64>, ceiling: Option<NonZeroU64>) -> Self {
-        Self { guarantee, ceiling }
-    }
-}
-
 /// What a node is.
 #[derive(Debug)]
 pub(crate) enum Kind {

@@ -36,9 +36,9 @@ fn a_guarantee_and_half_the_rest() {
     let t0 = Instant::now();
     let mut htb = Htb::<()>::new(mib(8), t0);
     let gold = htb
-        .insert_group_in(None, (), Class::new(mib(6), None), t0)
+        .add_group(None, (), Class::new(mib(6), None), t0)
         .unwrap();
-    let rest = htb.insert_group_in(None, (), Class::default(), t0).unwrap();
+    let rest = htb.add_group(None, (), Class::default(), t0).unwrap();
     let g = htb.insert_into(gold, (), None, t0);
     let r = htb.insert_into(rest, (), None, t0);
     htb.set_demand(g, u64::MAX / 4, t0);
@@ -93,7 +93,7 @@ fn a_weight_changed_at_run_time_applies_at_once() {
     let t0 = Instant::now();
     let mut htb = Htb::<crate::Weight>::new(mib(1), t0);
     let g = htb
-        .insert_group_in(None, w(1), Class::new(None, NonZeroU64::new(200_000)), t0)
+        .add_group(None, w(1), Class::new(None, NonZeroU64::new(200_000)), t0)
         .unwrap();
     let keys: Vec<Key> = [6, 6, 1]
         .iter()
@@ -124,14 +124,14 @@ fn a_class_ceiling_holds_across_its_addresses() {
     let t0 = Instant::now();
     let mut htb = Htb::<()>::new(mib(8), t0);
     let class = htb
-        .insert_group_in(None, (), Class::new(None, mib(2)), t0)
+        .add_group(None, (), Class::new(None, mib(2)), t0)
         .unwrap();
-    let other = htb.insert_group_in(None, (), Class::default(), t0).unwrap();
+    let other = htb.add_group(None, (), Class::default(), t0).unwrap();
     let mut keys = Vec::new();
     let mut of = Vec::new();
     for a in 0..5 {
         let addr = htb
-            .insert_group_in(Some(class), (), Class::default(), t0)
+            .add_group(Some(class), (), Class::default(), t0)
             .unwrap();
         assert_eq!(htb.parent(addr), Some(class));
         for _ in 0..=a {
@@ -169,9 +169,9 @@ fn an_unused_guarantee_goes_to_the_others() {
     let t0 = Instant::now();
     let mut htb = Htb::<()>::new(mib(4), t0);
     let gold = htb
-        .insert_group_in(None, (), Class::new(mib(3), None), t0)
+        .add_group(None, (), Class::new(mib(3), None), t0)
         .unwrap();
-    let greedy = htb.insert_group_in(None, (), Class::default(), t0).unwrap();
+    let greedy = htb.add_group(None, (), Class::default(), t0).unwrap();
     let g = htb.insert_into(gold, (), None, t0);
     let r = htb.insert_into(greedy, (), None, t0);
     htb.set_demand(r, u64::MAX / 4, t0);
@@ -192,20 +192,20 @@ fn guarantees_that_cannot_fit_are_refused() {
     let t0 = Instant::now();
     let mut htb = Htb::<()>::new(mib(8), t0);
     assert_eq!(
-        htb.insert_group_in(None, (), Class::new(mib(2), mib(1)), t0),
+        htb.add_group(None, (), Class::new(mib(2), mib(1)), t0),
         Err(ClassError::GuaranteeAboveCeiling {
             guarantee: 2 << 20,
             ceiling: 1 << 20
         })
     );
     let parent = htb
-        .insert_group_in(None, (), Class::new(None, mib(3)), t0)
+        .add_group(None, (), Class::new(None, mib(3)), t0)
         .unwrap();
     let a = htb
-        .insert_group_in(Some(parent), (), Class::new(mib(2), None), t0)
+        .add_group(Some(parent), (), Class::new(mib(2), None), t0)
         .unwrap();
     assert_eq!(
-        htb.insert_leaf_in(Some(parent), (), Class::new(mib(2), None), t0),
+        htb.add_leaf(Some(parent), (), Class::new(mib(2), None), t0),
         Err(ClassError::GuaranteesAboveParentCeiling {
             guarantees: 4 << 20,
             ceiling: 3 << 20
@@ -220,7 +220,7 @@ fn guarantees_that_cannot_fit_are_refused() {
     // Unknown keys, and leaves where a group is needed.
     let leaf = htb.insert_into(parent, (), None, t0);
     assert_eq!(
-        htb.insert_group_in(Some(leaf), (), Class::default(), t0),
+        htb.add_group(Some(leaf), (), Class::default(), t0),
         Err(ClassError::NoSuchNode)
     );
     htb.remove(leaf);
@@ -236,9 +236,9 @@ fn guarantees_that_cannot_fit_are_refused() {
 fn removed_groups_go_with_their_last_connection() {
     let t0 = Instant::now();
     let mut htb = Htb::<()>::new(mib(1), t0);
-    let class = htb.insert_group_in(None, (), Class::default(), t0).unwrap();
+    let class = htb.add_group(None, (), Class::default(), t0).unwrap();
     let addr = htb
-        .insert_group_in(Some(class), (), Class::default(), t0)
+        .add_group(Some(class), (), Class::default(), t0)
         .unwrap();
     let (a, b) = (
         htb.insert_into(addr, (), None, t0),
@@ -319,7 +319,7 @@ fn churn_leaves_the_queues_bounded() {
     let t0 = Instant::now();
     let mut htb = Htb::<()>::new(mib(1), t0);
     let class = htb
-        .insert_group_in(None, (), Class::new(None, NonZeroU64::new(1000)), t0)
+        .add_group(None, (), Class::new(None, NonZeroU64::new(1000)), t0)
         .unwrap();
     let keys: Vec<Key> = (0..4)
         .map(|_| htb.insert_into(class, (), None, t0))

@@ -104,9 +104,9 @@ fn simulate(case: &Case) -> Trace {
         let node = &case.nodes[i];
         let parent = node.parent.and_then(|p| keys[p]);
         let key = if node.leaf {
-            htb.insert_leaf_in(parent, w(node.weight), class(node), t)
+            htb.add_leaf(parent, w(node.weight), class(node), t)
         } else {
-            htb.insert_group_in(parent, w(node.weight), class(node), t)
+            htb.add_group(parent, w(node.weight), class(node), t)
         };
         keys[i] = Some(key.expect("the generator makes valid classes"));
     };

@@ -19,7 +19,7 @@ use std::num::NonZeroU64;
 use std::pin::pin;
 use std::task::{Context, Poll};
 
-use fairio_policy::{Arbiter, Decision, Key, Policy};
+use fairio_policy::{Arbiter, ClassError, Decision, Key, Policy};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -198,8 +198,28 @@ impl<P: Policy> Direction<P> {
         self.deciding(None, |st, _| st.arbiter.set_group_params(group, params));
     }
 
-    pub(crate) fn set_group_cap(&self, group: Key, cap: Option<NonZeroU64>) {
-        self.deciding(None, |st, t| st.arbiter.set_group_cap(group, cap, t));
+    /// Changes a group's cap; an arbiter with guarantees may refuse it.
+    pub(crate) fn set_group_cap(
+        &self,
+        group: Key,
+        cap: Option<NonZeroU64>,
+    ) -> Result<(), ClassError> {
+        self.deciding(None, |st, t| st.arbiter.try_set_group_cap(group, cap, t))
+    }
+
+    /// Adds a group inside `parent`.
+    pub(crate) fn register_group_in(&self, parent: Key, params: P::Params) -> Key {
+        self.lock()
+            .arbiter
+            .insert_group_in(parent, params, None, now())
+    }
+
+    pub(crate) fn set_group_guarantee(
+        &self,
+        group: Key,
+        rate: Option<NonZeroU64>,
+    ) -> Result<(), ClassError> {
+        self.deciding(None, |st, t| st.arbiter.set_group_guarantee(group, rate, t))
     }
 
     /// Takes the connection out; what it was granted and did not take goes to the others, and

@@ -1,0 +1,216 @@
+//! Groups inside groups under `Hierarchical`, end to end on tokio's paused clock: a class's cap
+//! across its addresses, a guarantee beside a greedy class and what it leaves unused, the
+//! statistics of every level, and refusals.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use fairio::{Config, Connection, Error, Group, Hierarchical, Policy, Scheduler, Weight, Weighted};
+use tokio::time::sleep;
+
+use common::{flood_with, reader, snapshot};
+
+const MIB: u64 = 1 << 20;
+
+fn config(limit: u64) -> Config {
+    Config::new(16 * 1024)
+        .max_download_speed(Some(limit))
+        .read_queue_size(Some(64 * 1024))
+}
+
+/// A flooded connection in `group`, read as fast as it delivers.
+fn member<P: Policy>(
+    sched: &Scheduler<P>,
+    group: &Group<P>,
+    params: P::Params,
+) -> (Connection<P>, Arc<AtomicU64>) {
+    let (ours, theirs) = tokio::io::duplex(64 * 1024);
+    flood_with(theirs, 64 * 1024);
+    let conn = sched.register_in(group, ours, params).unwrap();
+    (conn.clone(), reader(conn))
+}
+
+/// Bytes each counter gained per second over `secs` seconds, after `warmup` seconds.
+async fn measure(counts: &[Arc<AtomicU64>], warmup: f64, secs: f64) -> Vec<f64> {
+    sleep(Duration::from_secs_f64(warmup)).await;
+    let before = snapshot(counts);
+    sleep(Duration::from_secs_f64(secs)).await;
+    snapshot(counts)
+        .iter()
+        .zip(before)
+        .map(|(a, b)| (a - b) as f64 / secs)
+        .collect()
+}
+
+/// Class -> address -> connection: a class capped at 2 MiB/s of 8 with five addresses of one
+/// to five connections holds its cap within 1%, each address gets a fifth of it whatever its
+/// number of connections, and the other class gets the rest.
+#[tokio::test(start_paused = true)]
+async fn a_class_cap_holds_across_its_addresses() {
+    let limit = 8 * MIB;
+    let sched = Scheduler::with_policy(config(limit), Hierarchical).unwrap();
+    let class = sched.group().unwrap();
+    class.set_caps(None, Some(2 * MIB)).unwrap();
+    let other = sched.group().unwrap();
+    let mut counts = Vec::new();
+    let mut of = Vec::new();
+    for a in 0..5 {
+        let address = class.subgroup().unwrap();
+        for _ in 0..=a {
+            counts.push(member(&sched, &address, Weight::default()).1);
+            of.push(a);
+        }
+    }
+    counts.push(member(&sched, &other, Weight::default()).1);
+    of.push(5);
+    let rates = measure(&counts, 1.0, 4.0).await;
+    let mut per = [0f64; 6];
+    for (r, &a) in rates.iter().zip(&of) {
+        per[a] += r;
+    }
+    let class_rate: f64 = per[..5].iter().sum();
+    println!("class {class_rate:.0} B/s by address {per:?}");
+    assert!(
+        (class_rate / (2 * MIB) as f64 - 1.0).abs() <= 0.01,
+        "class at {class_rate:.0} B/s"
+    );
+    for (a, p) in per[..5].iter().enumerate() {
+        assert!(
+            (p / class_rate - 0.2).abs() <= 0.01,
+            "address {a}: {:.4}",
+            p / class_rate
+        );
+    }
+    assert!(
+        class_rate + per[5] >= 0.98 * limit as f64,
+        "only {:.0} used",
+        class_rate + per[5]
+    );
+    // The class's statistics count every address's connections.
+    let stat = class.stat();
+    let counted: u64 = snapshot(&counts[..15]).iter().sum();
+    assert!(
+        stat.total_recv >= counted,
+        "{} < {counted}",
+        stat.total_recv
+    );
+    assert_eq!(class.subgroups().len(), 5);
+    sched.shutdown(Some(Duration::from_millis(100))).await;
+}
+
+/// A class guaranteed 6 MiB/s of 8 beside a greedy one gets its guarantee and half of the
+/// rest.
+#[tokio::test(start_paused = true)]
+async fn a_guarantee_is_met_beside_a_greedy_class() {
+    let limit = 8 * MIB;
+    let sched = Scheduler::with_policy(config(limit), Hierarchical).unwrap();
+    let (gold, greedy) = (sched.group().unwrap(), sched.group().unwrap());
+    gold.set_guarantees(None, Some(6 * MIB)).unwrap();
+    assert_eq!(gold.guarantees(), (None, Some(6 * MIB)));
+    let mut counts = vec![member(&sched, &gold, Weight::default()).1];
+    counts.extend((0..3).map(|_| member(&sched, &greedy, Weight::default()).1));
+    let rates = measure(&counts, 1.0, 4.0).await;
+    let (to_gold, to_greedy): (f64, f64) = (rates[0], rates[1..].iter().sum());
+    println!("gold {to_gold:.0} B/s, greedy {to_greedy:.0} B/s");
+    let want = 7.0 * MIB as f64;
+    assert!(
+        (to_gold / want - 1.0).abs() <= 0.02,
+        "gold at {to_gold:.0} B/s, want {want:.0}"
+    );
+    sched.shutdown(Some(Duration::from_millis(100))).await;
+}
+
+/// A guaranteed class whose reader takes only 1 MiB/s leaves the rest of its guarantee to the
+/// greedy class.
+#[tokio::test(start_paused = true)]
+async fn an_unused_guarantee_goes_to_the_others() {
+    let limit = 8 * MIB;
+    let sched = Scheduler::with_policy(config(limit), Hierarchical).unwrap();
+    let (gold, greedy) = (sched.group().unwrap(), sched.group().unwrap());
+    gold.set_guarantees(None, Some(6 * MIB)).unwrap();
+    let (ours, theirs) = tokio::io::duplex(64 * 1024);
+    flood_with(theirs, 64 * 1024);
+    let conn = sched.register_in(&gold, ours, Weight::default()).unwrap();
+    let slow = Arc::new(AtomicU64::new(0));
+    let c = Arc::clone(&slow);
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 1024];
+        while let Ok(n) = conn.read(&mut buf).await {
+            c.fetch_add(n as u64, Ordering::Relaxed);
+            sleep(Duration::from_secs_f64(1024.0 / MIB as f64)).await;
+        }
+    });
+    let mut counts = vec![slow];
+    counts.extend((0..3).map(|_| member(&sched, &greedy, Weight::default()).1));
+    let rates = measure(&counts, 1.0, 4.0).await;
+    let to_greedy: f64 = rates[1..].iter().sum();
+    println!("slow gold {:.0} B/s, greedy {to_greedy:.0} B/s", rates[0]);
+    assert!(
+        to_greedy >= 0.98 * (limit - MIB) as f64,
+        "greedy got {to_greedy:.0} B/s of the {} left",
+        limit - MIB
+    );
+    sched.shutdown(Some(Duration::from_millis(100))).await;
+}
+
+/// Guarantees that can never fit are refused, and a refused call changes neither direction;
+/// the two-level policies keep no guarantees and say so.
+#[tokio::test]
+async fn impossible_guarantees_are_refused() {
+    let sched = Scheduler::with_policy(config(8 * MIB), Hierarchical).unwrap();
+    let class = sched.group().unwrap();
+    class.set_caps(Some(MIB), Some(4 * MIB)).unwrap();
+    let inside = class.subgroup().unwrap();
+    // Upload fits, download does not: neither is taken.
+    let err = inside
+        .set_guarantees(Some(MIB / 2), Some(5 * MIB))
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidConfig(ref m) if m.contains("download")),
+        "{err}"
+    );
+    assert_eq!(inside.guarantees(), (None, None));
+    // The upload half was rolled back: a sibling may still take the whole upload cap.
+    let sibling = class.subgroup().unwrap();
+    sibling.set_guarantees(Some(MIB), None).unwrap();
+    // A cap below what the groups inside are guaranteed is refused too.
+    assert!(class.set_caps(Some(MIB / 2), Some(4 * MIB)).is_err());
+    assert_eq!(class.caps(), (Some(MIB), Some(4 * MIB)));
+    assert!(matches!(
+        inside.set_guarantees(Some(0), None),
+        Err(Error::InvalidConfig(_))
+    ));
+    sched.shutdown(None).await;
+
+    let flat = Scheduler::with_policy(config(8 * MIB), Weighted).unwrap();
+    let g = flat.group().unwrap();
+    let err = g.set_guarantees(None, Some(MIB)).unwrap_err();
+    assert!(err.to_string().contains("no guarantees"), "{err}");
+    // Two levels only: a subgroup sits beside its parent, and still names it.
+    let sub = g.subgroup().unwrap();
+    assert_eq!(sub.parent().map(|p| p.id()), Some(g.id()));
+    flat.shutdown(None).await;
+}
+
+/// A group inside another keeps it alive, and what its members moved stays in its parent's
+/// statistics once it is gone.
+#[tokio::test(start_paused = true)]
+async fn a_subgroups_totals_stay_in_its_parent() {
+    let sched = Scheduler::with_policy(config(8 * MIB), Hierarchical).unwrap();
+    let class = sched.group().unwrap();
+    let address = class.subgroup().unwrap();
+    let (conn, count) = member(&sched, &address, Weight::default());
+    sleep(Duration::from_millis(500)).await;
+    conn.close(Some(Duration::from_millis(10))).await.ok();
+    drop(conn);
+    sleep(Duration::from_millis(100)).await;
+    let moved = count.load(Ordering::Relaxed);
+    assert!(moved > 0);
+    drop(address);
+    assert!(class.subgroups().is_empty());
+    assert!(class.stat().total_recv >= moved, "{:?}", class.stat());
+    sched.shutdown(None).await;
+}
