@@ -102,6 +102,9 @@ enum PolicyName {
     Weighted,
     /// Tezos's 1 s window quota, for comparison.
     Window,
+    /// Classes that share like Linux HTB: weights, guarantees and ceilings at every level
+    /// (class, client address, connection).
+    Hierarchical,
 }
 
 impl PolicyName {
@@ -110,7 +113,13 @@ impl PolicyName {
             Self::Equal => "equal",
             Self::Weighted => "weighted",
             Self::Window => "window",
+            Self::Hierarchical => "hierarchical",
         }
+    }
+
+    /// Whether the policy shares by weight.
+    fn takes_weights(self) -> bool {
+        matches!(self, Self::Weighted | Self::Hierarchical)
     }
 }
 

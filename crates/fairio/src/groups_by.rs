@@ -79,10 +79,35 @@ impl<K: Eq + Hash + Clone, P: Policy> GroupsBy<K, P> {
     /// # Errors
     /// [`Error::SchedulerClosed`] after the scheduler's shutdown.
     pub fn group_init(&self, key: K, init: impl FnOnce(&Group<P>)) -> Result<Group<P>, Error> {
+        self.made_with(key, || self.sched.group(), init)
+    }
+
+    /// The group of `key`, made inside `parent` if it has none (a client address inside its
+    /// class, say; see [`Group::subgroup`]) and then set up by `init`, as
+    /// [`group_init`](Self::group_init) does. A key's group stays where it was first made: a
+    /// later call with another parent returns it unmoved.
+    ///
+    /// # Errors
+    /// [`Error::SchedulerClosed`] after the scheduler's shutdown.
+    pub fn group_in(
+        &self,
+        parent: &Group<P>,
+        key: K,
+        init: impl FnOnce(&Group<P>),
+    ) -> Result<Group<P>, Error> {
+        self.made_with(key, || parent.subgroup(), init)
+    }
+
+    fn made_with(
+        &self,
+        key: K,
+        make: impl FnOnce() -> Result<Group<P>, Error>,
+        init: impl FnOnce(&Group<P>),
+    ) -> Result<Group<P>, Error> {
         if let Some(inner) = self.lock().groups.get(&key).and_then(Weak::upgrade) {
             return Ok(Group { inner });
         }
-        let group = self.sched.group()?;
+        let group = make()?;
         init(&group);
         let mut map = self.lock();
         if let Some(inner) = map.groups.get(&key).and_then(Weak::upgrade) {

@@ -49,7 +49,7 @@ impl DemoArgs {
     /// Refuses flags that contradict each other or would do nothing, and makes sure the run's
     /// descriptors fit under the open-file limit (raising the soft limit when it can).
     pub(crate) fn check(&self) -> Result<(), Refusal> {
-        if !self.weights.is_empty() && self.policy != PolicyName::Weighted {
+        if !self.weights.is_empty() && !self.policy.takes_weights() {
             return Err(Refusal::conflict(format!(
                 "--weights needs --policy weighted; with --policy {} every connection gets the \
                  same share and the weights would be ignored",

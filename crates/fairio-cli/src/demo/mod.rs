@@ -9,7 +9,9 @@ use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 pub(crate) use args::DemoArgs;
-use fairio::{Config, Connection, EqualShare, Policy, Scheduler, Weight, Weighted, WindowQuota};
+use fairio::{
+    Config, Connection, EqualShare, Hierarchical, Policy, Scheduler, Weight, Weighted, WindowQuota,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
@@ -36,6 +38,9 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), String> {
         PolicyName::Equal => demo(args, EqualShare, |_| ()).await,
         PolicyName::Weighted => demo(args, Weighted, |w| Weight::new(w).unwrap_or_default()).await,
         PolicyName::Window => demo(args, WindowQuota, |_| ()).await,
+        PolicyName::Hierarchical => {
+            demo(args, Hierarchical, |w| Weight::new(w).unwrap_or_default()).await
+        }
     }
 }
 
@@ -128,7 +133,7 @@ async fn demo<P: Policy>(
                 limit: args.max_download,
                 rate_unit,
                 total_unit,
-                weighted: args.policy == PolicyName::Weighted,
+                weighted: args.policy.takes_weights(),
             };
             let mut stdout = std::io::stdout().lock();
             let _ = stdout.write_all(view::render(&frame, cols, height).as_bytes());

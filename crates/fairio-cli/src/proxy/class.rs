@@ -13,8 +13,15 @@ pub(crate) struct Class {
     pub(crate) networks: Vec<IpNet>,
     /// Weight of each of its groups (hosts, or connections), under `policy = "weighted"`.
     pub(crate) weight: u32,
-    /// Caps (to clients, from clients) on each of its groups.
+    /// Caps (to clients, from clients): under `policy = "hierarchical"` on the class as a
+    /// whole, under the other policies on each of its groups (hosts, or connections).
     pub(crate) caps: (Option<u64>, Option<u64>),
+    /// Caps (to clients, from clients) on each client address of the class, under
+    /// `policy = "hierarchical"`.
+    pub(crate) each: (Option<u64>, Option<u64>),
+    /// Guarantees (to clients, from clients) of the class as a whole, under
+    /// `policy = "hierarchical"`.
+    pub(crate) mins: (Option<u64>, Option<u64>),
     /// Most clients of the class at once.
     pub(crate) max_connections: Option<usize>,
 }
@@ -27,6 +34,8 @@ impl Class {
             networks: Vec::new(),
             weight: 1,
             caps: (None, None),
+            each: (None, None),
+            mins: (None, None),
             max_connections: None,
         }
     }

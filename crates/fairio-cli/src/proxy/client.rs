@@ -75,6 +75,8 @@ pub(super) struct Session<P: Policy> {
     pub(super) sched: Scheduler<P>,
     /// The groups by (class, host), when fair by host.
     pub(super) hosts: Option<GroupsBy<(Arc<str>, IpAddr), P>>,
+    /// The groups by class, above the hosts', under `policy = "hierarchical"`.
+    pub(super) classes: Option<GroupsBy<Arc<str>, P>>,
     pub(super) upstream: String,
     /// The PROXY protocol header to send the upstream first, if any.
     pub(super) send_proxy: Option<super::pp::Version>,
@@ -125,6 +127,9 @@ where
     P::Params: FromWeight,
 {
     let weight = P::Params::from_weight(class.weight);
+    if let Some(classes) = &s.classes {
+        return register_in_class(s, classes, client, peer, class);
+    }
     let conn = match (&s.hosts, peer.ip) {
         (Some(hosts), Some(ip)) => {
             let key = (Arc::from(class.name.as_str()), ip);
@@ -150,6 +155,58 @@ where
         conn.set_caps(up, down)?;
     }
     Ok(conn)
+}
+
+/// Registers a client three levels deep: its class's group (the class's weight, caps and
+/// guarantees, for the class as a whole), then its address's group inside it when fair by host
+/// (the class's per-address caps), then the connection (the per-client cap).
+fn register_in_class<P: Policy, S: fairio::Stream>(
+    s: &Session<P>,
+    classes: &GroupsBy<Arc<str>, P>,
+    client: S,
+    peer: &Peer,
+    class: &Class,
+) -> Result<fairio::Connection<P>, Error>
+where
+    P::Params: FromWeight,
+{
+    let name: Arc<str> = Arc::from(class.name.as_str());
+    let class_group = classes.group_init(Arc::clone(&name), |g| set_up_class(g, class))?;
+    let conn = match (&s.hosts, peer.ip) {
+        (Some(hosts), Some(ip)) => {
+            let address = hosts.group_in(&class_group, (name, ip), |g| {
+                if let Err(e) = g.set_caps(class.each.0, class.each.1) {
+                    tracing::warn!("class `{}`: per-address caps: {e}", class.name);
+                }
+            })?;
+            s.sched
+                .register_in(&address, client, P::Params::default())?
+        }
+        _ => s
+            .sched
+            .register_in(&class_group, client, P::Params::default())?,
+    };
+    if let Some(cap) = s.settings.per_client_cap {
+        conn.set_caps(Some(cap), Some(cap))?;
+    }
+    Ok(conn)
+}
+
+/// Gives a class's group the class's weight, caps and guarantees. The guarantees are cleared
+/// first, so that caps lowered below the old ones apply; a guarantee the caps cannot hold is
+/// refused by the file's check, and logged here if it comes anyway.
+pub(super) fn set_up_class<P: Policy>(g: &fairio::Group<P>, class: &Class)
+where
+    P::Params: FromWeight,
+{
+    g.set_params(P::Params::from_weight(class.weight));
+    let _ = g.set_guarantees(None, None);
+    if let Err(e) = g.set_caps(class.caps.0, class.caps.1) {
+        tracing::warn!("class `{}`: caps: {e}", class.name);
+    }
+    if let Err(e) = g.set_guarantees(class.mins.0, class.mins.1) {
+        tracing::warn!("class `{}`: guarantees: {e}", class.name);
+    }
 }
 
 /// When the pair last moved a byte, in milliseconds since it started.

@@ -60,6 +60,10 @@ pub(super) struct FileClass {
     pub(super) weight: Option<Spanned<u32>>,
     pub(super) max_to_clients: Option<Spanned<String>>,
     pub(super) max_from_clients: Option<Spanned<String>>,
+    pub(super) max_to_each_address: Option<Spanned<String>>,
+    pub(super) max_from_each_address: Option<Spanned<String>>,
+    pub(super) min_to_clients: Option<Spanned<String>>,
+    pub(super) min_from_clients: Option<Spanned<String>>,
     pub(super) max_connections: Option<Spanned<u32>>,
 }
 
@@ -151,14 +155,41 @@ impl FileClass {
             }
             m => m.as_ref().map(|m| *m.get_ref() as usize),
         };
+        let caps = (
+            src.rate(&self.max_to_clients, "max_to_clients")?,
+            src.rate(&self.max_from_clients, "max_from_clients")?,
+        );
+        let mins = (
+            src.rate(&self.min_to_clients, "min_to_clients")?,
+            src.rate(&self.min_from_clients, "min_from_clients")?,
+        );
+        // A class guaranteed more than it may ever use.
+        for ((min, max), (key, spanned)) in
+            [mins.0, mins.1].into_iter().zip([caps.0, caps.1]).zip([
+                ("min_to_clients", &self.min_to_clients),
+                ("min_from_clients", &self.min_from_clients),
+            ])
+        {
+            if let (Some(min), Some(max), Some(s)) = (min, max, spanned) {
+                if min > max {
+                    return Err(src.at(
+                        s,
+                        key,
+                        format!("{min} B/s is above the class's cap of {max} B/s; lower it or raise the cap"),
+                    ));
+                }
+            }
+        }
         Ok(Class {
             name,
             networks,
             weight,
-            caps: (
-                src.rate(&self.max_to_clients, "max_to_clients")?,
-                src.rate(&self.max_from_clients, "max_from_clients")?,
+            caps,
+            each: (
+                src.rate(&self.max_to_each_address, "max_to_each_address")?,
+                src.rate(&self.max_from_each_address, "max_from_each_address")?,
             ),
+            mins,
             max_connections,
         })
     }

@@ -229,6 +229,7 @@ fn admit<P: Policy, S: fairio::Stream>(
     let session = Session {
         sched: proxy.sched.clone(),
         hosts: proxy.hosts.clone(),
+        classes: proxy.classes.clone(),
         upstream: route.upstream.clone(),
         send_proxy: route.send_proxy,
         settings,

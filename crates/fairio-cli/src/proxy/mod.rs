@@ -21,7 +21,9 @@ use std::time::Duration;
 
 use args::FairBy;
 pub(crate) use args::ProxyArgs;
-use fairio::{Config, EqualShare, GroupsBy, Policy, Scheduler, Weight, Weighted, WindowQuota};
+use fairio::{
+    Config, EqualShare, GroupsBy, Hierarchical, Policy, Scheduler, Weight, Weighted, WindowQuota,
+};
 pub(crate) use guard::Admission;
 use notify::Notifier;
 use settings::Settings;
@@ -61,8 +63,13 @@ pub(crate) async fn run(args: ProxyArgs) -> Result<(), String> {
             .iter()
             .chain([&settings.classes.default])
         {
+            let three_level = if c.mins == (None, None) && c.each == (None, None) {
+                String::new()
+            } else {
+                format!(", guarantees {:?}, caps per address {:?}", c.mins, c.each)
+            };
             println!(
-                "class {}: {} networks, weight {}, caps {:?}, max connections {:?}",
+                "class {}: {} networks, weight {}, caps {:?}, max connections {:?}{three_level}",
                 c.name,
                 c.networks.len(),
                 c.weight,
@@ -78,6 +85,7 @@ pub(crate) async fn run(args: ProxyArgs) -> Result<(), String> {
         PolicyName::Equal => proxy(args, settings, EqualShare).await,
         PolicyName::Weighted => proxy(args, settings, Weighted).await,
         PolicyName::Window => proxy(args, settings, WindowQuota).await,
+        PolicyName::Hierarchical => proxy(args, settings, Hierarchical).await,
     }
 }
 
@@ -85,6 +93,8 @@ pub(crate) async fn run(args: ProxyArgs) -> Result<(), String> {
 pub(crate) struct Proxy<P: Policy> {
     sched: Scheduler<P>,
     hosts: Option<GroupsBy<(Arc<str>, IpAddr), P>>,
+    /// One group per class, above its addresses, under `policy = "hierarchical"`.
+    classes: Option<GroupsBy<Arc<str>, P>>,
     admission: Arc<Admission>,
     /// The settings in force; a reload replaces them.
     settings: RwLock<Arc<Settings>>,
@@ -176,16 +186,26 @@ where
         let new = Arc::new(new);
         *self.settings.write().unwrap_or_else(|e| e.into_inner()) = Arc::clone(&new);
         self.set_limits();
+        let class_named = |name: &str| {
+            new.classes
+                .list
+                .iter()
+                .find(|c| c.name == name)
+                .unwrap_or(&new.classes.default)
+        };
+        if let Some(classes) = &self.classes {
+            classes.for_each(|name, g| client::set_up_class(g, class_named(name)));
+        }
         if let Some(hosts) = &self.hosts {
             hosts.for_each(|(class, _), g| {
-                let c = new
-                    .classes
-                    .list
-                    .iter()
-                    .find(|c| *c.name == **class)
-                    .unwrap_or(&new.classes.default);
-                g.set_params(P::Params::from_weight(c.weight));
-                let _ = g.set_caps(c.caps.0, c.caps.1);
+                let c = class_named(class);
+                if self.classes.is_some() {
+                    // Three levels: an address has its own cap, under its class's.
+                    let _ = g.set_caps(c.each.0, c.each.1);
+                } else {
+                    g.set_params(P::Params::from_weight(c.weight));
+                    let _ = g.set_caps(c.caps.0, c.caps.1);
+                }
             });
         }
     }
@@ -247,6 +267,7 @@ where
     admission.hold_open(held.open);
     let proxy = Arc::new(Proxy {
         hosts: (settings.fair_by == FairBy::Host).then(|| GroupsBy::new(&sched)),
+        classes: (settings.policy == PolicyName::Hierarchical).then(|| GroupsBy::new(&sched)),
         sched: sched.clone(),
         admission: Arc::clone(&admission),
         settings: RwLock::new(Arc::new(settings.clone())),

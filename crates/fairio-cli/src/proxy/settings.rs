@@ -272,11 +272,14 @@ impl Settings {
                 "equal" => PolicyName::Equal,
                 "weighted" => PolicyName::Weighted,
                 "window" => PolicyName::Window,
+                "hierarchical" => PolicyName::Hierarchical,
                 other => {
                     return Err(v(src.at(
                         s,
                         "policy",
-                        format!("'{other}' is not \"equal\", \"weighted\" or \"window\""),
+                        format!(
+                            "'{other}' is not \"equal\", \"weighted\", \"window\" or \"hierarchical\""
+                        ),
                     )));
                 }
             },
@@ -378,10 +381,25 @@ impl Settings {
                  --policy equal does",
             ));
         }
-        if self.policy != PolicyName::Weighted && !weighted_classes.is_empty() {
+        if !self.policy.takes_weights() && !weighted_classes.is_empty() {
             return Err(Refusal::conflict(format!(
-                "class `{}` has a weight, which only --policy weighted (policy = \"weighted\") uses",
+                "class `{}` has a weight, which only --policy weighted or hierarchical uses",
                 weighted_classes[0]
+            )));
+        }
+        // Guarantees and per-address caps need a class above its addresses: three levels.
+        let three_level = self
+            .classes
+            .list
+            .iter()
+            .chain([&self.classes.default])
+            .find(|c| c.mins != (None, None) || c.each != (None, None));
+        if let Some(c) = three_level.filter(|_| self.policy != PolicyName::Hierarchical) {
+            return Err(Refusal::conflict(format!(
+                "class `{}` has a guarantee (min_to_clients, min_from_clients) or a per-address \
+                 cap (max_to_each_address, max_from_each_address), which only --policy \
+                 hierarchical (policy = \"hierarchical\") keeps",
+                c.name
             )));
         }
         for (i, (listen, _)) in self.listeners.iter().enumerate() {

@@ -1,0 +1,183 @@
+//! `fairio proxy` with `policy = "hierarchical"`: class -> client address -> connection, with
+//! real TCP clients from several loopback addresses, counted at the clients. A class's cap
+//! holds for the class as a whole across five addresses, each address gets its part whatever
+//! its number of connections, a guarantee is met beside a greedy class, and a reload changes a
+//! class's cap under traffic.
+#![cfg(unix)]
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{BIN, Proxy, client_from, flooding_upstream, free_port, wait_for};
+
+const MIB: f64 = 1_048_576.0;
+
+fn write_config(text: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!(
+        "fairio-hierarchy-{}-{}.toml",
+        std::process::id(),
+        free_port()
+    ));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn start(config: &std::path::Path, port: u16) -> Proxy {
+    let child = Command::new(BIN)
+        .args(["proxy", "--config", config.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .env_remove("RUST_LOG")
+        .spawn()
+        .unwrap();
+    let proxy = Proxy(child);
+    wait_for(port);
+    proxy
+}
+
+/// Bytes per second of each counter over `secs`.
+fn rates(counts: &[Arc<AtomicU64>], secs: f64) -> Vec<f64> {
+    let before: Vec<u64> = counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+    let start = Instant::now();
+    std::thread::sleep(Duration::from_secs_f64(secs));
+    let s = start.elapsed().as_secs_f64();
+    counts
+        .iter()
+        .zip(before)
+        .map(|(c, b)| (c.load(Ordering::Relaxed) - b) as f64 / s)
+        .collect()
+}
+
+#[test]
+fn a_class_cap_holds_across_five_addresses_and_a_reload_changes_it() {
+    let up = flooding_upstream(7);
+    let port = free_port();
+    let config = |office_cap: &str| {
+        format!(
+            "max_to_clients = \"8MiB\"\npolicy = \"hierarchical\"\n\
+             [[listener]]\nlisten = \"127.0.0.1:{port}\"\nupstream = \"127.0.0.1:{up}\"\n\
+             [[class]]\nname = \"office\"\nnetworks = [\"127.0.0.2/31\", \"127.0.0.4/31\", \"127.0.0.6/32\"]\n\
+             max_to_clients = \"{office_cap}\"\n\
+             [default_class]\n"
+        )
+    };
+    let path = write_config(&config("2MiB"));
+    let _proxy = start(&path, port);
+    // Five office addresses with one to three connections each; one client elsewhere.
+    let mut counts = Vec::new();
+    let mut of = Vec::new();
+    for (a, last) in [2u8, 3, 4, 5, 6].into_iter().enumerate() {
+        for _ in 0..=(a % 3) {
+            counts.push(client_from([127, 0, 0, last], port));
+            of.push(a);
+        }
+    }
+    counts.push(client_from([127, 0, 0, 9], port));
+    of.push(5);
+    std::thread::sleep(Duration::from_secs(1));
+    let check = |cap: f64| {
+        let r = rates(&counts, 3.0);
+        let mut per = [0f64; 6];
+        for (x, &a) in r.iter().zip(&of) {
+            per[a] += x;
+        }
+        let office: f64 = per[..5].iter().sum();
+        println!("office {office:.0} B/s by address {per:?}");
+        assert!(
+            (office / cap - 1.0).abs() <= 0.01,
+            "the office class at {office:.0} B/s, its cap {cap:.0}"
+        );
+        for (a, p) in per[..5].iter().enumerate() {
+            assert!(
+                (p / office - 0.2).abs() <= 0.02,
+                "address {a} got {:.4} of the class",
+                p / office
+            );
+        }
+        assert!(
+            ((office + per[5]) / (8.0 * MIB) - 1.0).abs() <= 0.02,
+            "the limit is used: {per:?}"
+        );
+    };
+    check(2.0 * MIB);
+    // A reload lowers the class's cap under traffic; nobody is dropped.
+    std::fs::write(&path, config("1MiB")).unwrap();
+    let status = Command::new("kill")
+        .args(["-HUP", &_proxy.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::thread::sleep(Duration::from_millis(700));
+    check(MIB);
+    let _ = std::fs::remove_file(path);
+}
+
+#[test]
+fn a_guarantee_is_met_beside_a_greedy_class() {
+    let up = flooding_upstream(8);
+    let port = free_port();
+    let path = write_config(&format!(
+        "max_to_clients = \"8MiB\"\npolicy = \"hierarchical\"\n\
+         [[listener]]\nlisten = \"127.0.0.1:{port}\"\nupstream = \"127.0.0.1:{up}\"\n\
+         [[class]]\nname = \"gold\"\nnetworks = [\"127.0.0.2/32\"]\nmin_to_clients = \"6MiB\"\n\
+         [default_class]\n"
+    ));
+    let _proxy = start(&path, port);
+    let mut counts = vec![client_from([127, 0, 0, 2], port)];
+    counts.extend((0..3).map(|_| client_from([127, 0, 0, 3], port)));
+    std::thread::sleep(Duration::from_secs(1));
+    let r = rates(&counts, 3.0);
+    let (gold, rest): (f64, f64) = (r[0], r[1..].iter().sum());
+    println!("gold {gold:.0} B/s, the default class {rest:.0} B/s");
+    // 6 MiB/s guaranteed, and half of the other 2 by equal weights.
+    assert!(
+        (gold / (7.0 * MIB) - 1.0).abs() <= 0.02,
+        "gold at {gold:.0} B/s"
+    );
+    let _ = std::fs::remove_file(path);
+}
+
+/// Guarantees and per-address caps need `policy = "hierarchical"`, and a class is not
+/// guaranteed more than its own cap: both refused with exit code 2, naming the key.
+#[test]
+fn impossible_classes_are_refused() {
+    let check = |text: &str| {
+        let path = write_config(text);
+        let out = Command::new(BIN)
+            .args([
+                "proxy",
+                "--config",
+                path.to_str().unwrap(),
+                "--check-config",
+            ])
+            .output()
+            .unwrap();
+        let _ = std::fs::remove_file(path);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let listener = "[[listener]]\nlisten = \"127.0.0.1:9\"\nupstream = \"127.0.0.1:1\"\n";
+    let (code, err) = check(&format!(
+        "policy = \"weighted\"\n{listener}[[class]]\nname = \"a\"\nnetworks = [\"10.0.0.0/8\"]\nweight = 2\nmax_to_each_address = \"1MiB\"\n"
+    ));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("hierarchical") && err.contains("`a`"), "{err}");
+    let (code, err) = check(&format!(
+        "policy = \"hierarchical\"\n{listener}[[class]]\nname = \"a\"\nnetworks = [\"10.0.0.0/8\"]\nmax_from_clients = \"1MiB\"\nmin_from_clients = \"2MiB\"\n"
+    ));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("min_from_clients") && err.contains("line"),
+        "{err}"
+    );
+    let (code, err) = check(&format!(
+        "policy = \"hierarchical\"\n{listener}[[class]]\nname = \"a\"\nnetworks = [\"10.0.0.0/8\"]\nweight = 3\nmin_to_clients = \"1MiB\"\n"
+    ));
+    assert_eq!(code, Some(0), "{err}");
+}
