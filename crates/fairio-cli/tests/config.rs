@@ -8,48 +8,14 @@ mod common;
 
 use std::io::Read;
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
-use common::{BIN, Proxy, client_from, flooding_upstream, free_port, http, wait_for};
-
-fn write_config(text: &str) -> std::path::PathBuf {
-    let path = std::env::temp_dir().join(format!(
-        "fairio-config-{}-{}.toml",
-        std::process::id(),
-        free_port()
-    ));
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-fn start(config: &std::path::Path, port: u16) -> Proxy {
-    let child = Command::new(BIN)
-        .args(["proxy", "--config", config.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .env_remove("RUST_LOG")
-        .spawn()
-        .unwrap();
-    let proxy = Proxy(child);
-    wait_for(port);
-    proxy
-}
-
-/// Bytes per second of each counter over `secs`.
-fn rates(counts: &[&Arc<AtomicU64>], secs: f64) -> Vec<f64> {
-    let before: Vec<u64> = counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
-    let start = Instant::now();
-    std::thread::sleep(Duration::from_secs_f64(secs));
-    let s = start.elapsed().as_secs_f64();
-    counts
-        .iter()
-        .zip(before)
-        .map(|(c, b)| (c.load(Ordering::Relaxed) - b) as f64 / s)
-        .collect()
-}
+use common::{
+    BIN, client_from, flooding_upstream, free_port, http, rates, start_with_config as start,
+    write_config,
+};
 
 #[test]
 fn the_sample_config_checks() {

@@ -7,50 +7,14 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use common::{BIN, Proxy, client_from, flooding_upstream, free_port, wait_for};
+use common::{
+    BIN, client_from, flooding_upstream, free_port, rates, start_with_config as start, write_config,
+};
 
 const MIB: f64 = 1_048_576.0;
-
-fn write_config(text: &str) -> std::path::PathBuf {
-    let path = std::env::temp_dir().join(format!(
-        "fairio-hierarchy-{}-{}.toml",
-        std::process::id(),
-        free_port()
-    ));
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-fn start(config: &std::path::Path, port: u16) -> Proxy {
-    let child = Command::new(BIN)
-        .args(["proxy", "--config", config.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .env_remove("RUST_LOG")
-        .spawn()
-        .unwrap();
-    let proxy = Proxy(child);
-    wait_for(port);
-    proxy
-}
-
-/// Bytes per second of each counter over `secs`.
-fn rates(counts: &[Arc<AtomicU64>], secs: f64) -> Vec<f64> {
-    let before: Vec<u64> = counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
-    let start = Instant::now();
-    std::thread::sleep(Duration::from_secs_f64(secs));
-    let s = start.elapsed().as_secs_f64();
-    counts
-        .iter()
-        .zip(before)
-        .map(|(c, b)| (c.load(Ordering::Relaxed) - b) as f64 / s)
-        .collect()
-}
 
 #[test]
 fn a_class_cap_holds_across_five_addresses_and_a_reload_changes_it() {
@@ -80,7 +44,7 @@ fn a_class_cap_holds_across_five_addresses_and_a_reload_changes_it() {
     of.push(5);
     std::thread::sleep(Duration::from_secs(1));
     let check = |cap: f64| {
-        let r = rates(&counts, 3.0);
+        let r = rates(&counts.iter().collect::<Vec<_>>(), 3.0);
         let mut per = [0f64; 6];
         for (x, &a) in r.iter().zip(&of) {
             per[a] += x;
@@ -130,7 +94,7 @@ fn a_guarantee_is_met_beside_a_greedy_class() {
     let mut counts = vec![client_from([127, 0, 0, 2], port)];
     counts.extend((0..3).map(|_| client_from([127, 0, 0, 3], port)));
     std::thread::sleep(Duration::from_secs(1));
-    let r = rates(&counts, 3.0);
+    let r = rates(&counts.iter().collect::<Vec<_>>(), 3.0);
     let (gold, rest): (f64, f64) = (r[0], r[1..].iter().sum());
     println!("gold {gold:.0} B/s, the default class {rest:.0} B/s");
     // 6 MiB/s guaranteed, and half of the other 2 by equal weights.

@@ -234,11 +234,13 @@ impl<P: Policy> Group<P> {
         let down = speed("group download cap", download)?;
         let mut stored = self.inner.caps.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(sh) = self.inner.dirs.upgrade() {
+            let _one_at_a_time = sh.classes.lock().unwrap_or_else(|e| e.into_inner());
             sh.up
                 .set_group_cap(self.inner.up, up)
                 .map_err(|e| refused("group upload cap", e))?;
             if let Err(e) = sh.down.set_group_cap(self.inner.down, down) {
-                // Both directions or neither: the upload cap goes back to what it was.
+                // Both directions or neither: the upload cap goes back to what it was, which
+                // nothing can have made refusable meanwhile (`classes` is held).
                 let old = speed("group upload cap", stored.0).ok().flatten();
                 let _ = sh.up.set_group_cap(self.inner.up, old);
                 return Err(refused("group download cap", e));
@@ -289,6 +291,7 @@ impl<P: Policy> Group<P> {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         if let Some(sh) = self.inner.dirs.upgrade() {
+            let _one_at_a_time = sh.classes.lock().unwrap_or_else(|e| e.into_inner());
             sh.up
                 .set_group_guarantee(self.inner.up, up)
                 .map_err(|e| refused("group upload guarantee", e))?;
@@ -350,11 +353,18 @@ impl<P: Policy> Group<P> {
     pub fn subgroup_with(&self, params: P::Params) -> Result<Self, Error> {
         let dirs = self.inner.dirs.upgrade().ok_or(Error::SchedulerClosed)?;
         let inner = Arc::new(GroupInner::new_in(&self.inner, &dirs, params));
-        self.inner
+        let mut kids = self
+            .inner
             .children
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(Arc::downgrade(&inner));
+            .unwrap_or_else(|e| e.into_inner());
+        // Dead subgroups are swept as the list doubles: a class whose addresses come and go
+        // keeps a list the size of its live ones, at O(1) per subgroup on average.
+        if kids.len() >= 16 && kids.len().is_power_of_two() {
+            kids.retain(|k| k.strong_count() > 0);
+        }
+        kids.push(Arc::downgrade(&inner));
+        drop(kids);
         Ok(Self { inner })
     }
 

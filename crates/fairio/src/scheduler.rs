@@ -199,6 +199,7 @@ impl<P: Policy> Scheduler<P> {
                     &policy,
                     config.max_download_speed,
                 )),
+                classes: Default::default(),
             }),
             refresher: Mutex::new(Some(Refresher::spawn(&registry))),
             registry,

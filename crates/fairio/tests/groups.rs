@@ -3,49 +3,22 @@
 //! time, and the group's statistics and members.
 
 mod common;
+#[path = "common/shares.rs"]
+mod shares;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use fairio::{Config, Connection, EqualShare, Group, Policy, Scheduler, Weight, Weighted};
+use fairio::{Connection, EqualShare, Policy, Scheduler, Weight, Weighted};
 use tokio::io::DuplexStream;
 use tokio::time::sleep;
 
-use common::{flood_with, reader, snapshot};
+use common::flood_with;
+use shares::{config, measure, member};
 
 const KIB: u64 = 1024;
 const MIB: u64 = 1 << 20;
-
-fn config(limit: u64) -> Config {
-    Config::new(16 * 1024)
-        .max_download_speed(Some(limit))
-        .read_queue_size(Some(64 * 1024))
-}
-
-/// A flooded connection in `group`, read as fast as it delivers.
-fn member<P: Policy>(
-    sched: &Scheduler<P>,
-    group: &Group<P>,
-    params: P::Params,
-) -> (Connection<P>, Arc<AtomicU64>) {
-    let (ours, theirs) = tokio::io::duplex(64 * 1024);
-    flood_with(theirs, 64 * 1024);
-    let conn = sched.register_in(group, ours, params).unwrap();
-    (conn.clone(), reader(conn))
-}
-
-/// Bytes each counter gained over `secs` seconds, after `warmup` seconds.
-async fn measure(counts: &[Arc<AtomicU64>], warmup: f64, secs: f64) -> Vec<f64> {
-    sleep(Duration::from_secs_f64(warmup)).await;
-    let before = snapshot(counts);
-    sleep(Duration::from_secs_f64(secs)).await;
-    snapshot(counts)
-        .iter()
-        .zip(before)
-        .map(|(a, b)| (a - b) as f64 / secs)
-        .collect()
-}
 
 #[tokio::test(start_paused = true)]
 async fn a_host_with_eight_connections_and_one_with_one_split_half_and_half() {

@@ -3,47 +3,20 @@
 //! statistics of every level, and refusals.
 
 mod common;
+#[path = "common/shares.rs"]
+mod shares;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use fairio::{Config, Connection, Error, Group, Hierarchical, Policy, Scheduler, Weight, Weighted};
+use fairio::{Error, Hierarchical, Scheduler, Weight, Weighted};
 use tokio::time::sleep;
 
-use common::{flood_with, reader, snapshot};
+use common::{flood_with, snapshot};
+use shares::{config, measure, member};
 
 const MIB: u64 = 1 << 20;
-
-fn config(limit: u64) -> Config {
-    Config::new(16 * 1024)
-        .max_download_speed(Some(limit))
-        .read_queue_size(Some(64 * 1024))
-}
-
-/// A flooded connection in `group`, read as fast as it delivers.
-fn member<P: Policy>(
-    sched: &Scheduler<P>,
-    group: &Group<P>,
-    params: P::Params,
-) -> (Connection<P>, Arc<AtomicU64>) {
-    let (ours, theirs) = tokio::io::duplex(64 * 1024);
-    flood_with(theirs, 64 * 1024);
-    let conn = sched.register_in(group, ours, params).unwrap();
-    (conn.clone(), reader(conn))
-}
-
-/// Bytes each counter gained per second over `secs` seconds, after `warmup` seconds.
-async fn measure(counts: &[Arc<AtomicU64>], warmup: f64, secs: f64) -> Vec<f64> {
-    sleep(Duration::from_secs_f64(warmup)).await;
-    let before = snapshot(counts);
-    sleep(Duration::from_secs_f64(secs)).await;
-    snapshot(counts)
-        .iter()
-        .zip(before)
-        .map(|(a, b)| (a - b) as f64 / secs)
-        .collect()
-}
 
 /// Class -> address -> connection: a class capped at 2 MiB/s of 8 with five addresses of one
 /// to five connections holds its cap within 1%, each address gets a fifth of it whatever its

@@ -77,6 +77,9 @@ pub(super) struct Session<P: Policy> {
     pub(super) hosts: Option<GroupsBy<(Arc<str>, IpAddr), P>>,
     /// The groups by class, above the hosts', under `policy = "hierarchical"`.
     pub(super) classes: Option<GroupsBy<Arc<str>, P>>,
+    /// The settings in force now (a reload replaces them), for a class's group made after
+    /// this client was admitted.
+    pub(super) live: Arc<std::sync::RwLock<Arc<Settings>>>,
     pub(super) upstream: String,
     /// The PROXY protocol header to send the upstream first, if any.
     pub(super) send_proxy: Option<super::pp::Version>,
@@ -171,11 +174,22 @@ where
     P::Params: FromWeight,
 {
     let name: Arc<str> = Arc::from(class.name.as_str());
-    let class_group = classes.group_init(Arc::clone(&name), |g| set_up_class(g, class))?;
+    // Set up from the settings in force when it is made: a reload may have come since this
+    // client was admitted (it waits for its upstream first), and the reload could not reach a
+    // group that did not exist yet. A class gone from the file takes the default's settings,
+    // as on a reload.
+    let live = Arc::clone(&s.live.read().unwrap_or_else(|e| e.into_inner()));
+    let now = live
+        .classes
+        .list
+        .iter()
+        .find(|c| c.name == class.name)
+        .unwrap_or(&live.classes.default);
+    let class_group = classes.group_init(Arc::clone(&name), |g| set_up_class(g, now))?;
     let conn = match (&s.hosts, peer.ip) {
         (Some(hosts), Some(ip)) => {
             let address = hosts.group_in(&class_group, (name, ip), |g| {
-                if let Err(e) = g.set_caps(class.each.0, class.each.1) {
+                if let Err(e) = g.set_caps(now.each.0, now.each.1) {
                     tracing::warn!("class `{}`: per-address caps: {e}", class.name);
                 }
             })?;

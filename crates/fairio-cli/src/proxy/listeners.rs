@@ -230,6 +230,7 @@ fn admit<P: Policy, S: fairio::Stream>(
         sched: proxy.sched.clone(),
         hosts: proxy.hosts.clone(),
         classes: proxy.classes.clone(),
+        live: Arc::clone(&proxy.settings),
         upstream: route.upstream.clone(),
         send_proxy: route.send_proxy,
         settings,

@@ -97,7 +97,7 @@ pub(crate) struct Proxy<P: Policy> {
     classes: Option<GroupsBy<Arc<str>, P>>,
     admission: Arc<Admission>,
     /// The settings in force; a reload replaces them.
-    settings: RwLock<Arc<Settings>>,
+    settings: Arc<RwLock<Arc<Settings>>>,
     fleet: bool,
     /// The admin API's token, which a reload may change.
     admin_token: Arc<RwLock<Option<String>>>,
@@ -159,6 +159,22 @@ where
         for (key, changed) in restart_only {
             if changed {
                 tracing::warn!("`{key}` changed: it takes effect at the next start, not on reload");
+            }
+        }
+        // The file was checked against the policy it names; the running one may keep two
+        // levels only, and then has nothing to apply these to until a restart.
+        if self.classes.is_none() {
+            let three_level = new
+                .classes
+                .list
+                .iter()
+                .chain([&new.classes.default])
+                .find(|c| c.mins != (None, None) || c.each != (None, None));
+            if let Some(c) = three_level {
+                tracing::warn!(
+                    "class `{}`: guarantees and per-address caps apply only under policy = \"hierarchical\", from the next start",
+                    c.name
+                );
             }
         }
 
@@ -270,7 +286,7 @@ where
         classes: (settings.policy == PolicyName::Hierarchical).then(|| GroupsBy::new(&sched)),
         sched: sched.clone(),
         admission: Arc::clone(&admission),
-        settings: RwLock::new(Arc::new(settings.clone())),
+        settings: Arc::new(RwLock::new(Arc::new(settings.clone()))),
         fleet: member.is_some(),
         admin_token: Arc::new(RwLock::new(settings.admin_token.clone())),
         started: Arc::new(settings.clone()),

@@ -233,3 +233,41 @@ impl Proxy {
         log
     }
 }
+
+/// Writes a config file for one test, under a name of its own.
+pub fn write_config(text: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!(
+        "fairio-config-{}-{}.toml",
+        std::process::id(),
+        free_port()
+    ));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `fairio proxy --config FILE`, once it accepts on `port`.
+pub fn start_with_config(config: &std::path::Path, port: u16) -> Proxy {
+    let child = Command::new(BIN)
+        .args(["proxy", "--config", config.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .env_remove("RUST_LOG")
+        .spawn()
+        .unwrap();
+    let proxy = Proxy(child);
+    wait_for(port);
+    proxy
+}
+
+/// Bytes per second of each counter over `secs`.
+pub fn rates(counts: &[&Arc<AtomicU64>], secs: f64) -> Vec<f64> {
+    let before: Vec<u64> = counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+    let start = std::time::Instant::now();
+    std::thread::sleep(Duration::from_secs_f64(secs));
+    let s = start.elapsed().as_secs_f64();
+    counts
+        .iter()
+        .zip(before)
+        .map(|(c, b)| (c.load(Ordering::Relaxed) - b) as f64 / s)
+        .collect()
+}

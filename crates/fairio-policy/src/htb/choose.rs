@@ -7,7 +7,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::collections::binary_heap::PeekMut;
 
-use super::node::{Kind, Node};
+use super::node::{Clocks, Kind, Node};
 use super::queues::{Entry, Queues};
 use crate::slab::{Key, Slab};
 
@@ -50,6 +50,18 @@ fn top<P, K: Ord + Copy>(
     None
 }
 
+/// The group `child` is in, and that group's virtual clocks.
+fn parent_clocks<P>(nodes: &Slab<Node<P>>, child: Key) -> Option<(Key, Clocks)> {
+    let parent = nodes.get(child)?.parent?;
+    match nodes.get(parent) {
+        Some(Node {
+            kind: Kind::Group { clocks, .. },
+            ..
+        }) => Some((parent, *clocks)),
+        _ => None,
+    }
+}
+
 /// Puts `child` in its group's queues afresh: its older entries go stale. The group's queues
 /// are `q` (taken out of the group while it is walked), or the group's own.
 pub(crate) fn enlist<P>(
@@ -59,15 +71,8 @@ pub(crate) fn enlist<P>(
     seq: &mut u64,
     now: u64,
 ) {
-    let Some(parent) = nodes.get(child).and_then(|n| n.parent) else {
+    let Some((parent, clocks)) = parent_clocks(nodes, child) else {
         return;
-    };
-    let clocks = match nodes.get(parent) {
-        Some(Node {
-            kind: Kind::Group { clocks, .. },
-            ..
-        }) => *clocks,
-        _ => return,
     };
     let Some(n) = nodes.get_mut(child) else {
         return;
@@ -109,15 +114,8 @@ pub(crate) fn requeue<P>(
     seq: &mut u64,
     now: u64,
 ) {
-    let Some(parent) = nodes.get(child).and_then(|n| n.parent) else {
+    let Some((parent, clocks)) = parent_clocks(nodes, child) else {
         return;
-    };
-    let clocks = match nodes.get(parent) {
-        Some(Node {
-            kind: Kind::Group { clocks, .. },
-            ..
-        }) => *clocks,
-        _ => return,
     };
     let Some(n) = nodes.get(child) else {
         return;
@@ -228,7 +226,7 @@ pub(crate) fn choose<P>(
             continue;
         }
         let below = match child.kind {
-            Kind::Leaf { demand } => {
+            Kind::Leaf { demand, .. } => {
                 walk.bytes = demand.min(max).min(room);
                 Ok(())
             }

@@ -177,17 +177,7 @@ impl<P: FlowWeight> Htb<P> {
         class: Class,
         now: Instant,
     ) -> Result<Key, ClassError> {
-        let parent = parent.unwrap_or(self.root);
-        if !self.is_group(parent) {
-            return Err(ClassError::NoSuchNode);
-        }
-        self.check_guarantee(parent, None, class.guarantee, class.ceiling)?;
-        let t = self.tick(now);
-        let weight = params.weight();
-        let mut node = Node::new(Some(parent), params, weight, group_kind());
-        node.guarantee = class.guarantee.map(|g| guarantee_pace(g, t));
-        node.ceiling = class.ceiling.map(|c| ceiling_pace(c, t));
-        Ok(self.attach(parent, node))
+        self.add(parent, params, class, group_kind(), now)
     }
 
     /// Adds a connection into `group` with its class: its ceiling is its cap.
@@ -202,17 +192,30 @@ impl<P: FlowWeight> Htb<P> {
         class: Class,
         now: Instant,
     ) -> Result<Key, ClassError> {
-        let parent = group.unwrap_or(self.root);
+        let key = self.add(group, params, class, Kind::Leaf { demand: 0, path: 0 }, now)?;
+        self.leaves += 1;
+        Ok(key)
+    }
+
+    /// Adds a node of `kind` into `parent` (`None`: the root), once its class fits.
+    fn add(
+        &mut self,
+        parent: Option<Key>,
+        params: P,
+        class: Class,
+        kind: Kind,
+        now: Instant,
+    ) -> Result<Key, ClassError> {
+        let parent = parent.unwrap_or(self.root);
         if !self.is_group(parent) {
             return Err(ClassError::NoSuchNode);
         }
         self.check_guarantee(parent, None, class.guarantee, class.ceiling)?;
         let t = self.tick(now);
         let weight = params.weight();
-        let mut node = Node::new(Some(parent), params, weight, Kind::Leaf { demand: 0 });
+        let mut node = Node::new(Some(parent), params, weight, kind);
         node.guarantee = class.guarantee.map(|g| guarantee_pace(g, t));
         node.ceiling = class.ceiling.map(|c| ceiling_pace(c, t));
-        self.leaves += 1;
         Ok(self.attach(parent, node))
     }
 
@@ -308,11 +311,9 @@ impl<P: FlowWeight> Htb<P> {
         let parent = n.parent.unwrap_or(self.root);
         self.check_guarantee(parent, Some(node), rate, n.ceiling_rate())?;
         if let Some(n) = self.nodes.get_mut(node) {
-            n.guarantee = match (n.guarantee, rate) {
-                (Some(p), Some(r)) => Some(p.with_rate(r, 0, t)),
-                (None, Some(r)) => Some(guarantee_pace(r, t)),
-                (_, None) => None,
-            };
+            // Fresh, whatever the old one was: a grant on a small guarantee runs its arrival
+            // time far ahead, and that would delay the new one by as much.
+            n.guarantee = rate.map(|r| guarantee_pace(r, t));
         }
         self.refresh(node);
         Ok(())
@@ -516,7 +517,7 @@ impl<P: FlowWeight> Arbiter for Htb<P> {
     fn set_demand(&mut self, key: Key, bytes: u64, now: Instant) {
         self.tick(now);
         let Some(Node {
-            kind: Kind::Leaf { demand },
+            kind: Kind::Leaf { demand, .. },
             ..
         }) = self.nodes.get_mut(key)
         else {
@@ -541,7 +542,7 @@ impl<P: FlowWeight> Arbiter for Htb<P> {
     fn demand(&self, key: Key) -> u64 {
         match self.nodes.get(key) {
             Some(Node {
-                kind: Kind::Leaf { demand },
+                kind: Kind::Leaf { demand, .. },
                 ..
             }) => *demand,
             _ => 0,
@@ -582,14 +583,26 @@ impl<P: FlowWeight> Arbiter for Htb<P> {
         if let Some(g) = self.global.as_mut() {
             g.refund(bytes, t);
         }
+        let path = match self.nodes.get(key) {
+            Some(Node {
+                kind: Kind::Leaf { path, .. },
+                ..
+            }) => *path,
+            _ => 0,
+        };
         let mut at = Some(key);
+        let mut level = 0u32;
         while let Some(k) = at.filter(|&k| k != self.root) {
             let Some(n) = self.nodes.get_mut(k) else {
                 return;
             };
-            n.refund(bytes, t);
+            let guaranteed = path.checked_shr(level).is_some_and(|p| p & 1 == 1);
+            n.refund(bytes, guaranteed, t);
             at = n.parent;
+            level += 1;
         }
+        // A node held by its ceiling, or waiting for its guarantee, may move sooner now.
+        self.refresh(key);
     }
 
     fn len(&self) -> usize {
@@ -719,6 +732,21 @@ impl<P: FlowWeight> Htb<P> {
             {
                 *c = clocks;
             }
+        }
+        // Which levels were charged to a guarantee, for bytes the leaf gives back. Past 64
+        // levels, a refund goes to the virtual time.
+        let path = walk
+            .steps
+            .iter()
+            .take(64)
+            .enumerate()
+            .fold(0u64, |p, (i, &(_, g))| p | (u64::from(g) << i));
+        if let Some(Node {
+            kind: Kind::Leaf { path: p, .. },
+            ..
+        }) = self.nodes.get_mut(leaf)
+        {
+            *p = path;
         }
         let left = self.demand(leaf).saturating_sub(bytes);
         self.set_demand(leaf, left, self.epoch.instant(t));

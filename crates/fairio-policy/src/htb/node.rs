@@ -27,8 +27,10 @@ pub(crate) struct Clocks {
 /// What a node is.
 #[derive(Debug)]
 pub(crate) enum Kind {
-    /// A connection, with the bytes it could move now.
-    Leaf { demand: u64 },
+    /// A connection, with the bytes it could move now, and which levels its last grant was
+    /// charged to a guarantee at (bit `i`: the `i`th node from the leaf up), so that bytes it
+    /// gives back go where they were charged.
+    Leaf { demand: u64, path: u64 },
     /// A group.
     Group {
         children: Vec<Key>,
@@ -60,9 +62,6 @@ pub(crate) struct Node<P> {
     pub(crate) gtime: u128,
     /// Moves on whenever the node's entries in its parent's queues go stale.
     pub(crate) ticket: u64,
-    /// Whether the last grant through this node was guaranteed, so a refund goes back where
-    /// it was charged.
-    pub(crate) last_guaranteed: bool,
     pub(crate) kind: Kind,
 }
 
@@ -78,7 +77,6 @@ impl<P> Node<P> {
             vtime: 0,
             gtime: 0,
             ticket: 0,
-            last_guaranteed: false,
             kind,
         }
     }
@@ -86,7 +84,7 @@ impl<P> Node<P> {
     /// Whether it has bytes to move, itself or below it.
     pub(crate) fn active(&self) -> bool {
         match &self.kind {
-            Kind::Leaf { demand } => *demand > 0,
+            Kind::Leaf { demand, .. } => *demand > 0,
             Kind::Group { active, .. } => *active > 0,
         }
     }
@@ -113,7 +111,6 @@ impl<P> Node<P> {
         if let Some(c) = self.ceiling.as_mut() {
             c.charge(bytes, now);
         }
-        self.last_guaranteed = guaranteed;
         let start = self.starts(*clocks);
         match self.guarantee.as_mut().filter(|_| guaranteed) {
             Some(g) => {
@@ -129,12 +126,13 @@ impl<P> Node<P> {
         }
     }
 
-    /// Gives back `bytes` of the last grant through this node.
-    pub(crate) fn refund(&mut self, bytes: u64, now: u64) {
+    /// Gives back `bytes` of a grant through this node, to its guarantee if it was charged
+    /// there (`guaranteed`), else to its virtual time.
+    pub(crate) fn refund(&mut self, bytes: u64, guaranteed: bool, now: u64) {
         if let Some(c) = self.ceiling.as_mut() {
             c.refund(bytes, now);
         }
-        if let Some(g) = self.guarantee.as_mut().filter(|_| self.last_guaranteed) {
+        if let Some(g) = self.guarantee.as_mut().filter(|_| guaranteed) {
             let rate = u128::from(g.rate().get());
             g.refund(bytes, now);
             self.gtime = self.gtime.saturating_sub(u128::from(bytes) * GSCALE / rate);

@@ -65,6 +65,10 @@ pub(crate) struct Direction<P: Policy> {
 pub(crate) struct Directions<P: Policy> {
     pub(crate) up: std::sync::Arc<Direction<P>>,
     pub(crate) down: std::sync::Arc<Direction<P>>,
+    /// Held through a group's change of caps or guarantees in both directions: a change
+    /// refused in one direction rolls the other back, and no other group's change (a parent's
+    /// cap, a sibling's guarantee) may come between and make the rollback refused in turn.
+    pub(crate) classes: Mutex<()>,
 }
 
 #[derive(Debug)]
