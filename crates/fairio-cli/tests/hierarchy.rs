@@ -145,3 +145,49 @@ fn impossible_classes_are_refused() {
     ));
     assert_eq!(code, Some(0), "{err}");
 }
+
+/// A guaranteed class whose client reads only 1 MiB/s leaves the rest of its guarantee to the
+/// others: the default class's clients get the other 7 MiB/s.
+#[test]
+fn an_unused_guarantee_goes_to_the_others() {
+    use std::io::Read;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    let up = flooding_upstream(9);
+    let port = free_port();
+    let path = write_config(&format!(
+        "max_to_clients = \"8MiB\"\npolicy = \"hierarchical\"\n\
+         [[listener]]\nlisten = \"127.0.0.1:{port}\"\nupstream = \"127.0.0.1:{up}\"\n\
+         [[class]]\nname = \"gold\"\nnetworks = [\"127.0.0.2/32\"]\nmin_to_clients = \"6MiB\"\n\
+         [default_class]\n"
+    ));
+    let _proxy = start(&path, port);
+    // The gold client reads 16 KiB every 16 ms: 1 MiB/s.
+    let mut slow = common::connect_from([127, 0, 0, 2], port);
+    let slow_count = Arc::new(AtomicU64::new(0));
+    let c = Arc::clone(&slow_count);
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 16 * 1024];
+        for _ in 0..100_000 {
+            let Ok(n) = slow.read(&mut buf) else { break };
+            if n == 0 {
+                break;
+            }
+            c.fetch_add(n as u64, Ordering::Relaxed);
+            std::thread::sleep(Duration::from_millis(16));
+        }
+    });
+    let mut counts = vec![slow_count];
+    counts.extend((0..3).map(|_| client_from([127, 0, 0, 3], port)));
+    std::thread::sleep(Duration::from_secs(2));
+    let r = rates(&counts.iter().collect::<Vec<_>>(), 3.0);
+    let rest: f64 = r[1..].iter().sum();
+    println!("slow gold {:.0} B/s, the default class {rest:.0} B/s", r[0]);
+    assert!(
+        rest >= 0.98 * (8.0 * MIB - r[0]),
+        "the default class got {rest:.0} B/s beside gold's {:.0}",
+        r[0]
+    );
+    let _ = std::fs::remove_file(path);
+}
