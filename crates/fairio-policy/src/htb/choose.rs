@@ -253,6 +253,8 @@ pub(crate) fn choose<P>(
     {
         *queues = q;
     }
+    // The walk may have held children, and `requeue` may fall back to pushing anew.
+    compact(nodes, group);
     outcome
 }
 

@@ -414,6 +414,31 @@ impl<P: FlowWeight> Htb<P> {
         }
     }
 
+    /// Sets a leaf's demand at the time last given (see [`Arbiter::set_demand`]).
+    fn demand_now(&mut self, key: Key, bytes: u64) {
+        let Some(Node {
+            kind: Kind::Leaf { demand, .. },
+            ..
+        }) = self.nodes.get_mut(key)
+        else {
+            return;
+        };
+        let was = *demand;
+        *demand = bytes;
+        match (was > 0, bytes > 0) {
+            (false, true) => {
+                self.active_leaves += 1;
+                self.propagate(key, true);
+                self.refresh(key);
+            }
+            (true, false) => {
+                self.active_leaves -= 1;
+                self.propagate(key, false);
+            }
+            _ => {}
+        }
+    }
+
     /// Puts a node and its ancestors in their parents' queues afresh: a connection with
     /// bytes to move again, or a class changed, may let a group held so far move.
     fn refresh(&mut self, from: Key) {
@@ -516,27 +541,7 @@ impl<P: FlowWeight> Arbiter for Htb<P> {
 
     fn set_demand(&mut self, key: Key, bytes: u64, now: Instant) {
         self.tick(now);
-        let Some(Node {
-            kind: Kind::Leaf { demand, .. },
-            ..
-        }) = self.nodes.get_mut(key)
-        else {
-            return;
-        };
-        let was = *demand;
-        *demand = bytes;
-        match (was > 0, bytes > 0) {
-            (false, true) => {
-                self.active_leaves += 1;
-                self.propagate(key, true);
-                self.refresh(key);
-            }
-            (true, false) => {
-                self.active_leaves -= 1;
-                self.propagate(key, false);
-            }
-            _ => {}
-        }
+        self.demand_now(key, bytes);
     }
 
     fn demand(&self, key: Key) -> u64 {
@@ -749,13 +754,11 @@ impl<P: FlowWeight> Htb<P> {
             *p = path;
         }
         let left = self.demand(leaf).saturating_sub(bytes);
-        self.set_demand(leaf, left, self.epoch.instant(t));
-        // Every node on the path moved on: its entries are pushed afresh.
+        self.demand_now(leaf, left);
+        // Every node on the path moved on: its entry moves in place (a leaf with nothing left
+        // leaves its queues).
         for &(key, guaranteed) in &walk.steps {
             requeue(&mut self.nodes, key, guaranteed, &mut self.seq, t);
-            if let Some(parent) = self.nodes.get(key).and_then(|n| n.parent) {
-                compact(&mut self.nodes, parent);
-            }
         }
         Decision::Grant { key: leaf, bytes }
     }

@@ -8,11 +8,19 @@ use crate::slab::Key;
 use crate::tuning::{GRANT_HORIZON_NANOS, floor};
 
 /// Virtual time is bytes over weight, scaled so that weights up to `u32::MAX` keep precision.
-pub(crate) const VSCALE: u128 = 1 << 32;
+const VSCALE: u64 = 1 << 32;
 
 /// Guaranteed virtual time is bytes over the guarantee (bytes per second), scaled so that
 /// guarantees up to terabytes per second keep precision.
-pub(crate) const GSCALE: u128 = 1 << 56;
+const GSCALE: u64 = 1 << 56;
+
+/// `bytes × scale / over`, in the 128-bit virtual times.
+fn virtual_bytes(bytes: u64, scale: u64, over: u64) -> u128 {
+    match bytes.checked_mul(scale) {
+        Some(p) => u128::from(p / over),
+        None => u128::from(bytes) * u128::from(scale) / u128::from(over),
+    }
+}
 
 /// A group's two virtual clocks: where a child back from idle starts, beyond its guarantee and
 /// within it.
@@ -114,14 +122,14 @@ impl<P> Node<P> {
         let start = self.starts(*clocks);
         match self.guarantee.as_mut().filter(|_| guaranteed) {
             Some(g) => {
-                let rate = u128::from(g.rate().get());
+                let rate = g.rate().get();
                 g.charge(bytes, now);
                 clocks.guaranteed = start.guaranteed;
-                self.gtime = start.guaranteed + u128::from(bytes) * GSCALE / rate;
+                self.gtime = start.guaranteed + virtual_bytes(bytes, GSCALE, rate);
             }
             None => {
                 clocks.shared = start.shared;
-                self.vtime = start.shared + u128::from(bytes) * VSCALE / u128::from(self.weight);
+                self.vtime = start.shared + virtual_bytes(bytes, VSCALE, u64::from(self.weight));
             }
         }
     }
@@ -133,11 +141,13 @@ impl<P> Node<P> {
             c.refund(bytes, now);
         }
         if let Some(g) = self.guarantee.as_mut().filter(|_| guaranteed) {
-            let rate = u128::from(g.rate().get());
+            let rate = g.rate().get();
             g.refund(bytes, now);
-            self.gtime = self.gtime.saturating_sub(u128::from(bytes) * GSCALE / rate);
+            self.gtime = self
+                .gtime
+                .saturating_sub(virtual_bytes(bytes, GSCALE, rate));
         } else {
-            let v = u128::from(bytes) * VSCALE / u128::from(self.weight);
+            let v = virtual_bytes(bytes, VSCALE, u64::from(self.weight));
             self.vtime = self.vtime.saturating_sub(v);
         }
     }

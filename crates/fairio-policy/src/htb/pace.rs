@@ -7,7 +7,21 @@
 
 use std::num::NonZeroU64;
 
-const NANOS_PER_SEC: u128 = 1_000_000_000;
+const NANOS_PER_SEC: u64 = 1_000_000_000;
+
+/// `a × b / c`, rounded down (up with `ceil`), saturating: in 64 bits when the product fits,
+/// as it does for a grant's bytes, and in 128 otherwise. A decision makes a few of these per
+/// level, and a 128-bit division costs several times a 64-bit one.
+pub(crate) fn mul_div(a: u64, b: u64, c: u64, ceil: bool) -> u64 {
+    match a.checked_mul(b) {
+        Some(p) if ceil => p.div_ceil(c),
+        Some(p) => p / c,
+        None => {
+            let (p, c) = (u128::from(a) * u128::from(b), u128::from(c));
+            u64::try_from(if ceil { p.div_ceil(c) } else { p / c }).unwrap_or(u64::MAX)
+        }
+    }
+}
 
 /// A byte rate with a tolerance: over any window of `T` it lets through at most
 /// `rate × (T + tolerance + behind)` bytes plus the last grant.
@@ -61,8 +75,7 @@ impl Pace {
 
     /// The time `bytes` take at this rate, rounded up.
     fn nanos_for(&self, bytes: u64) -> u64 {
-        let n = u128::from(bytes) * NANOS_PER_SEC;
-        u64::try_from(n.div_ceil(u128::from(self.rate.get()))).unwrap_or(u64::MAX)
+        mul_div(bytes, NANOS_PER_SEC, self.rate.get(), true)
     }
 
     /// Bytes that may go at `now`.
@@ -70,15 +83,12 @@ impl Pace {
         let ahead = now
             .saturating_add(self.tolerance)
             .saturating_sub(self.counted(now));
-        u64::try_from(u128::from(ahead) * u128::from(self.rate.get()) / NANOS_PER_SEC)
-            .unwrap_or(u64::MAX)
+        mul_div(ahead, self.rate.get(), NANOS_PER_SEC, false)
     }
 
     /// The bytes that may go at once after a rest: the tolerance's worth.
     pub(crate) fn full(&self) -> u64 {
-        u64::try_from(u128::from(self.tolerance) * u128::from(self.rate.get()) / NANOS_PER_SEC)
-            .unwrap_or(u64::MAX)
-            .max(1)
+        mul_div(self.tolerance, self.rate.get(), NANOS_PER_SEC, false).max(1)
     }
 
     /// When at least `bytes` may go.
@@ -132,6 +142,34 @@ mod tests {
 
     fn mib() -> NonZeroU64 {
         NonZeroU64::new(1 << 20).unwrap()
+    }
+
+    /// The 64-bit path and the 128-bit one agree, rounding included, and a product past 64
+    /// bits takes the 128-bit one.
+    #[test]
+    fn mul_div_matches_128_bit_arithmetic() {
+        let cases = [
+            (0, 7, 3),
+            (65_536, NANOS_PER_SEC, 1_048_576),
+            (1, 1, 3),
+            (u64::MAX, u64::MAX, u64::MAX),
+            (40_000_000, 1 << 40, NANOS_PER_SEC),
+            (123_456_789, 987_654_321_000, 1_000_003),
+        ];
+        for (a, b, c) in cases {
+            let p = u128::from(a) * u128::from(b);
+            let want = |x: u128| u64::try_from(x).unwrap_or(u64::MAX);
+            assert_eq!(
+                mul_div(a, b, c, false),
+                want(p / u128::from(c)),
+                "{a} {b} {c}"
+            );
+            assert_eq!(
+                mul_div(a, b, c, true),
+                want(p.div_ceil(u128::from(c))),
+                "{a} {b} {c}"
+            );
+        }
     }
 
     #[test]
