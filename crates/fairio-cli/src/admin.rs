@@ -42,6 +42,28 @@ pub(crate) struct Admin<P: Policy> {
     pub(crate) hosts: Option<fairio::GroupsBy<(Arc<str>, std::net::IpAddr), P>>,
     /// Whether `/metrics` has series per client address.
     pub(crate) per_host: bool,
+    /// The proxy's groups by class, under `policy = "hierarchical"`.
+    pub(crate) classes: Option<fairio::GroupsBy<Arc<str>, P>>,
+}
+
+/// One class in `GET /clients`, under `policy = "hierarchical"`: the class's group, above its
+/// client addresses' groups.
+#[derive(Debug, Serialize)]
+struct ClassView {
+    id: u64,
+    class: String,
+    /// The groups of its client addresses.
+    groups: Vec<u64>,
+    /// Its clients that are in no address group (fair by connection, Unix clients).
+    members: Vec<u64>,
+    to_client_cap: Option<u64>,
+    from_client_cap: Option<u64>,
+    to_client_guarantee: Option<u64>,
+    from_client_guarantee: Option<u64>,
+    to_client_bytes: u64,
+    from_client_bytes: u64,
+    to_client_rate: u64,
+    from_client_rate: u64,
 }
 
 /// One group in `GET /clients`: a client address in its class.
@@ -131,6 +153,9 @@ async fn handle<P: Policy>(
             if let Some(hosts) = admin.hosts.as_ref().filter(|_| admin.per_host) {
                 body = metrics::with_hosts(body, hosts);
             }
+            if let Some(classes) = &admin.classes {
+                body = metrics::with_classes(body, classes);
+            }
             reply(
                 StatusCode::OK,
                 "text/plain; version=0.0.4; charset=utf-8",
@@ -174,11 +199,38 @@ async fn handle<P: Policy>(
                 });
             }
             groups.sort_by_key(|g| g.id);
-            let body = serde_json::to_string_pretty(&serde_json::json!({
+            let mut classes = Vec::new();
+            if let Some(by_class) = &admin.classes {
+                by_class.for_each(|name, g| {
+                    let s = g.stat();
+                    let (caps, mins) = (g.caps(), g.guarantees());
+                    let mut subgroups: Vec<u64> = g.subgroups().iter().map(|s| s.id()).collect();
+                    subgroups.sort_unstable();
+                    classes.push(ClassView {
+                        id: g.id(),
+                        class: name.to_string(),
+                        groups: subgroups,
+                        members: g.members(),
+                        to_client_cap: caps.0,
+                        from_client_cap: caps.1,
+                        to_client_guarantee: mins.0,
+                        from_client_guarantee: mins.1,
+                        to_client_bytes: s.total_sent,
+                        from_client_bytes: s.total_recv,
+                        to_client_rate: s.current_outflow,
+                        from_client_rate: s.current_inflow,
+                    });
+                });
+            }
+            classes.sort_by(|a, b| a.class.cmp(&b.class));
+            let mut view = serde_json::json!({
                 "clients": clients,
                 "groups": groups,
-            }))
-            .unwrap_or_default();
+            });
+            if admin.classes.is_some() {
+                view["classes"] = serde_json::json!(classes);
+            }
+            let body = serde_json::to_string_pretty(&view).unwrap_or_default();
             reply(StatusCode::OK, "application/json", body)
         }
         (&Method::PUT, "/limits") => put_limits(req, &admin).await,

@@ -262,3 +262,60 @@ pub(crate) fn with_hosts<P: Policy>(
     let head = rendered.trim_end().trim_end_matches("# EOF").to_owned();
     head + &extra
 }
+
+/// Adds the series of the class groups under `policy = "hierarchical"` to a rendering, before
+/// its end marker: each class's rate now, cap and guarantee (`fairio_class_rate`,
+/// `fairio_class_cap`, `fairio_class_guarantee`, in bytes per second, by class and direction;
+/// a cap or guarantee not set has no series).
+pub(crate) fn with_classes<P: Policy>(
+    rendered: String,
+    classes: &fairio::GroupsBy<std::sync::Arc<str>, P>,
+) -> String {
+    #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+    struct Class {
+        class: String,
+        direction: &'static str,
+    }
+    let mut registry = Registry::default();
+    let rate = Family::<Class, Gauge<u64, AtomicU64>>::default();
+    let cap = Family::<Class, Gauge<u64, AtomicU64>>::default();
+    let guarantee = Family::<Class, Gauge<u64, AtomicU64>>::default();
+    classes.for_each(|name, g| {
+        let (s, caps, mins) = (g.stat(), g.caps(), g.guarantees());
+        let label = |direction| Class {
+            class: name.to_string(),
+            direction,
+        };
+        for (direction, now, c, m) in [
+            ("to_clients", s.current_outflow, caps.0, mins.0),
+            ("from_clients", s.current_inflow, caps.1, mins.1),
+        ] {
+            rate.get_or_create(&label(direction)).set(now);
+            if let Some(c) = c {
+                cap.get_or_create(&label(direction)).set(c);
+            }
+            if let Some(m) = m {
+                guarantee.get_or_create(&label(direction)).set(m);
+            }
+        }
+    });
+    registry.register(
+        "fairio_class_rate",
+        "Bytes per second each class moves now (policy = hierarchical)",
+        rate,
+    );
+    registry.register(
+        "fairio_class_cap",
+        "Each class's cap on the whole class, in bytes per second",
+        cap,
+    );
+    registry.register(
+        "fairio_class_guarantee",
+        "Each class's guarantee, in bytes per second",
+        guarantee,
+    );
+    let mut extra = String::new();
+    let _ = encode(&mut extra, &registry);
+    let head = rendered.trim_end().trim_end_matches("# EOF").to_owned();
+    head + &extra
+}

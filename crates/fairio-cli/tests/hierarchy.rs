@@ -11,7 +11,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{
-    BIN, client_from, flooding_upstream, free_port, rates, start_with_config as start, write_config,
+    BIN, client_from, flooding_upstream, free_port, http, rates, start_with_config as start,
+    write_config,
 };
 
 const MIB: f64 = 1_048_576.0;
@@ -19,10 +20,10 @@ const MIB: f64 = 1_048_576.0;
 #[test]
 fn a_class_cap_holds_across_five_addresses_and_a_reload_changes_it() {
     let up = flooding_upstream(7);
-    let port = free_port();
+    let (port, admin) = (free_port(), free_port());
     let config = |office_cap: &str| {
         format!(
-            "max_to_clients = \"8MiB\"\npolicy = \"hierarchical\"\n\
+            "max_to_clients = \"8MiB\"\npolicy = \"hierarchical\"\nadmin = \"127.0.0.1:{admin}\"\n\
              [[listener]]\nlisten = \"127.0.0.1:{port}\"\nupstream = \"127.0.0.1:{up}\"\n\
              [[class]]\nname = \"office\"\nnetworks = [\"127.0.0.2/31\", \"127.0.0.4/31\", \"127.0.0.6/32\"]\n\
              max_to_clients = \"{office_cap}\"\n\
@@ -68,6 +69,28 @@ fn a_class_cap_holds_across_five_addresses_and_a_reload_changes_it() {
         );
     };
     check(2.0 * MIB);
+    // The admin API shows the class level: its cap, and its five address groups.
+    let (_, metrics) = http(admin, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(
+        metrics.contains("fairio_class_cap{class=\"office\",direction=\"to_clients\"} 2097152"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("fairio_class_rate{class=\"office\",direction=\"to_clients\"}"),
+        "{metrics}"
+    );
+    let (_, clients) = http(admin, "GET /clients HTTP/1.1\r\nHost: x\r\n\r\n");
+    let view: serde_json::Value = serde_json::from_str(&clients).unwrap();
+    let office = view["classes"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["class"] == "office"))
+        .unwrap_or_else(|| panic!("no office class in {clients}"));
+    assert_eq!(
+        office["groups"].as_array().map(Vec::len),
+        Some(5),
+        "{office}"
+    );
+    assert_eq!(office["to_client_cap"], 2 * 1024 * 1024, "{office}");
     // A reload lowers the class's cap under traffic; nobody is dropped.
     std::fs::write(&path, config("1MiB")).unwrap();
     let status = Command::new("kill")

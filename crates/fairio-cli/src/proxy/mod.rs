@@ -314,6 +314,7 @@ where
             reload: Arc::clone(&reload),
             hosts: proxy.hosts.clone(),
             per_host: settings.metrics_per_host,
+            classes: proxy.classes.clone(),
         };
         admin_task = Some(tokio::spawn(crate::admin::serve(l, Arc::new(admin))));
     }
