@@ -214,3 +214,55 @@ fn an_unused_guarantee_goes_to_the_others() {
     );
     let _ = std::fs::remove_file(path);
 }
+
+/// A reload that puts a connected client's address in another class moves the client there,
+/// without dropping it: its new class's cap applies, and `/clients` names the new class.
+#[test]
+fn a_reload_moves_a_client_to_its_new_class() {
+    let up = flooding_upstream(6);
+    let (port, admin) = (free_port(), free_port());
+    let config = |office: &str| {
+        format!(
+            "max_to_clients = \"8MiB\"\npolicy = \"hierarchical\"\nadmin = \"127.0.0.1:{admin}\"\n\
+             [[listener]]\nlisten = \"127.0.0.1:{port}\"\nupstream = \"127.0.0.1:{up}\"\n\
+             [[class]]\nname = \"office\"\nnetworks = [\"{office}\"]\nmax_to_clients = \"1MiB\"\n\
+             [default_class]\n"
+        )
+    };
+    let path = write_config(&config("127.0.0.2/32"));
+    let proxy = start(&path, port);
+    let counts = [
+        client_from([127, 0, 0, 2], port),
+        client_from([127, 0, 0, 3], port),
+    ];
+    std::thread::sleep(Duration::from_secs(1));
+    let r = rates(&counts.iter().collect::<Vec<_>>(), 2.0);
+    println!("before: .2 in office {:.0} B/s, .3 {:.0} B/s", r[0], r[1]);
+    assert!((r[0] / MIB - 1.0).abs() <= 0.02, "{r:?}");
+    // The office moves to 127.0.0.3: .3 comes under the office's cap, .2 goes to the default.
+    std::fs::write(&path, config("127.0.0.3/32")).unwrap();
+    let status = Command::new("kill")
+        .args(["-HUP", &proxy.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::thread::sleep(Duration::from_millis(700));
+    let r = rates(&counts.iter().collect::<Vec<_>>(), 2.0);
+    println!("after: .2 {:.0} B/s, .3 in office {:.0} B/s", r[0], r[1]);
+    assert!((r[1] / MIB - 1.0).abs() <= 0.02, "{r:?}");
+    assert!(r[0] >= 0.98 * 7.0 * MIB, "{r:?}");
+    let (_, clients) = http(admin, "GET /clients HTTP/1.1\r\nHost: x\r\n\r\n");
+    let view: serde_json::Value = serde_json::from_str(&clients).unwrap();
+    let class_of = |host: &str| {
+        view["clients"]
+            .as_array()
+            .and_then(|cs| {
+                cs.iter()
+                    .find(|c| c["peer"].as_str().is_some_and(|p| p.starts_with(host)))
+            })
+            .map(|c| c["class"].clone())
+    };
+    assert_eq!(class_of("127.0.0.3:"), Some("office".into()), "{clients}");
+    assert_eq!(class_of("127.0.0.2:"), Some("default".into()), "{clients}");
+    let _ = std::fs::remove_file(path);
+}

@@ -47,8 +47,9 @@ pub enum ClassError {
         /// The parent's ceiling.
         ceiling: u64,
     },
-    /// The arbiter keeps no guarantees (a two-level [`Tree`](crate::Tree), the window quota):
-    /// use [`Hierarchical`](crate::Hierarchical).
+    /// The arbiter keeps no guarantees, or cannot move a connection between groups (a
+    /// two-level [`Tree`](crate::Tree), the window quota): use
+    /// [`Hierarchical`](crate::Hierarchical).
     Unsupported,
 }
 
@@ -58,7 +59,7 @@ impl fmt::Display for ClassError {
             Self::NoSuchNode => write!(f, "no such group or connection"),
             Self::Unsupported => write!(
                 f,
-                "this policy keeps no guarantees (the hierarchical policy does)"
+                "this policy keeps no guarantees and moves no connection between groups (the hierarchical policy does)"
             ),
             Self::GuaranteeAboveCeiling { guarantee, ceiling } => write!(
                 f,

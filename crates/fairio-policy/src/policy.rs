@@ -171,6 +171,18 @@ pub trait Arbiter: Send + 'static {
         Ok(())
     }
 
+    /// Moves a connection into another group, keeping its key, its demand and its own cap: a
+    /// client whose address a reload puts in another class.
+    ///
+    /// # Errors
+    ///
+    /// [`ClassError::Unsupported`] by arbiters that cannot (the default);
+    /// [`ClassError::NoSuchNode`] for an unknown connection or group.
+    fn move_into(&mut self, key: Key, group: Key, now: Instant) -> Result<(), ClassError> {
+        let _ = (key, group, now);
+        Err(ClassError::Unsupported)
+    }
+
     /// Changes the rate a group is guaranteed while it has bytes to move (`None`: none).
     ///
     /// # Errors

@@ -51,13 +51,18 @@ pub(crate) struct ConnInner<P: Policy> {
     pub(crate) drained: tokio::sync::Notify,
     /// The handles' shared guard, while any handle exists.
     pub(crate) handles: OnceLock<Weak<HandleGuard<P>>>,
-    /// The group it was registered in: kept alive while the connection is.
-    pub(crate) group: Option<Arc<GroupInner<P>>>,
+    /// The group it is in (registered in, or moved to): kept alive while the connection is.
+    pub(crate) group: Mutex<Option<Arc<GroupInner<P>>>>,
 }
 
 impl<P: Policy> ConnInner<P> {
     pub(crate) fn id(&self) -> u64 {
         self.info.id()
+    }
+
+    /// The group it is in, locked: a move and the connection's end take it in turn.
+    pub(crate) fn group(&self) -> std::sync::MutexGuard<'_, Option<Arc<GroupInner<P>>>> {
+        self.group.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Applies a lifecycle event. The write queue closes as soon as the write side leaves

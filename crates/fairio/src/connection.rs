@@ -207,11 +207,76 @@ impl<P: Policy> Connection<P> {
         self.inner().info.unsent_bound()
     }
 
-    /// The group the connection was registered in, if any.
+    /// The group the connection is in (registered in, or moved to), if any.
     pub fn group(&self) -> Option<crate::Group<P>> {
-        self.inner().group.as_ref().map(|g| crate::Group {
+        self.inner().group().as_ref().map(|g| crate::Group {
             inner: Arc::clone(g),
         })
+    }
+
+    /// Moves the connection into another group of its scheduler, under
+    /// [`Hierarchical`](crate::Hierarchical): it keeps its queues, its statistics and its own
+    /// caps, and shares within `group` from its next permit. What it moved so far stays in its
+    /// old group's statistics. A proxy moves a client whose address a reload puts in another
+    /// class this way, without dropping it.
+    ///
+    /// ```
+    /// use fairio::{Config, Hierarchical, Scheduler, Weight};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), fairio::Error> {
+    /// let sched = Scheduler::with_policy(Config::new(16 * 1024), Hierarchical)?;
+    /// let (guests, office) = (sched.group()?, sched.group()?);
+    /// let (ours, _theirs) = tokio::io::duplex(1024);
+    /// let conn = sched.register_in(&guests, ours, Weight::default())?;
+    /// conn.move_to(&office)?;
+    /// assert_eq!(conn.group().map(|g| g.id()), Some(office.id()));
+    /// assert!(guests.members().is_empty());
+    /// sched.shutdown(None).await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for a group of another scheduler, or under a policy that cannot
+    /// move a connection ([`EqualShare`](crate::EqualShare), [`Weighted`](crate::Weighted),
+    /// [`WindowQuota`](crate::WindowQuota)); [`Error::ConnectionClosed`] once the connection
+    /// has left the scheduler. A refused move changes nothing.
+    pub fn move_to(&self, group: &crate::Group<P>) -> Result<(), Error> {
+        if !group.inner.belongs_to(&self.shared.dirs) {
+            return Err(Error::InvalidConfig(
+                "the group belongs to another scheduler".to_owned(),
+            ));
+        }
+        let c = self.inner();
+        let mut current = c.group();
+        // Checked under the group's lock: the end of the connection takes the scheduler's
+        // entry out first, then this lock to leave its group.
+        if !self.shared.conns.contains_key(&c.id()) {
+            return Err(Error::ConnectionClosed);
+        }
+        if current
+            .as_ref()
+            .is_some_and(|g| Arc::ptr_eq(g, &group.inner))
+        {
+            return Ok(());
+        }
+        let dirs = &self.shared.dirs;
+        let refused = |e: fairio_policy::ClassError| Error::InvalidConfig(format!("move: {e}"));
+        dirs.up.move_into(c.up, group.inner.up).map_err(refused)?;
+        if let Err(e) = dirs.down.move_into(c.down, group.inner.down) {
+            // Both directions or neither.
+            if let Some(old) = current.as_ref() {
+                let _ = dirs.up.move_into(c.up, old.up);
+            }
+            return Err(refused(e));
+        }
+        if let Some(old) = current.take() {
+            old.retire(c.id());
+        }
+        group.inner.enlist(c.id(), &c.meter);
+        *current = Some(Arc::clone(&group.inner));
+        Ok(())
     }
 
     /// The parameters the connection was registered with, or last set.

@@ -81,7 +81,7 @@ impl<P: Policy> Drop for RootGuard<P> {
 pub(crate) struct Shared<P: Policy> {
     pub(crate) config: Checked,
     pub(crate) dirs: Arc<Directions<P>>,
-    conns: DashMap<u64, Arc<ConnInner<P>>>,
+    pub(crate) conns: DashMap<u64, Arc<ConnInner<P>>>,
     registry: Arc<Registry>,
     refresher: Mutex<Option<Refresher>>,
     closed: AtomicBool,
@@ -159,7 +159,7 @@ impl<P: Policy> Shared<P> {
         self.dirs.up.deregister(conn.up);
         self.dirs.down.deregister(conn.down);
         self.registry.retire(&conn.meter);
-        if let Some(g) = &conn.group {
+        if let Some(g) = conn.group().as_ref() {
             g.retire(conn.id());
         }
     }
@@ -329,9 +329,9 @@ impl<P: Policy> Scheduler<P> {
             cancel,
             drained: tokio::sync::Notify::new(),
             handles: OnceLock::new(),
-            group,
+            group: Mutex::new(group),
         });
-        if let Some(g) = &inner.group {
+        if let Some(g) = inner.group().as_ref() {
             g.enlist(inner.id(), &inner.meter);
         }
         let guard = Arc::new(HandleGuard {

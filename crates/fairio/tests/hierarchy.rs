@@ -187,3 +187,46 @@ async fn a_subgroups_totals_stay_in_its_parent() {
     assert!(class.stat().total_recv >= moved, "{:?}", class.stat());
     sched.shutdown(None).await;
 }
+
+/// A connection moved from a class capped at 1 MiB/s into one capped at 4 MiB/s takes the new
+/// cap from its next permit, without a byte lost or a reconnect; what it moved before stays in
+/// the old class's statistics. A two-level policy refuses the move and changes nothing.
+#[tokio::test(start_paused = true)]
+async fn a_connection_moves_to_another_class() {
+    let sched = Scheduler::with_policy(config(8 * MIB), Hierarchical).unwrap();
+    let (small, big) = (sched.group().unwrap(), sched.group().unwrap());
+    small.set_caps(None, Some(MIB)).unwrap();
+    big.set_caps(None, Some(4 * MIB)).unwrap();
+    let (conn, count) = member(&sched, &small, Weight::default());
+    let before = measure(std::slice::from_ref(&count), 0.5, 2.0).await[0];
+    assert!((before / MIB as f64 - 1.0).abs() <= 0.02, "{before:.0} B/s");
+    conn.move_to(&big).unwrap();
+    assert_eq!(conn.group().map(|g| g.id()), Some(big.id()));
+    assert!(small.members().is_empty());
+    assert_eq!(big.members(), vec![conn.id()]);
+    let kept = small.stat().total_recv;
+    let after = measure(std::slice::from_ref(&count), 0.5, 2.0).await[0];
+    assert!(
+        (after / (4 * MIB) as f64 - 1.0).abs() <= 0.02,
+        "{after:.0} B/s"
+    );
+    assert_eq!(
+        small.stat().total_recv,
+        kept,
+        "the old class keeps what it moved"
+    );
+    assert!(big.stat().total_recv > 0);
+    // Moving twice to the same group does nothing; a closed connection is not moved.
+    conn.move_to(&big).unwrap();
+    conn.close(Some(Duration::from_millis(10))).await.ok();
+    sleep(Duration::from_millis(50)).await;
+    assert!(matches!(conn.move_to(&small), Err(Error::ConnectionClosed)));
+    sched.shutdown(None).await;
+
+    let flat = Scheduler::with_policy(config(8 * MIB), Weighted).unwrap();
+    let (a, b) = (flat.group().unwrap(), flat.group().unwrap());
+    let (conn, _) = member(&flat, &a, Weight::default());
+    assert!(matches!(conn.move_to(&b), Err(Error::InvalidConfig(_))));
+    assert_eq!(conn.group().map(|g| g.id()), Some(a.id()));
+    flat.shutdown(None).await;
+}

@@ -185,25 +185,36 @@ where
         .iter()
         .find(|c| c.name == class.name)
         .unwrap_or(&live.classes.default);
-    let class_group = classes.group_init(Arc::clone(&name), |g| set_up_class(g, now))?;
-    let conn = match (&s.hosts, peer.ip) {
-        (Some(hosts), Some(ip)) => {
-            let address = hosts.group_in(&class_group, (name, ip), |g| {
-                if let Err(e) = g.set_caps(now.each.0, now.each.1) {
-                    tracing::warn!("class `{}`: per-address caps: {e}", class.name);
-                }
-            })?;
-            s.sched
-                .register_in(&address, client, P::Params::default())?
-        }
-        _ => s
-            .sched
-            .register_in(&class_group, client, P::Params::default())?,
-    };
+    let group = class_target(classes, s.hosts.as_ref(), name, now, peer.ip)?;
+    let conn = s.sched.register_in(&group, client, P::Params::default())?;
     if let Some(cap) = s.settings.per_client_cap {
         conn.set_caps(Some(cap), Some(cap))?;
     }
     Ok(conn)
+}
+
+/// The group a client from `ip` joins in the class named `name` (set up from `class`, the
+/// settings in force for it), under `policy = "hierarchical"`: its address's group inside the
+/// class's when fair by host, else the class's.
+pub(super) fn class_target<P: Policy>(
+    classes: &GroupsBy<Arc<str>, P>,
+    hosts: Option<&GroupsBy<(Arc<str>, IpAddr), P>>,
+    name: Arc<str>,
+    class: &Class,
+    ip: Option<IpAddr>,
+) -> Result<fairio::Group<P>, Error>
+where
+    P::Params: FromWeight,
+{
+    let class_group = classes.group_init(Arc::clone(&name), |g| set_up_class(g, class))?;
+    match (hosts, ip) {
+        (Some(hosts), Some(ip)) => hosts.group_in(&class_group, (name, ip), |g| {
+            if let Err(e) = g.set_caps(class.each.0, class.each.1) {
+                tracing::warn!("class `{}`: per-address caps: {e}", class.name);
+            }
+        }),
+        _ => Ok(class_group),
+    }
 }
 
 /// Gives a class's group the class's weight, caps and guarantees. The guarantees are cleared

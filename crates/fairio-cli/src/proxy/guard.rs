@@ -45,6 +45,15 @@ impl Drop for HeaderSlot {
     }
 }
 
+impl Open {
+    /// A ticket's class now: a reload may have moved its client to another.
+    fn class_of(&self, t: &Ticket) -> Arc<str> {
+        t.conn
+            .and_then(|id| self.clients.get(&id))
+            .map_or_else(|| Arc::clone(&t.class), |c| Arc::clone(&c.class))
+    }
+}
+
 #[derive(Debug, Default)]
 struct Open {
     total: usize,
@@ -60,6 +69,9 @@ struct Open {
 #[derive(Clone, Debug)]
 pub(crate) struct ClientInfo {
     pub(crate) peer: String,
+    /// The client's address, if it has one (a Unix client has none).
+    pub(crate) ip: Option<IpAddr>,
+    /// Its class now: the one it was admitted in, or the one a reload moved it to.
     pub(crate) class: Arc<str>,
     pub(crate) since: std::time::Instant,
 }
@@ -74,14 +86,15 @@ pub(crate) struct Ticket {
 }
 
 impl Ticket {
-    /// Counts a leaving client's bytes in its class's totals.
+    /// Counts a leaving client's bytes in its class's totals (the class it is in now).
     pub(crate) fn left(&self, sent: u64, recv: u64) {
         let mut open = self
             .admission
             .open
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        let e = open.left_bytes.entry(Arc::clone(&self.class)).or_default();
+        let class = open.class_of(self);
+        let e = open.left_bytes.entry(class).or_default();
         e.0 += sent;
         e.1 += recv;
     }
@@ -99,6 +112,7 @@ impl Ticket {
             conn,
             ClientInfo {
                 peer,
+                ip: self.host,
                 class,
                 since: std::time::Instant::now(),
             },
@@ -218,6 +232,28 @@ impl Admission {
         })
     }
 
+    /// Counts client `conn` in `class` from now on (a reload moved it there). Its new class's
+    /// `max_connections` does not turn it away: it is already connected.
+    pub(crate) fn reclassify(&self, conn: u64, class: &Arc<str>) {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(old) = open.clients.get(&conn).map(|c| Arc::clone(&c.class)) else {
+            return;
+        };
+        if old == *class {
+            return;
+        }
+        if let Some(n) = open.per_class.get_mut(&old) {
+            *n -= 1;
+            if *n == 0 {
+                open.per_class.remove(&old);
+            }
+        }
+        *open.per_class.entry(Arc::clone(class)).or_default() += 1;
+        if let Some(c) = open.clients.get_mut(&conn) {
+            c.class = Arc::clone(class);
+        }
+    }
+
     /// Clients admitted and not yet gone, per class.
     pub(crate) fn per_class(&self) -> Vec<(Arc<str>, usize)> {
         let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
@@ -267,13 +303,14 @@ impl Drop for Ticket {
                 }
             }
         }
+        let class = open.class_of(self);
         if let Some(id) = self.conn {
             open.clients.remove(&id);
         }
-        if let Some(n) = open.per_class.get_mut(&self.class) {
+        if let Some(n) = open.per_class.get_mut(&class) {
             *n -= 1;
             if *n == 0 {
-                open.per_class.remove(&self.class);
+                open.per_class.remove(&class);
             }
         }
     }

@@ -134,6 +134,44 @@ where
             .set_max_download_speed(upgrade::rest(s.max_from_clients, held.down));
     }
 
+    /// Moves each client whose address `new` puts in another class into that class (its
+    /// address's group there), without dropping it.
+    fn move_reclassified(&self, classes: &GroupsBy<Arc<str>, P>, new: &Settings) {
+        let clients = self.admission.clients();
+        self.sched.iter_connection(|c| {
+            let Some(info) = clients.get(&c.id()) else {
+                return;
+            };
+            let Some(ip) = info.ip else {
+                return;
+            };
+            let now = new.classes.get(new.classes.of(Some(ip)));
+            if *now.name == *info.class {
+                return;
+            }
+            let name: Arc<str> = Arc::from(now.name.as_str());
+            let moved = client::class_target(
+                classes,
+                self.hosts.as_ref(),
+                Arc::clone(&name),
+                now,
+                Some(ip),
+            )
+            .and_then(|g| c.move_to(&g));
+            match moved {
+                Ok(()) => {
+                    self.admission.reclassify(c.id(), &name);
+                    tracing::info!(
+                        "client {} moved from class `{}` to `{name}`",
+                        info.peer,
+                        info.class
+                    );
+                }
+                Err(e) => tracing::warn!("client {}: not moved to class `{name}`: {e}", info.peer),
+            }
+        });
+    }
+
     /// The older process now keeps `held`: of the limits, and of the connection limit.
     fn hold(&self, held: upgrade::Hold) {
         *self.held.lock().unwrap_or_else(|e| e.into_inner()) = held;
@@ -211,6 +249,7 @@ where
         };
         if let Some(classes) = &self.classes {
             classes.for_each(|name, g| client::set_up_class(g, class_named(name)));
+            self.move_reclassified(classes, &new);
         }
         if let Some(hosts) = &self.hosts {
             hosts.for_each(|(class, _), g| {

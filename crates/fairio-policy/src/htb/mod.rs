@@ -452,35 +452,52 @@ impl<P: FlowWeight> Htb<P> {
         }
     }
 
-    /// Takes a node out of its parent, and the parent with it if it was orphaned and is now
+    /// Takes a node out of the tree, and its parent with it if that was removed and is now
     /// empty.
     fn detach(&mut self, key: Key) {
-        let Some(node) = self.nodes.remove(key) else {
-            return;
-        };
-        let Some(parent) = node.parent else {
-            return;
-        };
+        let parent = self.unlink(key);
+        self.nodes.remove(key);
+        if let Some(parent) = parent {
+            self.drop_if_orphaned(parent);
+        }
+    }
+
+    /// Takes a node out of its parent's children (it stays in the slab); returns the parent.
+    fn unlink(&mut self, key: Key) -> Option<Key> {
+        let (parent, slot) = self.nodes.get(key).map(|n| (n.parent, n.slot))?;
+        let parent = parent?;
         let mut moved = None;
-        let mut gone = false;
         if let Some(Node {
-            kind: Kind::Group {
-                children, orphaned, ..
-            },
+            kind: Kind::Group { children, .. },
             ..
         }) = self.nodes.get_mut(parent)
         {
-            if children.get(node.slot) == Some(&key) {
-                children.swap_remove(node.slot);
-                moved = children.get(node.slot).copied();
+            if children.get(slot) == Some(&key) {
+                children.swap_remove(slot);
+                moved = children.get(slot).copied();
             }
-            gone = *orphaned && children.is_empty();
         }
         if let Some(m) = moved.and_then(|m| self.nodes.get_mut(m)) {
-            m.slot = node.slot;
+            m.slot = slot;
         }
+        Some(parent)
+    }
+
+    /// Removes a group that was removed by its owner once its last child has gone.
+    fn drop_if_orphaned(&mut self, group: Key) {
+        let gone = matches!(
+            self.nodes.get(group),
+            Some(Node {
+                kind: Kind::Group {
+                    children,
+                    orphaned: true,
+                    ..
+                },
+                ..
+            }) if children.is_empty()
+        );
         if gone {
-            self.detach(parent);
+            self.detach(group);
         }
     }
 
@@ -700,6 +717,49 @@ impl<P: FlowWeight> Arbiter for Htb<P> {
             return Err(ClassError::NoSuchNode);
         }
         self.set_guarantee(group, rate, now)
+    }
+
+    fn move_into(&mut self, key: Key, group: Key, now: Instant) -> Result<(), ClassError> {
+        self.tick(now);
+        let Some(n) = self.nodes.get(key) else {
+            return Err(ClassError::NoSuchNode);
+        };
+        if !matches!(n.kind, Kind::Leaf { .. }) || !self.is_group(group) {
+            return Err(ClassError::NoSuchNode);
+        }
+        if n.parent == Some(group) {
+            return Ok(());
+        }
+        self.check_guarantee(group, Some(key), n.guarantee_rate(), n.ceiling_rate())?;
+        let active = n.active();
+        if active {
+            self.propagate(key, false);
+        }
+        // Out of the old group (which goes if it was removed and this was its last child),
+        // into the new one; the old group's queue entries for it go stale with its parent.
+        let old = self.unlink(key);
+        if let Some(n) = self.nodes.get_mut(key) {
+            n.parent = Some(group);
+        }
+        let slot = self.children(group).len();
+        if let Some(n) = self.nodes.get_mut(key) {
+            n.slot = slot;
+        }
+        if let Some(Node {
+            kind: Kind::Group { children, .. },
+            ..
+        }) = self.nodes.get_mut(group)
+        {
+            children.push(key);
+        }
+        if let Some(old) = old {
+            self.drop_if_orphaned(old);
+        }
+        if active {
+            self.propagate(key, true);
+            self.refresh(key);
+        }
+        Ok(())
     }
 }
 

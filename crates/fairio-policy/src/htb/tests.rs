@@ -412,3 +412,50 @@ fn a_changed_guarantee_starts_fresh() {
     htb.set_guarantee(g, mib(8), t).unwrap();
     assert!(htb.nodes.get(g).unwrap().guarantee.unwrap().owed(htb.now));
 }
+
+/// A connection moved into another group keeps its key and demand, shares under its new
+/// group's ceiling from the next decision, and takes its removed old group with it when it
+/// was the last child.
+#[test]
+fn a_connection_moves_between_groups() {
+    let t0 = Instant::now();
+    let mut htb = Htb::<()>::new(mib(8), t0);
+    let small = htb
+        .add_group(None, (), Class::new(None, mib(1)), t0)
+        .unwrap();
+    let big = htb
+        .add_group(None, (), Class::new(None, mib(4)), t0)
+        .unwrap();
+    let k = htb.insert_into(small, (), None, t0);
+    htb.set_demand(k, u64::MAX / 4, t0);
+    let got = run(&mut htb, &[k], t0, 1.0);
+    assert!(
+        (got[0] as f64 / f64::from(1u32 << 20) - 1.0).abs() < 0.02,
+        "{got:?}"
+    );
+    htb.remove_group(small);
+    let t1 = t0 + Duration::from_secs(1);
+    assert_eq!(htb.move_into(k, big, t1), Ok(()));
+    assert_eq!(htb.parent(k), Some(big));
+    assert!(
+        htb.nodes.get(small).is_none(),
+        "the removed group went with its last child"
+    );
+    let got = run(&mut htb, &[k], t1, 1.0);
+    assert!(
+        (got[0] as f64 / f64::from(4u32 << 20) - 1.0).abs() < 0.02,
+        "{got:?}"
+    );
+    // Into its own group: nothing to do; into no group: refused.
+    assert_eq!(htb.move_into(k, big, t1), Ok(()));
+    assert_eq!(htb.move_into(k, small, t1), Err(ClassError::NoSuchNode));
+    assert_eq!(htb.len(), 1);
+    // An idle connection moves too, and counts where it is once it has bytes to move.
+    htb.set_demand(k, 0, t1);
+    let other = htb.add_group(None, (), Class::default(), t1).unwrap();
+    assert_eq!(htb.move_into(k, other, t1), Ok(()));
+    htb.set_demand(k, 1000, t1);
+    assert!(
+        matches!(htb.next(t1 + Duration::from_millis(10)), Decision::Grant { key, .. } if key == k)
+    );
+}

@@ -218,6 +218,11 @@ impl<P: Policy> Direction<P> {
             .insert_group_in(parent, params, None, now())
     }
 
+    /// Moves a connection into another group.
+    pub(crate) fn move_into(&self, key: Key, group: Key) -> Result<(), ClassError> {
+        self.deciding(None, |st, t| st.arbiter.move_into(key, group, t))
+    }
+
     pub(crate) fn set_group_guarantee(
         &self,
         group: Key,
