@@ -3,6 +3,10 @@
 
 mod sim;
 
+use std::num::NonZeroU64;
+use std::time::Instant;
+
+use fairio_policy::{Hierarchical, Policy, Weight};
 use proptest::prelude::*;
 use sim::checks::check_rate;
 use sim::{Conn, MS, SEC, Scenario, Trace, simulate, water_fill};
@@ -277,6 +281,15 @@ proptest! {
     #[test]
     fn rate_weighted(s in churn_scenario()) {
         check_rate(&s, &simulate(&s, true))?;
+    }
+
+    /// The HTB tree keeps the same rate bound, through joins, leaves, caps and limit changes.
+    #[test]
+    fn rate_hierarchical(s in churn_scenario()) {
+        let t0 = Instant::now();
+        let mut arb = Hierarchical.arbiter(NonZeroU64::new(s.limit), t0);
+        let tr = sim::run(&mut arb, |w| Weight::new(w).unwrap(), t0, &s);
+        check_rate(&s, &tr)?;
     }
 
     #[test]

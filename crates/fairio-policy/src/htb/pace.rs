@@ -124,15 +124,30 @@ impl Pace {
             .max(now.saturating_sub(self.behind));
     }
 
-    /// The same pace at a new rate and tolerance, keeping how far ahead it ran in time, not
-    /// in bytes: no fresh burst, no stall.
+    /// The same pace at a new rate and tolerance, keeping what it had in bytes: the bytes it
+    /// could let through now (up to the new tolerance's worth: no fresh burst), or the bytes
+    /// it had let through beyond its tolerance (owed, at the new rate: no stall longer than
+    /// they take). Kept in time instead, a pace that starts empty under a low limit (a second
+    /// of tolerance) would hold a new, higher limit back for that second.
     pub(crate) fn with_rate(self, rate: NonZeroU64, tolerance_nanos: u64, now: u64) -> Self {
-        Self {
+        let counted = self.counted(now);
+        let edge = now.saturating_add(self.tolerance);
+        let fresh = Self {
             rate,
-            tat: self.counted(now),
+            tat: now,
             tolerance: tolerance_nanos,
             behind: self.behind,
-        }
+        };
+        let tat = if counted <= edge {
+            let room = self.room(now).min(fresh.full());
+            now.saturating_add(tolerance_nanos)
+                .saturating_sub(fresh.nanos_for(room))
+        } else {
+            let owed = mul_div(counted - edge, self.rate.get(), NANOS_PER_SEC, false);
+            now.saturating_add(tolerance_nanos)
+                .saturating_add(fresh.nanos_for(owed))
+        };
+        Self { tat, ..fresh }
     }
 }
 
@@ -181,6 +196,34 @@ mod tests {
         let mut p = p;
         p.charge(1, 5_000_000_000);
         assert!(p.room(5_000_000_000) < (1 << 20) / 100);
+    }
+
+    /// A new rate keeps the bytes there were, not the time: an empty pace at a low rate with a
+    /// second of tolerance, raised tenfold, lets its first bytes through in a tenth of the time
+    /// (it held a higher limit back for the whole second before).
+    #[test]
+    fn a_new_rate_keeps_bytes_not_time() {
+        let slow = NonZeroU64::new(64 * 1024).unwrap();
+        let fast = NonZeroU64::new(640 * 1024).unwrap();
+        let p = Pace::empty(slow, 1_000_000_000, 0);
+        assert_eq!(p.room(0), 0);
+        let q = p.with_rate(fast, 100_000_000, 0);
+        assert_eq!(q.room(0), 0, "no fresh burst");
+        let at = q.ready_for(6_400);
+        assert!(at <= 10_000_001, "the first 6,400 bytes wait {at} ns");
+        // Room carries over as bytes, up to the new tolerance's worth.
+        let full = Pace::new(slow, 1_000_000_000, 0);
+        let r = full.with_rate(fast, 10_000_000, 0);
+        assert_eq!(r.room(0), r.full());
+        // Bytes let through beyond the tolerance stay owed, at the new rate.
+        let mut owing = Pace::new(slow, 0, 0);
+        owing.charge(64 * 1024, 0);
+        let o = owing.with_rate(fast, 0, 0);
+        assert!(
+            (99_000_000..=101_000_000).contains(&o.ready_for(0)),
+            "{}",
+            o.ready_for(0)
+        );
     }
 
     /// A guarantee asked late keeps what it was owed meanwhile, up to `behind`.
