@@ -147,10 +147,12 @@ pub(crate) fn render<P: Policy>(
         let clients = a.clients();
         sched.iter_connection(|c| {
             if let Some(info) = clients.get(&c.id()) {
+                // Since it came into its class: a moved client's bytes before stay in the
+                // class it left, so neither counter goes back.
                 let s = c.stat();
                 let e = bytes.entry(info.class.to_string()).or_default();
-                e.0 += s.total_sent;
-                e.1 += s.total_recv;
+                e.0 += s.total_sent.saturating_sub(info.base.0);
+                e.1 += s.total_recv.saturating_sub(info.base.1);
             }
         });
         let class_bytes = Family::<ClassDirection, Counter<u64, AtomicU64>>::default();

@@ -239,6 +239,18 @@ fn a_reload_moves_a_client_to_its_new_class() {
     let r = rates(&counts.iter().collect::<Vec<_>>(), 2.0);
     println!("before: .2 in office {:.0} B/s, .3 {:.0} B/s", r[0], r[1]);
     assert!((r[0] / MIB - 1.0).abs() <= 0.02, "{r:?}");
+    let class_bytes = |class: &str| {
+        let (_, metrics) = http(admin, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        let key =
+            format!("fairio_class_bytes_total{{class=\"{class}\",direction=\"to_clients\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(key.as_str()))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let office_before = class_bytes("office");
+    assert!(office_before > 0);
     // The office moves to 127.0.0.3: .3 comes under the office's cap, .2 goes to the default.
     std::fs::write(&path, config("127.0.0.3/32")).unwrap();
     let status = Command::new("kill")
@@ -251,6 +263,12 @@ fn a_reload_moves_a_client_to_its_new_class() {
     println!("after: .2 {:.0} B/s, .3 in office {:.0} B/s", r[0], r[1]);
     assert!((r[1] / MIB - 1.0).abs() <= 0.02, "{r:?}");
     assert!(r[0] >= 0.98 * 7.0 * MIB, "{r:?}");
+    // What .2 moved in the office stays in the office's counter: no counter goes back.
+    let office_after = class_bytes("office");
+    assert!(
+        office_after >= office_before,
+        "the office's counter went from {office_before} to {office_after}"
+    );
     let (_, clients) = http(admin, "GET /clients HTTP/1.1\r\nHost: x\r\n\r\n");
     let view: serde_json::Value = serde_json::from_str(&clients).unwrap();
     let class_of = |host: &str| {

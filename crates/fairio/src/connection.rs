@@ -262,10 +262,20 @@ impl<P: Policy> Connection<P> {
             return Ok(());
         }
         let dirs = &self.shared.dirs;
-        let refused = |e: fairio_policy::ClassError| Error::InvalidConfig(format!("move: {e}"));
+        // The connection may end meanwhile (its end does not wait for this lock to leave the
+        // arbiters): then the arbiters no longer know it, and that is what to say.
+        let refused = |e: fairio_policy::ClassError| {
+            if self.shared.conns.contains_key(&c.id()) {
+                Error::InvalidConfig(format!("move: {e}"))
+            } else {
+                Error::ConnectionClosed
+            }
+        };
         dirs.up.move_into(c.up, group.inner.up).map_err(refused)?;
         if let Err(e) = dirs.down.move_into(c.down, group.inner.down) {
-            // Both directions or neither.
+            // Both directions or neither. Both arbiters are of one policy and hold the same
+            // groups, so only the connection's end gets here, and a connection registered
+            // without a group (no old group to go back to) is leaving anyway.
             if let Some(old) = current.as_ref() {
                 let _ = dirs.up.move_into(c.up, old.up);
             }

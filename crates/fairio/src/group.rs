@@ -74,10 +74,12 @@ pub(crate) struct GroupInner<P: Policy> {
     children: Mutex<Vec<Weak<Self>>>,
 }
 
-/// The members' meters, and the totals of the members that have left.
+/// The members' meters, each with its totals when it joined (a connection moved in brings
+/// what it moved before, which stays in its old group), and the totals of the members that
+/// have left.
 #[derive(Debug, Default)]
 struct Book {
-    members: HashMap<u64, Arc<Meter>>,
+    members: HashMap<u64, Member>,
     left_sent: u64,
     left_recv: u64,
 }
@@ -153,16 +155,44 @@ impl<P: Policy> GroupInner<P> {
     }
 
     /// A member joined.
+    /// A member joined: a new connection, or one moved in (whose totals so far stay in the
+    /// group it left).
     pub(crate) fn enlist(&self, id: u64, meter: &Arc<Meter>) {
-        self.book().members.insert(id, Arc::clone(meter));
+        let base = (meter.total_sent(), meter.total_recv());
+        let member = Member {
+            meter: Arc::clone(meter),
+            base,
+        };
+        self.book().members.insert(id, member);
     }
 
-    /// A member left: its totals stay in the group's.
+    /// A member left (closed, or moved out): what it moved while a member stays in the
+    /// group's totals.
     pub(crate) fn retire(&self, id: u64) {
         let mut book = self.book();
         if let Some(m) = book.members.remove(&id) {
-            book.left_sent += m.total_sent();
-            book.left_recv += m.total_recv();
+            let s = m.stat();
+            book.left_sent += s.total_sent;
+            book.left_recv += s.total_recv;
+        }
+    }
+}
+
+/// A member's meter and its totals (sent, received) when it joined.
+#[derive(Debug)]
+struct Member {
+    meter: Arc<Meter>,
+    base: (u64, u64),
+}
+
+impl Member {
+    /// Its statistics since it joined.
+    fn stat(&self) -> Stat {
+        let s = self.meter.stat();
+        Stat {
+            total_sent: s.total_sent.saturating_sub(self.base.0),
+            total_recv: s.total_recv.saturating_sub(self.base.1),
+            ..s
         }
     }
 }

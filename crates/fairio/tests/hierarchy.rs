@@ -216,6 +216,11 @@ async fn a_connection_moves_to_another_class() {
         "the old class keeps what it moved"
     );
     assert!(big.stat().total_recv > 0);
+    // Counted once: before the move in the old class, after it in the new one.
+    assert_eq!(
+        small.stat().total_recv + big.stat().total_recv,
+        conn.stat().total_recv
+    );
     // Moving twice to the same group does nothing; a closed connection is not moved.
     conn.move_to(&big).unwrap();
     conn.close(Some(Duration::from_millis(10))).await.ok();

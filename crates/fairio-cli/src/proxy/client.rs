@@ -217,6 +217,36 @@ where
     }
 }
 
+/// Moves a connected client into the class `settings` give its address, if that is not
+/// `class` (the one it is counted in): after a reload, or when a reload came while it was
+/// registering. `who` is (its name for the logs, its address, its class now).
+pub(super) fn follow_class<P: Policy>(
+    classes: &GroupsBy<Arc<str>, P>,
+    hosts: Option<&GroupsBy<(Arc<str>, IpAddr), P>>,
+    admission: &Admission,
+    conn: &fairio::Connection<P>,
+    (peer, ip, class): (&str, IpAddr, &str),
+    settings: &Settings,
+) where
+    P::Params: FromWeight,
+{
+    let now = settings.classes.get(settings.classes.of(Some(ip)));
+    if now.name == class {
+        return;
+    }
+    let name: Arc<str> = Arc::from(now.name.as_str());
+    let moved = class_target(classes, hosts, Arc::clone(&name), now, Some(ip))
+        .and_then(|g| conn.move_to(&g));
+    match moved {
+        Ok(()) => {
+            let s = conn.stat();
+            admission.reclassify(conn.id(), &name, (s.total_sent, s.total_recv));
+            tracing::info!("client {peer} moved from class `{class}` to `{name}`");
+        }
+        Err(e) => tracing::warn!("client {peer}: not moved to class `{name}`: {e}"),
+    }
+}
+
 /// Gives a class's group the class's weight, caps and guarantees. The guarantees are cleared
 /// first, so that caps lowered below the old ones apply; a guarantee the caps cannot hold is
 /// refused by the file's check, and logged here if it comes anyway.
@@ -312,6 +342,19 @@ pub(super) async fn serve<P: Policy, S: fairio::Stream>(
         }
     };
     ticket.attach(conn.id(), name.clone());
+    // A reload that came while this client waited for its upstream could not move it: it had
+    // no connection yet. It follows the settings in force now.
+    if let (Some(classes), Some(ip)) = (&session.classes, peer.ip) {
+        let live = Arc::clone(&session.live.read().unwrap_or_else(|e| e.into_inner()));
+        follow_class(
+            classes,
+            session.hosts.as_ref(),
+            &session.admission,
+            &conn,
+            (name, ip, &class.name),
+            &live,
+        );
+    }
     tracing::debug!(peer = %name, class = %class.name, conn = conn.id(), "client connected");
     let (mut ur, mut uw) = up.into_split();
     let activity = Activity {

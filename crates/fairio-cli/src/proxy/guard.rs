@@ -73,6 +73,9 @@ pub(crate) struct ClientInfo {
     pub(crate) ip: Option<IpAddr>,
     /// Its class now: the one it was admitted in, or the one a reload moved it to.
     pub(crate) class: Arc<str>,
+    /// Its totals (to it, from it) when it came into that class: what it moved before counts
+    /// in the class it left.
+    pub(crate) base: (u64, u64),
     pub(crate) since: std::time::Instant,
 }
 
@@ -94,9 +97,13 @@ impl Ticket {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         let class = open.class_of(self);
+        let base = self
+            .conn
+            .and_then(|id| open.clients.get(&id))
+            .map_or((0, 0), |c| c.base);
         let e = open.left_bytes.entry(class).or_default();
-        e.0 += sent;
-        e.1 += recv;
+        e.0 += sent.saturating_sub(base.0);
+        e.1 += recv.saturating_sub(base.1);
     }
 
     /// Names the client's connection once registered, for `GET /clients`.
@@ -114,6 +121,7 @@ impl Ticket {
                 peer,
                 ip: self.host,
                 class,
+                base: (0, 0),
                 since: std::time::Instant::now(),
             },
         );
@@ -232,16 +240,24 @@ impl Admission {
         })
     }
 
-    /// Counts client `conn` in `class` from now on (a reload moved it there). Its new class's
-    /// `max_connections` does not turn it away: it is already connected.
-    pub(crate) fn reclassify(&self, conn: u64, class: &Arc<str>) {
+    /// Counts client `conn` in `class` from now on (a reload moved it there), `totals` (to
+    /// it, from it) being what it has moved so far: that stays in its old class. Its new
+    /// class's `max_connections` does not turn it away: it is already connected.
+    pub(crate) fn reclassify(&self, conn: u64, class: &Arc<str>, totals: (u64, u64)) {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(old) = open.clients.get(&conn).map(|c| Arc::clone(&c.class)) else {
+        let Some((old, base)) = open
+            .clients
+            .get(&conn)
+            .map(|c| (Arc::clone(&c.class), c.base))
+        else {
             return;
         };
         if old == *class {
             return;
         }
+        let e = open.left_bytes.entry(Arc::clone(&old)).or_default();
+        e.0 += totals.0.saturating_sub(base.0);
+        e.1 += totals.1.saturating_sub(base.1);
         if let Some(n) = open.per_class.get_mut(&old) {
             *n -= 1;
             if *n == 0 {
@@ -251,6 +267,7 @@ impl Admission {
         *open.per_class.entry(Arc::clone(class)).or_default() += 1;
         if let Some(c) = open.clients.get_mut(&conn) {
             c.class = Arc::clone(class);
+            c.base = totals;
         }
     }
 

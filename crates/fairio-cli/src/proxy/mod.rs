@@ -145,30 +145,14 @@ where
             let Some(ip) = info.ip else {
                 return;
             };
-            let now = new.classes.get(new.classes.of(Some(ip)));
-            if *now.name == *info.class {
-                return;
-            }
-            let name: Arc<str> = Arc::from(now.name.as_str());
-            let moved = client::class_target(
+            client::follow_class(
                 classes,
                 self.hosts.as_ref(),
-                Arc::clone(&name),
-                now,
-                Some(ip),
-            )
-            .and_then(|g| c.move_to(&g));
-            match moved {
-                Ok(()) => {
-                    self.admission.reclassify(c.id(), &name);
-                    tracing::info!(
-                        "client {} moved from class `{}` to `{name}`",
-                        info.peer,
-                        info.class
-                    );
-                }
-                Err(e) => tracing::warn!("client {}: not moved to class `{name}`: {e}", info.peer),
-            }
+                &self.admission,
+                c,
+                (&info.peer, ip, &info.class),
+                new,
+            );
         });
     }
 

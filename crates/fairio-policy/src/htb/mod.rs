@@ -192,7 +192,17 @@ impl<P: FlowWeight> Htb<P> {
         class: Class,
         now: Instant,
     ) -> Result<Key, ClassError> {
-        let key = self.add(group, params, class, Kind::Leaf { demand: 0, path: 0 }, now)?;
+        let key = self.add(
+            group,
+            params,
+            class,
+            Kind::Leaf {
+                demand: 0,
+                path: 0,
+                depth: 0,
+            },
+            now,
+        )?;
         self.leaves += 1;
         Ok(key)
     }
@@ -605,16 +615,16 @@ impl<P: FlowWeight> Arbiter for Htb<P> {
         if let Some(g) = self.global.as_mut() {
             g.refund(bytes, t);
         }
-        let path = match self.nodes.get(key) {
+        let (path, depth) = match self.nodes.get(key) {
             Some(Node {
-                kind: Kind::Leaf { path, .. },
+                kind: Kind::Leaf { path, depth, .. },
                 ..
-            }) => *path,
-            _ => 0,
+            }) => (*path, *depth),
+            _ => (0, 0),
         };
         let mut at = Some(key);
         let mut level = 0u32;
-        while let Some(k) = at.filter(|&k| k != self.root) {
+        while let Some(k) = at.filter(|&k| k != self.root && level < depth) {
             let Some(n) = self.nodes.get_mut(k) else {
                 return;
             };
@@ -740,6 +750,14 @@ impl<P: FlowWeight> Arbiter for Htb<P> {
         let old = self.unlink(key);
         if let Some(n) = self.nodes.get_mut(key) {
             n.parent = Some(group);
+            // Its virtual times were the old group's: in the new one it starts at the group's
+            // clocks, or it would wait for its new siblings to move as much as it had. Bytes
+            // granted before the move and given back after it go to the global budget and the
+            // leaf's own accounts only, not to ancestors they were never charged to.
+            (n.vtime, n.gtime) = (0, 0);
+            if let Kind::Leaf { path, depth, .. } = &mut n.kind {
+                (*path, *depth) = (0, 1);
+            }
         }
         let slot = self.children(group).len();
         if let Some(n) = self.nodes.get_mut(key) {
@@ -807,11 +825,12 @@ impl<P: FlowWeight> Htb<P> {
             .enumerate()
             .fold(0u64, |p, (i, &(_, g))| p | (u64::from(g) << i));
         if let Some(Node {
-            kind: Kind::Leaf { path: p, .. },
+            kind: Kind::Leaf { path: p, depth, .. },
             ..
         }) = self.nodes.get_mut(leaf)
         {
             *p = path;
+            *depth = u32::try_from(walk.steps.len()).unwrap_or(u32::MAX);
         }
         let left = self.demand(leaf).saturating_sub(bytes);
         self.demand_now(leaf, left);

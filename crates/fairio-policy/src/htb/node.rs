@@ -35,10 +35,11 @@ pub(crate) struct Clocks {
 /// What a node is.
 #[derive(Debug)]
 pub(crate) enum Kind {
-    /// A connection, with the bytes it could move now, and which levels its last grant was
-    /// charged to a guarantee at (bit `i`: the `i`th node from the leaf up), so that bytes it
-    /// gives back go where they were charged.
-    Leaf { demand: u64, path: u64 },
+    /// A connection, with the bytes it could move now; and how many levels its last grant was
+    /// charged at (`depth`, from the leaf up) and at which of them to a guarantee (bit `i` of
+    /// `path`: the `i`th node from the leaf up), so that bytes it gives back go where they
+    /// were charged.
+    Leaf { demand: u64, path: u64, depth: u32 },
     /// A group.
     Group {
         children: Vec<Key>,

@@ -459,3 +459,35 @@ fn a_connection_moves_between_groups() {
         matches!(htb.next(t1 + Duration::from_millis(10)), Decision::Grant { key, .. } if key == k)
     );
 }
+
+/// A connection moved into a group with busy members shares with them at once: its virtual
+/// time from the old group does not make it wait for them to catch up.
+#[test]
+fn a_moved_connection_starts_at_its_new_groups_clock() {
+    let t0 = Instant::now();
+    let mut htb = Htb::<()>::new(mib(3), t0);
+    let (a, b) = (
+        htb.add_group(None, (), Class::default(), t0).unwrap(),
+        htb.add_group(None, (), Class::default(), t0).unwrap(),
+    );
+    let x = htb.insert_into(a, (), None, t0);
+    let (y, z) = (
+        htb.insert_into(b, (), None, t0),
+        htb.insert_into(b, (), None, t0),
+    );
+    for k in [x, y, z] {
+        htb.set_demand(k, u64::MAX / 4, t0);
+    }
+    // Two seconds: x alone in its group moves twice what y and z each do.
+    let got = run(&mut htb, &[x, y, z], t0, 2.0);
+    assert!(got[0] > got[1] * 19 / 10, "{got:?}");
+    let t1 = t0 + Duration::from_secs(2);
+    htb.move_into(x, b, t1).unwrap();
+    let got = run(&mut htb, &[x, y, z], t1, 0.25);
+    let total: u64 = got.iter().sum();
+    let share = got[0] as f64 / total as f64;
+    assert!(
+        (share - 1.0 / 3.0).abs() < 0.05,
+        "x got {share:.3} of the group: {got:?}"
+    );
+}
