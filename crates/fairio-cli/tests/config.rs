@@ -13,8 +13,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::{
-    BIN, client_from, flooding_upstream, free_port, http, rates, start_with_config as start,
-    write_config,
+    BIN, check_config, client_from, flooding_upstream, free_port, http, rates, reload,
+    start_with_config as start, write_config,
 };
 
 #[test]
@@ -99,22 +99,11 @@ fn errors_name_the_line_and_the_key_and_suggest_a_value() {
         ),
     ];
     for (text, needles) in cases {
-        let path = write_config(text);
-        let out = Command::new(BIN)
-            .args([
-                "proxy",
-                "--config",
-                path.to_str().unwrap(),
-                "--check-config",
-            ])
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{text}: {err}");
+        let (code, err) = check_config(text);
+        assert_eq!(code, Some(2), "{text}: {err}");
         for n in needles {
             assert!(err.contains(n), "{text}: no {n:?} in {err}");
         }
-        let _ = std::fs::remove_file(path);
     }
 }
 
@@ -161,11 +150,7 @@ fn classes_share_by_weight_and_cap_each_address_and_reload_keeps_clients() {
 
     // Reload under traffic: equal weights, and the guests capped at 512 KiB/s per address.
     std::fs::write(&path, config(1, "512KiB")).unwrap();
-    let status = Command::new("kill")
-        .args(["-HUP", &proxy.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    reload(&proxy);
     std::thread::sleep(Duration::from_millis(500));
     let r = rates(&[&office[0], &office[1], &guest, &second], 2.0);
     let (o, g) = (r[0] + r[1], r[2] + r[3]);
@@ -190,10 +175,7 @@ fn classes_share_by_weight_and_cap_each_address_and_reload_keeps_clients() {
 
     // An invalid file is refused, and the running settings stay.
     std::fs::write(&path, "max_to_clients = \"lots\"\n").unwrap();
-    Command::new("kill")
-        .args(["-HUP", &proxy.0.id().to_string()])
-        .status()
-        .unwrap();
+    reload(&proxy);
     std::thread::sleep(Duration::from_millis(300));
     let r = rates(&[&office[0], &office[1], &guest, &second], 1.0);
     assert!(
@@ -294,11 +276,7 @@ fn a_reload_under_traffic_drops_no_byte() {
         .collect();
     std::thread::sleep(Duration::from_millis(700));
     std::fs::write(&path, config(1)).unwrap();
-    let status = Command::new("kill")
-        .args(["-HUP", &proxy.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    reload(&proxy);
     for d in downloads {
         let got = d.join().unwrap();
         assert_eq!(got.len(), reply.len(), "a download was cut by the reload");
@@ -361,10 +339,7 @@ fn a_reload_can_change_a_listeners_upstream() {
     };
     assert_eq!(fetch(), b"first");
     std::fs::write(&path, text(second)).unwrap();
-    Command::new("kill")
-        .args(["-HUP", &proxy.0.id().to_string()])
-        .status()
-        .unwrap();
+    reload(&proxy);
     let mut switched = false;
     for _ in 0..100 {
         if fetch() == b"second" {

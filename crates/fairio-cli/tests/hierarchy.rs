@@ -7,12 +7,11 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::{
-    BIN, client_from, flooding_upstream, free_port, http, rates, start_with_config as start,
-    write_config,
+    check_config, client_from, flooding_upstream, free_port, http, rates, reload,
+    start_with_config as start, write_config,
 };
 
 const MIB: f64 = 1_048_576.0;
@@ -93,26 +92,28 @@ fn a_class_cap_holds_across_five_addresses_and_a_reload_changes_it() {
     assert_eq!(office["to_client_cap"], 2 * 1024 * 1024, "{office}");
     // A reload lowers the class's cap under traffic; nobody is dropped.
     std::fs::write(&path, config("1MiB")).unwrap();
-    let status = Command::new("kill")
-        .args(["-HUP", &_proxy.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    reload(&_proxy);
     std::thread::sleep(Duration::from_millis(700));
     check(MIB);
     let _ = std::fs::remove_file(path);
+}
+
+/// 8 MiB/s to clients; 127.0.0.2 is class `gold`, guaranteed 6 MiB/s; every other address
+/// is in the default class.
+fn gold_config(port: u16, up: u16) -> String {
+    format!(
+        "max_to_clients = \"8MiB\"\npolicy = \"hierarchical\"\n\
+         [[listener]]\nlisten = \"127.0.0.1:{port}\"\nupstream = \"127.0.0.1:{up}\"\n\
+         [[class]]\nname = \"gold\"\nnetworks = [\"127.0.0.2/32\"]\nmin_to_clients = \"6MiB\"\n\
+         [default_class]\n"
+    )
 }
 
 #[test]
 fn a_guarantee_is_met_beside_a_greedy_class() {
     let up = flooding_upstream(8);
     let port = free_port();
-    let path = write_config(&format!(
-        "max_to_clients = \"8MiB\"\npolicy = \"hierarchical\"\n\
-         [[listener]]\nlisten = \"127.0.0.1:{port}\"\nupstream = \"127.0.0.1:{up}\"\n\
-         [[class]]\nname = \"gold\"\nnetworks = [\"127.0.0.2/32\"]\nmin_to_clients = \"6MiB\"\n\
-         [default_class]\n"
-    ));
+    let path = write_config(&gold_config(port, up));
     let _proxy = start(&path, port);
     let mut counts = vec![client_from([127, 0, 0, 2], port)];
     counts.extend((0..3).map(|_| client_from([127, 0, 0, 3], port)));
@@ -132,23 +133,7 @@ fn a_guarantee_is_met_beside_a_greedy_class() {
 /// guaranteed more than its own cap: both refused with exit code 2, naming the key.
 #[test]
 fn impossible_classes_are_refused() {
-    let check = |text: &str| {
-        let path = write_config(text);
-        let out = Command::new(BIN)
-            .args([
-                "proxy",
-                "--config",
-                path.to_str().unwrap(),
-                "--check-config",
-            ])
-            .output()
-            .unwrap();
-        let _ = std::fs::remove_file(path);
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let check = check_config;
     let listener = "[[listener]]\nlisten = \"127.0.0.1:9\"\nupstream = \"127.0.0.1:1\"\n";
     let (code, err) = check(&format!(
         "policy = \"weighted\"\n{listener}[[class]]\nname = \"a\"\nnetworks = [\"10.0.0.0/8\"]\nweight = 2\nmax_to_each_address = \"1MiB\"\n"
@@ -179,12 +164,7 @@ fn an_unused_guarantee_goes_to_the_others() {
 
     let up = flooding_upstream(9);
     let port = free_port();
-    let path = write_config(&format!(
-        "max_to_clients = \"8MiB\"\npolicy = \"hierarchical\"\n\
-         [[listener]]\nlisten = \"127.0.0.1:{port}\"\nupstream = \"127.0.0.1:{up}\"\n\
-         [[class]]\nname = \"gold\"\nnetworks = [\"127.0.0.2/32\"]\nmin_to_clients = \"6MiB\"\n\
-         [default_class]\n"
-    ));
+    let path = write_config(&gold_config(port, up));
     let _proxy = start(&path, port);
     // The gold client reads 16 KiB every 16 ms: 1 MiB/s.
     let mut slow = common::connect_from([127, 0, 0, 2], port);
@@ -253,11 +233,7 @@ fn a_reload_moves_a_client_to_its_new_class() {
     assert!(office_before > 0);
     // The office moves to 127.0.0.3: .3 comes under the office's cap, .2 goes to the default.
     std::fs::write(&path, config("127.0.0.3/32")).unwrap();
-    let status = Command::new("kill")
-        .args(["-HUP", &proxy.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    reload(&proxy);
     std::thread::sleep(Duration::from_millis(700));
     let r = rates(&counts.iter().collect::<Vec<_>>(), 2.0);
     println!("after: .2 {:.0} B/s, .3 in office {:.0} B/s", r[0], r[1]);

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
@@ -10,7 +11,7 @@ use fairio_stats::{Meter, Stat};
 
 use crate::Error;
 use crate::config::speed;
-use crate::direction::Directions;
+use crate::direction::{Direction, Directions};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -205,6 +206,9 @@ fn add(stat: &mut Stat, s: &Stat) {
     stat.current_outflow += s.current_outflow;
 }
 
+/// Sets one of a group's rates (a cap, a guarantee) in one direction.
+type SetRate<P> = fn(&Direction<P>, Key, Option<NonZeroU64>) -> Result<(), ClassError>;
+
 /// A refusal by the arbiter, as the user's error.
 fn refused(what: &str, e: ClassError) -> Error {
     Error::InvalidConfig(format!("{what}: {e}"))
@@ -260,24 +264,12 @@ impl<P: Policy> Group<P> {
     /// # Errors
     /// [`Error::InvalidConfig`] for a zero cap.
     pub fn set_caps(&self, upload: Option<u64>, download: Option<u64>) -> Result<(), Error> {
-        let up = speed("group upload cap", upload)?;
-        let down = speed("group download cap", download)?;
-        let mut stored = self.inner.caps.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(sh) = self.inner.dirs.upgrade() {
-            let _one_at_a_time = sh.classes.lock().unwrap_or_else(|e| e.into_inner());
-            sh.up
-                .set_group_cap(self.inner.up, up)
-                .map_err(|e| refused("group upload cap", e))?;
-            if let Err(e) = sh.down.set_group_cap(self.inner.down, down) {
-                // Both directions or neither: the upload cap goes back to what it was, which
-                // nothing can have made refusable meanwhile (`classes` is held).
-                let old = speed("group upload cap", stored.0).ok().flatten();
-                let _ = sh.up.set_group_cap(self.inner.up, old);
-                return Err(refused("group download cap", e));
-            }
-        }
-        *stored = (upload, download);
-        Ok(())
+        self.set_both(
+            "cap",
+            &self.inner.caps,
+            (upload, download),
+            Direction::set_group_cap,
+        )
     }
 
     /// Guarantees the group upload and download rates, in bytes per second, while it has bytes
@@ -313,22 +305,39 @@ impl<P: Policy> Group<P> {
     /// group's own cap, or making the guarantees inside its parent sum to more than the parent's
     /// cap. A refused call changes neither direction.
     pub fn set_guarantees(&self, upload: Option<u64>, download: Option<u64>) -> Result<(), Error> {
-        let up = speed("group upload guarantee", upload)?;
-        let down = speed("group download guarantee", download)?;
-        let mut stored = self
-            .inner
-            .guarantees
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        self.set_both(
+            "guarantee",
+            &self.inner.guarantees,
+            (upload, download),
+            Direction::set_group_guarantee,
+        )
+    }
+
+    /// Sets one of the group's rates (`what`: "cap", "guarantee") in both directions or in
+    /// neither, through `apply`, and stores it once both are taken.
+    fn set_both(
+        &self,
+        what: &str,
+        stored: &Mutex<(Option<u64>, Option<u64>)>,
+        (upload, download): (Option<u64>, Option<u64>),
+        apply: SetRate<P>,
+    ) -> Result<(), Error> {
+        let (up_name, down_name) = (
+            format!("group upload {what}"),
+            format!("group download {what}"),
+        );
+        let up = speed(&up_name, upload)?;
+        let down = speed(&down_name, download)?;
+        let mut stored = stored.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(sh) = self.inner.dirs.upgrade() {
             let _one_at_a_time = sh.classes.lock().unwrap_or_else(|e| e.into_inner());
-            sh.up
-                .set_group_guarantee(self.inner.up, up)
-                .map_err(|e| refused("group upload guarantee", e))?;
-            if let Err(e) = sh.down.set_group_guarantee(self.inner.down, down) {
-                let old = speed("group upload guarantee", stored.0).ok().flatten();
-                let _ = sh.up.set_group_guarantee(self.inner.up, old);
-                return Err(refused("group download guarantee", e));
+            apply(&sh.up, self.inner.up, up).map_err(|e| refused(&up_name, e))?;
+            if let Err(e) = apply(&sh.down, self.inner.down, down) {
+                // Both directions or neither: the upload side goes back to what it was, which
+                // nothing can have made refusable meanwhile (`classes` is held).
+                let old = speed(&up_name, stored.0).ok().flatten();
+                let _ = apply(&sh.up, self.inner.up, old);
+                return Err(refused(&down_name, e));
             }
         }
         *stored = (upload, download);

@@ -74,6 +74,15 @@ impl Classes {
             .unwrap_or(self.list.len())
     }
 
+    /// The class named `name`, or the default if none is (a class a reload removed: its
+    /// clients and groups take the default's settings).
+    pub(crate) fn named(&self, name: &str) -> &Class {
+        self.list
+            .iter()
+            .find(|c| c.name == name)
+            .unwrap_or(&self.default)
+    }
+
     /// The class at `index` (the default past the list).
     pub(crate) fn get(&self, index: usize) -> &Class {
         self.list.get(index).unwrap_or(&self.default)

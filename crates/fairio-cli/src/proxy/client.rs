@@ -129,10 +129,10 @@ fn register<P: Policy, S: fairio::Stream>(
 where
     P::Params: FromWeight,
 {
-    let weight = P::Params::from_weight(class.weight);
     if let Some(classes) = &s.classes {
         return register_in_class(s, classes, client, peer, class);
     }
+    let weight = P::Params::from_weight(class.weight);
     let conn = match (&s.hosts, peer.ip) {
         (Some(hosts), Some(ip)) => {
             let key = (Arc::from(class.name.as_str()), ip);
@@ -179,12 +179,7 @@ where
     // group that did not exist yet. A class gone from the file takes the default's settings,
     // as on a reload.
     let live = Arc::clone(&s.live.read().unwrap_or_else(|e| e.into_inner()));
-    let now = live
-        .classes
-        .list
-        .iter()
-        .find(|c| c.name == class.name)
-        .unwrap_or(&live.classes.default);
+    let now = live.classes.named(&class.name);
     let group = class_target(classes, s.hosts.as_ref(), name, now, peer.ip)?;
     let conn = s.sched.register_in(&group, client, P::Params::default())?;
     if let Some(cap) = s.settings.per_client_cap {

@@ -224,20 +224,13 @@ where
         let new = Arc::new(new);
         *self.settings.write().unwrap_or_else(|e| e.into_inner()) = Arc::clone(&new);
         self.set_limits();
-        let class_named = |name: &str| {
-            new.classes
-                .list
-                .iter()
-                .find(|c| c.name == name)
-                .unwrap_or(&new.classes.default)
-        };
         if let Some(classes) = &self.classes {
-            classes.for_each(|name, g| client::set_up_class(g, class_named(name)));
+            classes.for_each(|name, g| client::set_up_class(g, new.classes.named(name)));
             self.move_reclassified(classes, &new);
         }
         if let Some(hosts) = &self.hosts {
             hosts.for_each(|(class, _), g| {
-                let c = class_named(class);
+                let c = new.classes.named(class);
                 if self.classes.is_some() {
                     // Three levels: an address has its own cap, under its class's.
                     let _ = g.set_caps(c.each.0, c.each.1);

@@ -271,3 +271,31 @@ pub fn rates(counts: &[&Arc<AtomicU64>], secs: f64) -> Vec<f64> {
         .map(|(c, b)| (c.load(Ordering::Relaxed) - b) as f64 / s)
         .collect()
 }
+
+/// Sends the proxy SIGHUP: re-read its config file.
+pub fn reload(proxy: &Proxy) {
+    let status = Command::new("kill")
+        .args(["-HUP", &proxy.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// `fairio proxy --config FILE --check-config` on `text`: (exit code, standard error).
+pub fn check_config(text: &str) -> (Option<i32>, String) {
+    let path = write_config(text);
+    let out = Command::new(BIN)
+        .args([
+            "proxy",
+            "--config",
+            path.to_str().unwrap(),
+            "--check-config",
+        ])
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(path);
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
