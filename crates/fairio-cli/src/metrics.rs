@@ -259,10 +259,7 @@ pub(crate) fn with_hosts<P: Policy>(
         "Bytes moved per client address (groups alive now)",
         family,
     );
-    let mut extra = String::new();
-    let _ = encode(&mut extra, &registry);
-    let head = rendered.trim_end().trim_end_matches("# EOF").to_owned();
-    head + &extra
+    append(rendered, &registry)
 }
 
 /// Adds the series of the class groups under `policy = "hierarchical"` to a rendering, before
@@ -316,8 +313,14 @@ pub(crate) fn with_classes<P: Policy>(
         "Each class's guarantee, in bytes per second",
         guarantee,
     );
+    append(rendered, &registry)
+}
+
+/// A rendering with `registry`'s series added before its end marker (which the addition
+/// brings again).
+fn append(rendered: String, registry: &Registry) -> String {
     let mut extra = String::new();
-    let _ = encode(&mut extra, &registry);
+    let _ = encode(&mut extra, registry);
     let head = rendered.trim_end().trim_end_matches("# EOF").to_owned();
     head + &extra
 }
