@@ -398,8 +398,15 @@ impl<P: FlowWeight> Htb<P> {
         }
     }
 
-    /// A node gained or lost its bytes to move: its ancestors' counts follow.
+    /// A node gained or lost its bytes to move: its ancestors' counts follow, and each node that
+    /// gains them after idle wakes ([`Node::wake`]).
     fn propagate(&mut self, from: Key, gained: bool) {
+        let now = self.now;
+        if gained {
+            if let Some(n) = self.nodes.get_mut(from) {
+                n.wake(now);
+            }
+        }
         let mut key = from;
         while let Some(parent) = self.nodes.get(key).and_then(|n| n.parent) {
             let Some(Node {
@@ -413,6 +420,9 @@ impl<P: FlowWeight> Htb<P> {
                 *active += 1;
                 if *active != 1 {
                     return;
+                }
+                if let Some(n) = self.nodes.get_mut(parent) {
+                    n.wake(now);
                 }
             } else {
                 *active -= 1;

@@ -114,6 +114,15 @@ impl<P> Node<P> {
         }
     }
 
+    /// The node has bytes to move again, after idle: its ceiling forgets what it could have
+    /// let through while the node rested, beyond a tolerance's worth.
+    pub(crate) fn wake(&mut self, now: u64) {
+        if let Some(c) = self.ceiling.as_mut() {
+            let keep = tolerance(c.rate());
+            c.rest(now, keep);
+        }
+    }
+
     /// Charges a grant of `bytes` at `now` that went through this node; `clocks` are its
     /// parent's.
     pub(crate) fn charge(&mut self, bytes: u64, guaranteed: bool, clocks: &mut Clocks, now: u64) {
@@ -154,20 +163,27 @@ impl<P> Node<P> {
     }
 }
 
-/// A ceiling's pace: it may run one grant horizon (5 ms) ahead, and at least its floor. A
-/// ceiling is looked at when its node's turn comes, a little after it has room; it keeps as
-/// much time again of what it could have let through meanwhile, or a ceiling that binds
-/// would lose the lateness of every look (10% of it, measured, with grants 1 ms apart).
+/// How much time a ceiling keeps of what it could have let through while its node has bytes
+/// to move and the scheduler asks late (a busy machine runs the timer late): ten grant
+/// horizons. Asked 20 ms late, a ceiling that kept only its 5 ms tolerance let through 40% of
+/// its rate. Kept longer, it would store up a burst while its node is held below its ceiling
+/// by its siblings, and let it through above the ceiling once they stop. A node back from
+/// idle keeps only its tolerance ([`Node::wake`]).
+const CEILING_KEPT_WHILE_BUSY: u64 = 10 * GRANT_HORIZON_NANOS;
+
+/// What a guarantee keeps owed: two grant horizons (10 ms), after idle too. Kept longer, a
+/// guarantee held below its rate while guarantees did not fit (met in proportion) stays owed
+/// for seconds once they do, and its node takes more than its share (an oracle case: 6%).
+const GUARANTEE_KEPT: u64 = 2 * GRANT_HORIZON_NANOS;
+
+/// A ceiling's pace: it may run one grant horizon (5 ms) ahead, and at least its floor.
 pub(crate) fn ceiling_pace(rate: NonZeroU64, now: u64) -> Pace {
-    let tolerance = tolerance(rate);
-    Pace::new(rate, tolerance, now).keeping(tolerance)
+    Pace::new(rate, tolerance(rate), now).keeping(CEILING_KEPT_WHILE_BUSY)
 }
 
-/// A guarantee's pace: owed bytes while its arrival time is not ahead of now. Decisions come
-/// at discrete times, so one asked late keeps up to two grant horizons (10 ms) of what it was
-/// owed meanwhile; after idle it starts with that much owed.
+/// A guarantee's pace: owed bytes while its arrival time is not ahead of now.
 pub(crate) fn guarantee_pace(rate: NonZeroU64, now: u64) -> Pace {
-    Pace::new(rate, 0, now).keeping(2 * GRANT_HORIZON_NANOS)
+    Pace::new(rate, 0, now).keeping(GUARANTEE_KEPT)
 }
 
 /// A ceiling's tolerance: one grant horizon, and at least the time of its floor.

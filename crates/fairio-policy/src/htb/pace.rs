@@ -64,6 +64,12 @@ impl Pace {
         }
     }
 
+    /// Forgets time owed beyond `keep` before `now`: a node back from idle did not rest to
+    /// store up a burst (its `behind` is for lateness while it has bytes to move).
+    pub(crate) fn rest(&mut self, now: u64, keep: u64) {
+        self.tat = self.tat.max(now.saturating_sub(keep));
+    }
+
     /// The arrival time as it counts at `now`: never further behind than `behind`.
     fn counted(&self, now: u64) -> u64 {
         self.tat.max(now.saturating_sub(self.behind))
