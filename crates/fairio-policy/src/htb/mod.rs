@@ -369,6 +369,8 @@ impl<P: FlowWeight> Htb<P> {
         }
         if let Some(n) = self.nodes.get_mut(node) {
             n.ceiling = match (n.ceiling, rate) {
+                // The same rate again (a reload that changed another setting): unchanged.
+                (Some(p), Some(r)) if p.rate() == r => Some(p),
                 (Some(p), Some(r)) => Some(p.with_rate(r, tolerance(r), t)),
                 (None, Some(r)) => Some(ceiling_pace(r, t)),
                 (_, None) => None,
@@ -398,22 +400,32 @@ impl<P: FlowWeight> Htb<P> {
         }
     }
 
-    /// A node gained or lost its bytes to move: its ancestors' counts follow, and each node that
-    /// gains them after idle wakes ([`Node::wake`]).
+    /// A node gained or lost its bytes to move: it wakes ([`Node::wake`]) or goes idle, and its
+    /// ancestors' counts follow ([`count`](Self::count)).
     fn propagate(&mut self, from: Key, gained: bool) {
         let now = self.now;
+        let Some(n) = self.nodes.get_mut(from) else {
+            return;
+        };
         if gained {
-            if let Some(n) = self.nodes.get_mut(from) {
-                n.wake(now);
-            }
+            n.wake(now);
+        } else {
+            n.idle_since = now;
         }
-        let mut key = from;
-        while let Some(parent) = self.nodes.get(key).and_then(|n| n.parent) {
-            let Some(Node {
-                kind: Kind::Group { active, .. },
-                ..
-            }) = self.nodes.get_mut(parent)
-            else {
+        let parent = n.parent;
+        self.count(parent, gained);
+    }
+
+    /// One more (or one fewer) child of `group` has bytes to move: up from `group`, each group
+    /// whose count goes from 0 to 1 wakes, and each that goes to 0 goes idle.
+    fn count(&mut self, group: Option<Key>, gained: bool) {
+        let now = self.now;
+        let mut at = group;
+        while let Some(key) = at {
+            let Some(n) = self.nodes.get_mut(key) else {
+                return;
+            };
+            let Kind::Group { active, .. } = &mut n.kind else {
                 return;
             };
             if gained {
@@ -421,16 +433,15 @@ impl<P: FlowWeight> Htb<P> {
                 if *active != 1 {
                     return;
                 }
-                if let Some(n) = self.nodes.get_mut(parent) {
-                    n.wake(now);
-                }
+                n.wake(now);
             } else {
                 *active -= 1;
                 if *active != 0 {
                     return;
                 }
+                n.idle_since = now;
             }
-            key = parent;
+            at = n.parent;
         }
     }
 
@@ -752,9 +763,6 @@ impl<P: FlowWeight> Arbiter for Htb<P> {
         }
         self.check_guarantee(group, Some(key), n.guarantee_rate(), n.ceiling_rate())?;
         let active = n.active();
-        if active {
-            self.propagate(key, false);
-        }
         // Out of the old group (which goes if it was removed and this was its last child),
         // into the new one; the old group's queue entries for it go stale with its parent.
         let old = self.unlink(key);
@@ -780,11 +788,17 @@ impl<P: FlowWeight> Arbiter for Htb<P> {
         {
             children.push(key);
         }
+        if active {
+            // Counted on the new path before the old one lets go: a group on both stays busy
+            // (neither idle nor woken, which would trim the lateness its ceiling keeps), and
+            // groups new to the path wake. The connection itself was busy all along.
+            self.count(Some(group), true);
+            self.count(old, false);
+        }
         if let Some(old) = old {
             self.drop_if_orphaned(old);
         }
         if active {
-            self.propagate(key, true);
             self.refresh(key);
         }
         Ok(())

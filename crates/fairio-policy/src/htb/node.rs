@@ -69,6 +69,8 @@ pub(crate) struct Node<P> {
     /// guaranteed bytes, the smallest goes first, so guarantees that do not fit in their
     /// parent's allowance are met in proportion.
     pub(crate) gtime: u128,
+    /// When it last lost its bytes to move (nanoseconds on the clock).
+    pub(crate) idle_since: u64,
     /// Moves on whenever the node's entries in its parent's queues go stale.
     pub(crate) ticket: u64,
     pub(crate) kind: Kind,
@@ -85,6 +87,7 @@ impl<P> Node<P> {
             ceiling: None,
             vtime: 0,
             gtime: 0,
+            idle_since: 0,
             ticket: 0,
             kind,
         }
@@ -114,12 +117,16 @@ impl<P> Node<P> {
         }
     }
 
-    /// The node has bytes to move again, after idle: its ceiling forgets what it could have
-    /// let through while the node rested, beyond a tolerance's worth.
+    /// The node has bytes to move again: if it rested longer than its ceiling's tolerance, the
+    /// ceiling forgets what it could have let through meanwhile beyond a tolerance's worth. A
+    /// pause shorter than that (a connection whose grant took all it asked for, and asks again)
+    /// keeps the lateness the ceiling held.
     pub(crate) fn wake(&mut self, now: u64) {
         if let Some(c) = self.ceiling.as_mut() {
             let keep = tolerance(c.rate());
-            c.rest(now, keep);
+            if now.saturating_sub(self.idle_since) > keep {
+                c.rest(now, keep);
+            }
         }
     }
 
