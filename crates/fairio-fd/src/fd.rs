@@ -212,6 +212,77 @@ impl FdReadHalf {
     }
 }
 
+#[cfg(all(target_os = "linux", not(loom)))]
+impl FdReadHalf {
+    /// The TCP stream under this half (whose write half shares it), if it is one: for
+    /// `splice(2)`, and for waiting on its readiness.
+    pub fn tcp(&self) -> Option<&tokio::net::TcpStream> {
+        self.inner.tcp()
+    }
+
+    /// [`splice::poll_readable`](crate::splice::poll_readable) on this half's TCP stream.
+    ///
+    /// # Errors
+    /// `Unsupported` for a stream that is not TCP, else the socket's error.
+    pub fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        crate::splice::poll_readable(self.tcp_or_err()?, cx)
+    }
+
+    /// [`splice::poll_splice_from`](crate::splice::poll_splice_from) this half's TCP stream,
+    /// counted as read.
+    ///
+    /// # Errors
+    /// `Unsupported` for a stream that is not TCP, else as `poll_splice_from`.
+    pub fn poll_splice_into(
+        &self,
+        cx: &mut Context<'_>,
+        pipe: &mut crate::splice::Pipe,
+        max: usize,
+    ) -> Poll<io::Result<usize>> {
+        let r = ready!(crate::splice::poll_splice_from(
+            self.tcp_or_err()?,
+            cx,
+            pipe,
+            max
+        ));
+        count_written_or_read(&r, |n| self.info.add_read(n));
+        Poll::Ready(r)
+    }
+
+    /// [`splice::poll_splice_to`](crate::splice::poll_splice_to) this half's TCP stream (the
+    /// socket its write half writes to), counted as written.
+    ///
+    /// # Errors
+    /// `Unsupported` for a stream that is not TCP, else as `poll_splice_to`.
+    pub fn poll_splice_out_of(
+        &self,
+        pipe: &mut crate::splice::Pipe,
+        cx: &mut Context<'_>,
+        max: usize,
+    ) -> Poll<io::Result<usize>> {
+        let r = ready!(crate::splice::poll_splice_to(
+            pipe,
+            self.tcp_or_err()?,
+            cx,
+            max
+        ));
+        count_written_or_read(&r, |n| self.info.add_written(n));
+        Poll::Ready(r)
+    }
+
+    fn tcp_or_err(&self) -> io::Result<&tokio::net::TcpStream> {
+        self.tcp()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::Unsupported, "not a TCP stream"))
+    }
+}
+
+#[cfg(all(target_os = "linux", not(loom)))]
+fn count_written_or_read(r: &io::Result<usize>, add: impl FnOnce(usize)) {
+    if let Ok(n) = r {
+        add(*n);
+    }
+}
+
 impl fmt::Debug for FdReadHalf {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FdReadHalf")

@@ -103,6 +103,15 @@ impl Reading {
             Self::Any(r) => r,
         }
     }
+
+    /// The TCP stream, whole (both halves share it), if it is one.
+    #[cfg(not(loom))]
+    pub(crate) fn tcp(&self) -> Option<&TcpStream> {
+        match self {
+            Self::Tcp(r) => Some(r.as_ref()),
+            Self::Any(_) => None,
+        }
+    }
 }
 
 /// A write half.

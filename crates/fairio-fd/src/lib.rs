@@ -33,7 +33,8 @@
 //! # Ok(())
 //! # }
 //! ```
-// One `ioctl` (`sys.rs`) reads what the peer has not acknowledged; nothing else is unsafe.
+// One `ioctl` (`sys.rs`) reads what the peer has not acknowledged, and `splice.rs` makes
+// pipes and splices (Linux); nothing else is unsafe.
 #![deny(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 
@@ -43,6 +44,8 @@ mod fd;
 mod held;
 mod info;
 mod reason;
+#[cfg(all(target_os = "linux", not(loom)))]
+pub mod splice;
 #[cfg(all(target_os = "linux", not(loom)))]
 mod sys;
 mod unsent;

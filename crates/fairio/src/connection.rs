@@ -42,8 +42,14 @@ impl<P: Policy> Connection<P> {
         }
     }
 
-    fn inner(&self) -> &ConnInner<P> {
+    pub(crate) fn inner(&self) -> &ConnInner<P> {
         &self.guard.conn
+    }
+
+    /// The scheduler's two directions.
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) fn dirs(&self) -> &crate::direction::Directions<P> {
+        &self.shared.dirs
     }
 
     /// The connection's unique id: the id of its stream.

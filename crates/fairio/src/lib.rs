@@ -264,6 +264,7 @@ mod read_side;
 mod reading;
 mod report;
 mod scheduler;
+mod splice;
 mod sync;
 mod task;
 #[cfg(test)]
@@ -289,6 +290,7 @@ pub use groups_by::GroupsBy;
 pub use io::ConnectionIo;
 pub use report::ShutdownReport;
 pub use scheduler::Scheduler;
+pub use splice::{End, Pipes, Splice};
 
 /// The README's examples, compiled and run as doctests so that they stay true.
 #[cfg(doctest)]

@@ -21,7 +21,7 @@ use fairio_policy::tuning::MAX_GRANT;
 use crate::conn::ConnInner;
 use crate::direction::{Direction, Permit};
 use crate::lifecycle::WritePhase;
-use crate::read_side::Locked;
+use crate::read_side::{Lend, Locked};
 
 /// How many bytes the stage and the read queue may hold together under a limit: the queue's
 /// bound, and at least one read buffer; with an unbounded queue, two of the largest grants.
@@ -41,8 +41,12 @@ pub(crate) async fn run<P: Policy>(conn: &ConnInner<P>, dir: &Direction<P>, rbs:
     // Whether the arbiter may hold a demand of ours.
     let mut asked = false;
     loop {
+        if lend_out(conn, dir, &mut asked).await {
+            continue;
+        }
         let generation = dir.generation();
         let changed = pin!(dir.changed());
+        let lend_asked = pin!(conn.read_side.lend_changed.notified());
         if !dir.is_limited() {
             {
                 let mut side = conn.read_side.lock();
@@ -54,6 +58,9 @@ pub(crate) async fn run<P: Policy>(conn: &ConnInner<P>, dir: &Direction<P>, rbs:
                 }
                 if side.finish(conn) {
                     return;
+                }
+                if side.lend() != Lend::Free {
+                    continue;
                 }
             }
             // Readers waiting for the queue read the stream themselves now.
@@ -68,6 +75,7 @@ pub(crate) async fn run<P: Policy>(conn: &ConnInner<P>, dir: &Direction<P>, rbs:
             let writing = conn.status().write == WritePhase::Open;
             tokio::select! {
                 () = changed => {}
+                () = lend_asked => {}
                 // Closed once a reader has reached the end of the stream.
                 open = conn.read_q.wait_below(0), if writing => if !open {
                     return;
@@ -85,6 +93,10 @@ pub(crate) async fn run<P: Policy>(conn: &ConnInner<P>, dir: &Direction<P>, rbs:
             let mut side = conn.read_side.lock();
             if !deliver_granted(conn, &mut side, &mut grant) || side.finish(conn) {
                 return;
+            }
+            if side.lend() != Lend::Free && side.staged() == 0 {
+                // A splice waits for the stream, and the stage is empty now: let it go.
+                continue;
             }
             (side.staged(), side.is_ended())
         };
@@ -105,6 +117,7 @@ pub(crate) async fn run<P: Policy>(conn: &ConnInner<P>, dir: &Direction<P>, rbs:
         tokio::select! {
             biased;
             () = changed => {}
+            () = lend_asked => {}
             () = poll_fn(|cx| dir.poll_granted(cx, key, generation)), if staged > 0 => {}
             _ = poll_fn(|cx| conn.read_side.lock().poll_stage(cx, room.min(rbs))),
                 if room > 0 && !ended => {}
@@ -114,6 +127,38 @@ pub(crate) async fn run<P: Policy>(conn: &ConnInner<P>, dir: &Direction<P>, rbs:
                 }
             }
         }
+    }
+}
+
+/// While a splice asks for the stream or holds it (see [`crate::splice`]): once the stage is
+/// empty, withdraws the pump's demand and lets the stream go, then waits until it comes back.
+/// Returns `false` at once when no splice asks, or while the stage still holds bytes, which
+/// the pump hands on first as usual (reading nothing more meanwhile).
+async fn lend_out<P: Policy>(conn: &ConnInner<P>, dir: &Direction<P>, asked: &mut bool) -> bool {
+    {
+        let side = conn.read_side.lock();
+        if side.lend() == Lend::Free || (side.lend() == Lend::Asked && side.staged() > 0) {
+            return false;
+        }
+    }
+    if std::mem::take(asked) {
+        // Before the splice takes a permit: its demand is not to be withdrawn with the pump's.
+        dir.withdraw(conn.down);
+    }
+    loop {
+        let mut changed = pin!(conn.read_side.lend_changed.notified());
+        changed.as_mut().enable();
+        {
+            let mut side = conn.read_side.lock();
+            match side.lend() {
+                Lend::Free => return true,
+                Lend::Asked => side.set_lend(Lend::Lent),
+                // The task dropped the stream: the pump's own loop sees the end.
+                Lend::Lent if side.is_closed() => return false,
+                Lend::Lent => {}
+            }
+        }
+        changed.await;
     }
 }
 

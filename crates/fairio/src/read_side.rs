@@ -43,6 +43,8 @@ pub(crate) struct ReadSide {
     source: Mutex<Source>,
     fanout: Arc<Fanout>,
     waker: Waker,
+    /// Wakes the read pump: a splice asked for the stream, or gave it back.
+    pub(crate) lend_changed: tokio::sync::Notify,
 }
 
 impl ReadSide {
@@ -54,9 +56,11 @@ impl ReadSide {
                 stage: Stage::default(),
                 buf: BytesMut::new(),
                 end: End::Open,
+                lend: Lend::Free,
             }),
             waker: Waker::from(Arc::clone(&fanout)),
             fanout,
+            lend_changed: tokio::sync::Notify::new(),
         }
     }
 
@@ -75,6 +79,7 @@ impl ReadSide {
         let r = self.lock().source.r.take();
         drop(r);
         self.waker.wake_by_ref();
+        self.lend_changed.notify_one();
     }
 }
 
@@ -98,6 +103,20 @@ struct Source {
     /// copied out of it, so that it is not held by them.
     buf: BytesMut,
     end: End,
+    lend: Lend,
+}
+
+/// Whether a splice has the stream (see [`crate::splice`]). While it is asked for or lent,
+/// nobody else reads the stream: the pump still hands on what it staged before, and readers
+/// take what is queued, so that the splice starts after every byte read before it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Lend {
+    Free,
+    /// A splice waits for the pump to let go (its stage emptied, its demand withdrawn).
+    Asked,
+    /// The splice reads the stream and takes the connection's download permits; the pump does
+    /// nothing until it is given back.
+    Lent,
 }
 
 /// How the stream's read side stands. An end waits, like the end of the stream, until the
@@ -135,6 +154,88 @@ impl Locked<'_> {
     /// Whether the task has dropped the read half.
     pub(crate) fn is_closed(&self) -> bool {
         self.source.r.is_none()
+    }
+
+    /// Where the lending of the stream to a splice stands.
+    pub(crate) fn lend(&self) -> Lend {
+        self.source.lend
+    }
+
+    /// Moves the lending on: a splice asks (`Asked`) and gives back (`Free`); the pump lets go
+    /// (`Lent`). Whoever waits for the change is woken.
+    pub(crate) fn set_lend(&mut self, lend: Lend) {
+        self.source.lend = lend;
+        self.side.lend_changed.notify_one();
+        self.side.waker.wake_by_ref();
+    }
+
+    /// For the splice that waits for its lend: ready once lent, or once the stream has ended
+    /// or its half was dropped (`false`); else the caller is woken at the next change.
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) fn poll_lent(&mut self, cx: &Context<'_>) -> Poll<bool> {
+        if self.source.lend == Lend::Lent {
+            return Poll::Ready(true);
+        }
+        if self.is_closed() || matches!(self.source.end, End::Done) {
+            return Poll::Ready(false);
+        }
+        self.side.fanout.add(cx.waker());
+        Poll::Pending
+    }
+
+    /// For the splice that holds the stream: how many bytes it has to read (more than 0), or
+    /// `Ended` (recorded, as for a read).
+    #[cfg(all(target_os = "linux", not(loom)))]
+    pub(crate) fn poll_splice_readable(&mut self, cx: &Context<'_>) -> Polled<usize> {
+        self.poll_stream_as(cx, true, |r, _, wcx| r.poll_readable(wcx))
+    }
+
+    /// For the splice that holds the stream: moves at most `max` bytes into `pipe` (empty).
+    #[cfg(all(target_os = "linux", not(loom)))]
+    pub(crate) fn poll_splice_in(
+        &mut self,
+        cx: &Context<'_>,
+        pipe: &mut fairio_fd::splice::Pipe,
+        max: usize,
+    ) -> Polled<usize> {
+        self.poll_stream_as(cx, true, |r, _, wcx| r.poll_splice_into(wcx, pipe, max))
+    }
+
+    /// Moves at most `max` bytes from `pipe` to the stream's socket (written, as a write would
+    /// be), with the caller's own waker: the connection's writer must have nothing to write.
+    ///
+    /// # Errors
+    /// `NotConnected` once the connection's task has dropped the stream.
+    #[cfg(all(target_os = "linux", not(loom)))]
+    pub(crate) fn poll_splice_out(
+        &mut self,
+        pipe: &mut fairio_fd::splice::Pipe,
+        cx: &mut Context<'_>,
+        max: usize,
+    ) -> Poll<io::Result<usize>> {
+        match self.source.r.as_ref() {
+            Some(r) => r.poll_splice_out_of(pipe, cx, max),
+            None => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
+        }
+    }
+
+    /// Ready once the stream's socket may take a write, with the caller's own waker (see
+    /// [`poll_splice_out`](Self::poll_splice_out)).
+    ///
+    /// # Errors
+    /// `NotConnected` once the connection's task has dropped the stream; else the socket's.
+    #[cfg(all(target_os = "linux", not(loom)))]
+    pub(crate) fn poll_write_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.source.r.as_ref().and_then(FdReadHalf::tcp) {
+            Some(tcp) => tcp.poll_write_ready(cx),
+            None => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
+        }
+    }
+
+    /// Whether the stream is a TCP socket a splice can use.
+    #[cfg(all(target_os = "linux", not(loom)))]
+    pub(crate) fn is_tcp(&self) -> bool {
+        self.source.r.as_ref().is_some_and(|r| r.tcp().is_some())
     }
 
     /// Takes up to `max` staged bytes, from the front.
@@ -180,16 +281,38 @@ impl Locked<'_> {
     fn poll_stream(
         &mut self,
         cx: &Context<'_>,
+        read: impl FnMut(
+            Pin<&mut FdReadHalf>,
+            &mut BytesMut,
+            &mut Context<'_>,
+        ) -> Poll<io::Result<usize>>,
+    ) -> Polled<usize> {
+        self.poll_stream_as(cx, false, read)
+    }
+
+    /// [`poll_stream`](Self::poll_stream), by the splice that holds the stream (`splice`) or
+    /// by anyone else, who waits while a splice has it.
+    fn poll_stream_as(
+        &mut self,
+        cx: &Context<'_>,
+        splice: bool,
         mut read: impl FnMut(
             Pin<&mut FdReadHalf>,
             &mut BytesMut,
             &mut Context<'_>,
         ) -> Poll<io::Result<usize>>,
     ) -> Polled<usize> {
-        let Source { r, buf, end, .. } = &mut *self.source;
+        let Source {
+            r, buf, end, lend, ..
+        } = &mut *self.source;
         let (Some(r), End::Open) = (r.as_mut(), &*end) else {
             return Polled::Ended;
         };
+        if *lend != Lend::Free && !splice {
+            // Woken when it is given back.
+            self.side.fanout.add(cx.waker());
+            return Polled::Pending;
+        }
         // A stream whose read panics (a bug of its own) fails this connection, not the task
         // of whoever read (a user's, or the connection's): the stream is not polled again.
         let polled = catch_unwind(AssertUnwindSafe(|| {

@@ -466,6 +466,14 @@ pub(crate) struct Asking<'a, P: Policy> {
     key: Key,
 }
 
+impl<P: Policy> Asking<'_, P> {
+    /// Keeps the demand: the wait it guarded is over, and the caller took its permit.
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) fn disarm(self) {
+        std::mem::forget(self);
+    }
+}
+
 impl<P: Policy> Drop for Asking<'_, P> {
     fn drop(&mut self) {
         self.dir.withdraw(self.key);

@@ -1,0 +1,326 @@
+//! The splicing steps of a [`Splice`](super::Splice) (Linux): socket -> pipe under the
+//! source's download permit, pipe -> socket under the destination's upload permit.
+
+use std::future::poll_fn;
+use std::io;
+use std::task::Poll;
+
+use fairio_fd::splice::{PIPE_CAPACITY, Pipe, poll_splice_from, poll_splice_to};
+use fairio_policy::Policy;
+
+use super::{End, Held, Splice, copy};
+use crate::conn::ConnInner;
+use crate::direction::Direction;
+use crate::lifecycle::WritePhase;
+use crate::read_side::{Lend, Polled};
+use crate::{Connection, Error};
+
+/// Whether `end` is a TCP socket the splice can reach.
+pub(super) fn can_splice<P: Policy>(end: &End<'_, P>) -> bool {
+    match end {
+        End::Connection(c) => c.inner().read_side.lock().is_tcp(),
+        End::Tcp(_) => true,
+    }
+}
+
+/// [`Splice::run`] through a pipe, once what was held has been delivered (`moved`). Copies
+/// instead when the pool has no pipe to give. The pipe stays with the splice for the call
+/// (in [`Splice::held`] while it holds bytes, so that a dropped call keeps them), and goes
+/// back to the pool at its end.
+pub(super) async fn run<P: Policy>(
+    s: &mut Splice,
+    from: &End<'_, P>,
+    to: &End<'_, P>,
+    mut moved: u64,
+) -> Result<u64, Error> {
+    // The stream of a registered source is the splice's for the whole call.
+    let lent = match from {
+        End::Connection(c) => match lend(s, c, to, &mut moved).await? {
+            Some(lent) => Some(lent),
+            // Its stream has ended: what it had queued went, and copying sees the end.
+            None => return copy_rest(s, from, to, moved).await,
+        },
+        End::Tcp(_) => None,
+    };
+    let Some(pipe) = s.pipes.take() else {
+        tracing::debug!("no pipe free for a splice; copying");
+        // Copying reads through the connection, which waits while its stream is lent.
+        drop(lent);
+        return copy_rest(s, from, to, moved).await;
+    };
+    // Held from here on, empty or not, so that the pipe goes back to the pool however the
+    // call ends (a dropped call leaves it in the splice, which gives it back).
+    s.held = Held::Pipe(pipe);
+    loop {
+        let Held::Pipe(pipe) = &mut s.held else {
+            unreachable!("the pipe stays held for the call");
+        };
+        let n = match from {
+            End::Connection(c) => splice_in(c, pipe).await,
+            End::Tcp(t) => poll_fn(|cx| poll_splice_from(t, cx, pipe, PIPE_CAPACITY))
+                .await
+                .map_err(Error::from),
+        };
+        match n {
+            Ok(n) if n > 0 => moved += s.deliver(to).await?,
+            r => {
+                if let Held::Pipe(p) = std::mem::take(&mut s.held) {
+                    s.pipes.put(p);
+                }
+                return r.map(|_| moved);
+            }
+        }
+    }
+}
+
+/// Copies the rest, the source's stream not lent.
+async fn copy_rest<P: Policy>(
+    s: &mut Splice,
+    from: &End<'_, P>,
+    to: &End<'_, P>,
+    mut moved: u64,
+) -> Result<u64, Error> {
+    loop {
+        let chunk = copy::read(from).await?;
+        if chunk.is_empty() {
+            return Ok(moved);
+        }
+        s.held = Held::Bytes(chunk);
+        moved += s.deliver(to).await?;
+    }
+}
+
+/// Delivers what `pipe` holds to `to`, all of it: the bytes delivered. On an error, the pipe
+/// keeps what it did not deliver.
+pub(super) async fn drain<P: Policy>(pipe: &mut Pipe, to: &End<'_, P>) -> Result<u64, Error> {
+    let mut n = 0;
+    while !pipe.is_empty() {
+        n += match to {
+            End::Tcp(t) => {
+                let max = pipe.held();
+                poll_fn(|cx| poll_splice_to(pipe, t, cx, max)).await? as u64
+            }
+            End::Connection(c) => splice_out(c, pipe).await? as u64,
+        };
+    }
+    Ok(n)
+}
+
+/// The source's stream, lent to the splice until dropped: its read pump waits, and its
+/// demand goes with the lend.
+struct Lent<'a, P: Policy> {
+    conn: &'a ConnInner<P>,
+    dir: &'a Direction<P>,
+}
+
+impl<P: Policy> Drop for Lent<'_, P> {
+    fn drop(&mut self) {
+        // A wait for a permit given up leaves no demand behind for the pump to find.
+        self.dir.withdraw(self.conn.down);
+        self.conn.read_side.lock().set_lend(Lend::Free);
+    }
+}
+
+/// Asks `c`'s read pump for its stream, delivering to `to` what `c` had read before
+/// meanwhile (by copy, in order). `None` if the stream ended before it could be lent.
+///
+/// # Errors
+/// `Busy` if another splice holds the stream; as [`Splice::run`] for the delivery.
+async fn lend<'a, P: Policy>(
+    s: &mut Splice,
+    c: &'a Connection<P>,
+    to: &End<'_, P>,
+    moved: &mut u64,
+) -> Result<Option<Lent<'a, P>>, Error> {
+    let conn = c.inner();
+    {
+        let mut side = conn.read_side.lock();
+        if side.lend() != Lend::Free {
+            return Err(Error::Io(io::Error::new(
+                io::ErrorKind::ResourceBusy,
+                "another splice reads this connection",
+            )));
+        }
+        side.set_lend(Lend::Asked);
+    }
+    let lent = Lent {
+        conn,
+        dir: &c.dirs().down,
+    };
+    // Until the pump lets go, what it staged comes through the queue: taken here, in order.
+    let ok = loop {
+        let chunk = tokio::select! {
+            biased;
+            ok = poll_fn(|cx| conn.read_side.lock().poll_lent(cx)) => break ok,
+            r = c.read_bytes(copy::CHUNK) => r,
+        };
+        if !deliver_queued(s, chunk, to, moved).await? {
+            return Ok(None);
+        }
+    };
+    // Bytes queued before the pump let go: nothing adds to the queue now.
+    while ok && !conn.read_q.is_empty() {
+        let chunk = c.read_bytes(copy::CHUNK).await;
+        if !deliver_queued(s, chunk, to, moved).await? {
+            return Ok(None);
+        }
+    }
+    Ok(ok.then_some(lent))
+}
+
+/// Delivers a chunk read through the connection's queue: `false` at its end.
+async fn deliver_queued<P: Policy>(
+    s: &mut Splice,
+    chunk: Result<bytes::Bytes, Error>,
+    to: &End<'_, P>,
+    moved: &mut u64,
+) -> Result<bool, Error> {
+    match chunk {
+        Ok(b) => {
+            s.held = Held::Bytes(b);
+            *moved += s.deliver(to).await?;
+            Ok(true)
+        }
+        Err(Error::ConnectionClosed) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Moves what `c`'s socket has (at most a pipe's worth) into `pipe`, within `c`'s download
+/// permit: the bytes moved, 0 at the end of the stream.
+async fn splice_in<P: Policy>(c: &Connection<P>, pipe: &mut Pipe) -> Result<usize, Error> {
+    let conn = c.inner();
+    let dir = &c.dirs().down;
+    loop {
+        let readable = poll_fn(|cx| match conn.read_side.lock().poll_splice_readable(cx) {
+            Polled::Got(n) => Poll::Ready(Some(n)),
+            Polled::Ended => Poll::Ready(None),
+            Polled::Pending => Poll::Pending,
+        })
+        .await;
+        let Some(n) = readable else {
+            return ended(conn);
+        };
+        // Exactly what is there: the arbiter grants nothing the splice cannot move.
+        let want = n.min(PIPE_CAPACITY);
+        // The connection's end drops its place in the arbiter without a wake-up.
+        let Some(mut permit) = until_stopped(conn, dir.acquire(conn.down, want as u64)).await
+        else {
+            return ended(conn);
+        };
+        let max = permit.as_ref().map_or(want, |p| {
+            usize::try_from(p.bytes()).unwrap_or(usize::MAX).min(want)
+        });
+        if max == 0 {
+            // Granted under a limit since changed: ask again under the new one.
+            continue;
+        }
+        let got = poll_fn(
+            |cx| match conn.read_side.lock().poll_splice_in(cx, pipe, max) {
+                Polled::Got(n) => Poll::Ready(Some(n)),
+                Polled::Ended => Poll::Ready(None),
+                Polled::Pending => Poll::Pending,
+            },
+        )
+        .await;
+        let Some(got) = got else {
+            return ended(conn);
+        };
+        if let Some(p) = permit.as_mut() {
+            p.spend(got as u64);
+        }
+        conn.meter.add_recv(got as u64);
+        return Ok(got);
+    }
+}
+
+/// The source's stream has ended: the end is handed on (readers see it after the splice),
+/// and a failure is the splice's error.
+fn ended<P: Policy>(conn: &ConnInner<P>) -> Result<usize, Error> {
+    conn.read_side.lock().finish(conn);
+    if conn.status().failed {
+        return Err(conn.end_error());
+    }
+    Ok(0)
+}
+
+/// Moves bytes from `pipe` to `c`'s socket, within `c`'s upload permit, once what `c` had
+/// queued has been written: the bytes moved (at least 1).
+async fn splice_out<P: Policy>(c: &Connection<P>, pipe: &mut Pipe) -> Result<usize, Error> {
+    let conn = c.inner();
+    let dir = &c.dirs().up;
+    loop {
+        let st = conn.status();
+        if st.write != WritePhase::Open || st.ended {
+            return Err(Error::ConnectionClosed);
+        }
+        if conn.pending_bytes() > 0 {
+            conn.flushed_to(conn.flush_target()).await?;
+            continue;
+        }
+        // Writable before a permit is taken: a full socket holds none. A close or the end
+        // stops either wait (neither the socket nor the arbiter wakes a waiter it drops).
+        until_closed(
+            conn,
+            poll_fn(|cx| conn.read_side.lock().poll_write_ready(cx)),
+        )
+        .await?
+        .map_err(|e| failed(conn, e))?;
+        let want = pipe.held();
+        let asking = dir.asking(conn.up);
+        let mut permit = until_closed(conn, dir.acquire(conn.up, want as u64)).await?;
+        asking.disarm();
+        let max = permit.as_ref().map_or(want, |p| {
+            usize::try_from(p.bytes()).unwrap_or(usize::MAX).min(want)
+        });
+        if max == 0 {
+            continue;
+        }
+        // The socket may still refuse (its readiness was a moment ago): the wait is stopped
+        // as the one for readiness is.
+        let n = until_closed(
+            conn,
+            poll_fn(|cx| conn.read_side.lock().poll_splice_out(pipe, cx, max)),
+        )
+        .await?
+        .map_err(|e| failed(conn, e))?;
+        if let Some(p) = permit.as_mut() {
+            p.spend(n as u64);
+        }
+        if conn.count_written(n) {
+            // A TCP socket holds nothing back: what it took is flushed.
+            conn.flushed_now();
+        }
+        return Ok(n);
+    }
+}
+
+/// A write into `conn`'s socket failed: the connection fails, as its writer's would.
+fn failed<P: Policy>(conn: &ConnInner<P>, e: io::Error) -> Error {
+    if e.kind() == io::ErrorKind::NotConnected {
+        return Error::ConnectionClosed;
+    }
+    conn.fail(io::Error::new(e.kind(), e.to_string()));
+    Error::Io(e)
+}
+
+/// Waits for `f`, unless the connection stops first (`None`).
+async fn until_stopped<P: Policy, T>(conn: &ConnInner<P>, f: impl Future<Output = T>) -> Option<T> {
+    tokio::select! {
+        biased;
+        v = f => Some(v),
+        () = conn.cancel.cancelled() => None,
+    }
+}
+
+/// Waits for `f`, unless the connection's write side closes first, or it ends.
+async fn until_closed<P: Policy, T>(
+    conn: &ConnInner<P>,
+    f: impl Future<Output = T>,
+) -> Result<T, Error> {
+    tokio::select! {
+        biased;
+        v = f => Ok(v),
+        () = conn.until(|s| s.write != WritePhase::Open || s.ended) => Err(Error::ConnectionClosed),
+    }
+}
