@@ -1,8 +1,12 @@
 #!/usr/bin/env python3
-"""The proxy benchmark: iperf3 through fairio proxy, HAProxy (with and without `option
-splice-auto`) and nginx's stream module, side by side on loopback, no limit.
+"""The proxy benchmark: iperf3 through fairio proxy (splicing, its default, and copying with
+`--splice-pipes 0`), HAProxy (with and without `option splice-auto`) and nginx's stream
+module, side by side on loopback, no limit.
 
     python3 benches/proxy/run.py [--secs 5] [--streams 8 64] > benches/results/proxy.jsonl
+
+With `--limit MIB` only the fairio contenders run, with that limit both ways (the others'
+limits are per connection, not shared).
 
 For each proxy, stream count and direction it prints one JSON line: throughput (MiB/s, from
 iperf3's receiver), the proxy's CPU seconds per GiB (utime + stime of all its processes, from
@@ -74,13 +78,14 @@ def cpu_secs(pid):
     return total / TICK
 
 
-def start_fairio(listen, up, tmp):
+def start_fairio(listen, up, tmp, extra=(), limit=None):
     binary = os.path.join(ROOT, "target", "release", "fairio")
     # Always through cargo: a binary left from older sources would be measured otherwise.
     subprocess.run(["cargo", "build", "-q", "--release", "-p", "fairio-cli"], cwd=ROOT, check=True)
+    limits = ["--max-to-clients", f"{limit}MiB", "--max-from-clients", f"{limit}MiB"] if limit else []
     return subprocess.Popen(
         [binary, "proxy", "--listen", f"127.0.0.1:{listen}", "--upstream", f"127.0.0.1:{up}",
-         "--fair-by", "connection", "--idle-timeout", "600"],
+         "--fair-by", "connection", "--idle-timeout", "600", *limits, *extra],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -150,8 +155,11 @@ def main():
     ap.add_argument("--secs", type=int, default=5)
     ap.add_argument("--streams", type=int, nargs="+", default=[8, 64])
     ap.add_argument("--only", nargs="+",
-                    default=["fairio", "haproxy", "haproxy-splice", "nginx"])
+                    default=["fairio", "fairio-copy", "haproxy", "haproxy-splice", "nginx"])
+    ap.add_argument("--limit", type=int, help="MiB/s both ways, fairio contenders only")
     a = ap.parse_args()
+    if a.limit:
+        a.only = [n for n in a.only if n.startswith("fairio")]
     need([("iperf3", "iperf3"), ("haproxy", "haproxy"), ("nginx", "nginx-light")])
     tmp = tempfile.mkdtemp(prefix="fairio-proxy-bench-")
     up = free_port()
@@ -159,7 +167,9 @@ def main():
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(up)
     starters = {
-        "fairio": start_fairio,
+        "fairio": lambda listen, up, tmp: start_fairio(listen, up, tmp, limit=a.limit),
+        "fairio-copy": lambda listen, up, tmp: start_fairio(
+            listen, up, tmp, ["--splice-pipes", "0"], limit=a.limit),
         "haproxy": start_haproxy,
         "haproxy-splice": lambda listen, up, tmp: start_haproxy(listen, up, tmp, splice=True),
         "nginx": start_nginx,
@@ -179,6 +189,7 @@ def main():
                         gib = total / 2**30
                         print(json.dumps({
                             "scenario": "proxy", "proxy": name, "streams": streams,
+                            "limit_mib": a.limit,
                             "direction": "download" if reverse else "upload",
                             "mib_per_sec": total / secs / 2**20,
                             "cpu_secs_per_gib": cpu / gib if gib else None,

@@ -115,6 +115,11 @@ pub(crate) fn render<P: Policy>(
                 "Pairs closed by the half-close timeout",
                 a.half_close_closed.load(Ordering::Relaxed),
             ),
+            counter(
+                "fairio_spliced_bytes",
+                "Bytes moved between clients and upstreams by splice(2), not copied, counted as clients leave",
+                a.spliced.load(Ordering::Relaxed),
+            ),
         ] {
             registry.register(name, help, c);
         }

@@ -41,6 +41,9 @@ pub(crate) struct ConnInner<P: Policy> {
     /// Bytes written to the stream and flushed by it (a TLS stream holds what it has not
     /// flushed): what a flush waits for. Only the writer changes it.
     pub(crate) flushed: AtomicU64,
+    /// Bytes of the write queue written to the stream (bytes a splice wrote are not): what
+    /// [`flushed`](Self::flushed) is set to, in the units of the flush targets.
+    pub(crate) written: AtomicU64,
     /// The I/O error that ended the connection, until a read reports it.
     pub(crate) io_error: Mutex<Option<io::Error>>,
     /// The lifecycle: changed only through [`event`](Self::event).
@@ -146,6 +149,7 @@ impl<P: Policy> ConnInner<P> {
     ///
     /// [`flushed_now`]: Self::flushed_now
     pub(crate) fn count_written(&self, n: usize) -> bool {
+        self.written.fetch_add(n as u64, Ordering::SeqCst);
         self.meter.add_sent(n as u64);
         std::sync::atomic::fence(Ordering::SeqCst);
         self.flush_want.load(Ordering::SeqCst) > self.flushed.load(Ordering::SeqCst)
@@ -155,7 +159,7 @@ impl<P: Policy> ConnInner<P> {
     /// Called by the writer only.
     pub(crate) fn flushed_now(&self) {
         self.flushed
-            .store(self.meter.total_sent(), Ordering::SeqCst);
+            .store(self.written.load(Ordering::SeqCst), Ordering::SeqCst);
         self.drained.notify_waiters();
     }
 

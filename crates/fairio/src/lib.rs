@@ -88,6 +88,12 @@
 //! takes it, and as received when it enters the read queue (or, with no limit, reaches a reader);
 //! the limits apply there.
 //!
+//! [`Splice`] moves bytes between two connections, or between a connection and a plain
+//! `TcpStream`, with `splice(2)` on Linux (socket to pipe to socket, no copy to user space):
+//! each call takes the permit of its direction first, so the limits, groups and counts hold
+//! as they do for reads and writes. A registered source lends its stream to the splice while
+//! it runs (its read pump waits), and where no pipe can be used the same call copies.
+//!
 //! All time-dependent code runs on tokio's clock, so tests can use a paused clock.
 //!
 //! # Choosing a policy

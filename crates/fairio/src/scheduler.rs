@@ -322,6 +322,7 @@ impl<P: Policy> Scheduler<P> {
             params: Mutex::new(params),
             in_flight: Default::default(),
             flush_want: Default::default(),
+            written: Default::default(),
             flushed: Default::default(),
             linger: sh.config.linger,
             io_error: Mutex::new(None),

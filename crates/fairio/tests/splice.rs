@@ -491,3 +491,49 @@ async fn futures_poll<F: Future + Unpin>(f: F) -> Option<F::Output> {
     })
     .await
 }
+
+/// Writes through the handle and splices into the same connection take turns, as a server
+/// writing each response's header and splicing its body does: the bytes arrive in order, and
+/// each flush waits for the bytes written before it (the spliced bytes once counted as
+/// flushed queue bytes, and a splice after a write spun for ever on a one-thread runtime).
+#[tokio::test(flavor = "current_thread")]
+async fn writes_and_splices_into_one_connection_take_turns() {
+    let sched = Scheduler::new(Config::new(64 * 1024).max_upload_speed(Some(64 << 20))).unwrap();
+    let (ours_out, peer_out) = pair().await;
+    let receiver = receive(peer_out);
+    let conn = sched.register(ours_out).unwrap();
+    // Flushes through the byte-stream view of the same connection.
+    let mut io = conn.clone().into_io();
+    let pipes = Pipes::new(2);
+    let mut want = Vec::new();
+    for round in 0..4u8 {
+        // The body waits in the source's socket already, so that the splice finds the header
+        // still queued.
+        let body = pattern(round, 50_000);
+        let (peer_in, ours_in) = pair().await;
+        send(peer_in, body.clone(), 50_000, Duration::ZERO)
+            .await
+            .unwrap();
+        let header = vec![b'H'; 100 + usize::from(round)];
+        // Not flushed: the splice waits for the header itself.
+        conn.write(header.clone().into()).await.unwrap();
+        want.extend_from_slice(&header);
+        let mut splice = Splice::new(&pipes);
+        let moved = splice
+            .run::<fairio::EqualShare>(End::Tcp(&ours_in), (&conn).into())
+            .await
+            .unwrap();
+        assert_eq!(moved, 50_000);
+        assert!(splice.spliced_bytes() > 0);
+        want.extend_from_slice(&body);
+    }
+    conn.write(bytes::Bytes::from_static(b"end")).await.unwrap();
+    io.flush().await.unwrap();
+    want.extend_from_slice(b"end");
+    drop(io);
+    conn.close(Some(Duration::from_secs(5))).await.unwrap();
+    let got = receiver.await.unwrap();
+    assert_eq!(got.len(), want.len());
+    assert!(got == want, "bytes out of order");
+    assert_eq!(conn.stat().total_sent, want.len() as u64);
+}

@@ -31,6 +31,9 @@ fn parse_unsent(s: &str) -> Result<Unsent, String> {
 /// The default of `--queue-size`.
 pub(super) const DEFAULT_QUEUE_SIZE: usize = 256 * 1024;
 
+/// The most pipes splices use at once, unless `--splice-pipes` says otherwise.
+pub(super) const DEFAULT_SPLICE_PIPES: usize = 1024;
+
 /// A value of `--queue-size`: 1 KiB to 1 GiB.
 fn parse_queue_size(s: &str) -> Result<usize, String> {
     let n = parse_size(s)?;
@@ -101,6 +104,12 @@ pub(crate) struct ProxyArgs {
     /// leaves the kernel's buffers as they are [default: 16KiB].
     #[arg(long, value_name = "BYTES|none", value_parser = parse_unsent)]
     pub(super) unsent_limit: Option<Unsent>,
+    /// Move bytes between clients and the upstream with splice(2), through at most this many
+    /// pipes at once (two descriptors each); 0 copies every byte through user space instead.
+    /// A direction holds a pipe while it runs; beyond the bound, and for Unix clients, bytes
+    /// are copied [default: 1024].
+    #[arg(long, value_name = "N")]
+    pub(super) splice_pipes: Option<usize>,
     /// Print per-client and global figures every this many seconds.
     #[arg(long, allow_negative_numbers = true, value_parser = positive_secs)]
     pub(super) stats_interval: Option<f64>,

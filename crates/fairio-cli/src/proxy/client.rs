@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use fairio::{Error, GroupsBy, Policy, Scheduler};
+use fairio::{End as Side, Error, GroupsBy, Policy, Scheduler, Splice};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
@@ -81,6 +81,8 @@ pub(super) struct Session<P: Policy> {
     /// this client was admitted.
     pub(super) live: Arc<std::sync::RwLock<Arc<Settings>>>,
     pub(super) upstream: String,
+    /// The pipes to splice through, if splicing is on.
+    pub(super) pipes: Option<fairio::Pipes>,
     /// The PROXY protocol header to send the upstream first, if any.
     pub(super) send_proxy: Option<super::pp::Version>,
     pub(super) settings: Arc<Settings>,
@@ -358,20 +360,32 @@ pub(super) async fn serve<P: Policy, S: fairio::Stream>(
     };
     // Signalled by the first direction to end: the half-close timeout starts then.
     let one_side_done = Notify::new();
+    // With splicing on, each direction moves through a pipe (or copies, for a Unix client or
+    // once the pool is used up); what a splice took and did not deliver stays in it, counted
+    // below when the pair is closed before a direction ended.
+    let mut from_splice = session.pipes.as_ref().map(Splice::new);
+    let mut to_splice = session.pipes.as_ref().map(Splice::new);
     let from_client = {
         let (conn, activity, done) = (conn.clone(), &activity, &one_side_done);
+        let splice = &mut from_splice;
         async move {
-            // The received buffers themselves, with no copy in between.
-            let end = loop {
-                match conn.read_bytes(CHUNK).await {
-                    Ok(chunk) => {
-                        activity.touch();
-                        if let Err(e) = uw.write_all(&chunk).await {
-                            break End::of_io(&e);
+            let end = match splice {
+                Some(s) => match s.run((&conn).into(), Side::Tcp(uw.as_ref())).await {
+                    Ok(_) => End::Closed,
+                    Err(e) => End::of(&e),
+                },
+                // The received buffers themselves, with no copy in between.
+                None => loop {
+                    match conn.read_bytes(CHUNK).await {
+                        Ok(chunk) => {
+                            activity.touch();
+                            if let Err(e) = uw.write_all(&chunk).await {
+                                break End::of_io(&e);
+                            }
                         }
+                        Err(e) => break End::of(&e),
                     }
-                    Err(e) => break End::of(&e),
-                }
+                },
             };
             let _ = uw.shutdown().await;
             done.notify_one();
@@ -381,32 +395,14 @@ pub(super) async fn serve<P: Policy, S: fairio::Stream>(
     let to_client = {
         let (conn, activity, done) = (conn.clone(), &activity, &one_side_done);
         let half_close = settings.half_close_timeout;
+        let splice = &mut to_splice;
         async move {
-            // Read straight into a buffer that is then handed over whole: the one copy is the
-            // kernel's.
-            let mut buf = BytesMut::with_capacity(CHUNK);
-            let mut end = loop {
-                buf.reserve(CHUNK);
-                match ur.read_buf(&mut buf).await {
-                    Ok(0) => break End::Closed,
-                    Err(e) => break End::of_io(&e),
-                    Ok(n) => {
-                        activity.touch();
-                        // A small read is copied, so that the buffer is reused: a queued
-                        // chunk would keep its whole allocation alive, and the write queue's
-                        // bound counts bytes, not allocations.
-                        let chunk = if n < SMALL {
-                            let c = bytes::Bytes::copy_from_slice(&buf);
-                            buf.clear();
-                            c
-                        } else {
-                            buf.split().freeze()
-                        };
-                        if let Err(e) = conn.write(chunk).await {
-                            break End::of(&e);
-                        }
-                    }
-                }
+            let mut end = match splice {
+                Some(s) => match s.run(Side::Tcp(ur.as_ref()), (&conn).into()).await {
+                    Ok(_) => End::Closed,
+                    Err(e) => End::of(&e),
+                },
+                None => copy_to_client(&mut ur, &conn, activity).await,
             };
             let mut unsent = 0;
             match conn.shutdown_write(Some(half_close)).await {
@@ -443,6 +439,28 @@ pub(super) async fn serve<P: Policy, S: fairio::Stream>(
             (End::Idle, End::Idle, 0)
         }
     };
+    // Bytes the upstream sent that a splice held when the proxy closed the pair (a timeout)
+    // never reach the client: unsent, as a queue's would be. Held when the client reset or
+    // closed, they are lost to that, as a failed write's bytes are (counted in the error,
+    // not as unsent); those the client sent, never the upstream.
+    let held = to_splice.as_ref().map_or(0, Splice::held);
+    if matches!(to, End::TimedOut | End::Idle) {
+        unsent += held;
+    } else if held > 0 {
+        tracing::debug!(peer = %name, lost = held, "upstream bytes lost with the client");
+    }
+    let spliced: u64 = [&from_splice, &to_splice]
+        .into_iter()
+        .flatten()
+        .map(Splice::spliced_bytes)
+        .sum();
+    session
+        .admission
+        .spliced
+        .fetch_add(spliced, Ordering::Relaxed);
+    if let Some(n) = from_splice.as_ref().map(Splice::held).filter(|&n| n > 0) {
+        tracing::debug!(peer = %name, undelivered = n, "client bytes dropped on the way upstream");
+    }
     let flush = if from == End::Idle || from == End::TimedOut {
         Duration::from_millis(100)
     } else {
@@ -477,6 +495,39 @@ pub(super) async fn serve<P: Policy, S: fairio::Stream>(
         left!(warn);
     } else {
         left!(info);
+    }
+}
+
+/// Copies the upstream's bytes to the client until the upstream ends: read straight into a
+/// buffer that is then handed over whole, so the one copy is the kernel's.
+async fn copy_to_client<P: Policy>(
+    ur: &mut tokio::net::tcp::OwnedReadHalf,
+    conn: &fairio::Connection<P>,
+    activity: &Activity,
+) -> End {
+    let mut buf = BytesMut::with_capacity(CHUNK);
+    loop {
+        buf.reserve(CHUNK);
+        match ur.read_buf(&mut buf).await {
+            Ok(0) => return End::Closed,
+            Err(e) => return End::of_io(&e),
+            Ok(n) => {
+                activity.touch();
+                // A small read is copied, so that the buffer is reused: a queued chunk would
+                // keep its whole allocation alive, and the write queue's bound counts bytes,
+                // not allocations.
+                let chunk = if n < SMALL {
+                    let c = bytes::Bytes::copy_from_slice(&buf);
+                    buf.clear();
+                    c
+                } else {
+                    buf.split().freeze()
+                };
+                if let Err(e) = conn.write(chunk).await {
+                    return End::of(&e);
+                }
+            }
+        }
     }
 }
 

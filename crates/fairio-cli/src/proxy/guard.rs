@@ -27,6 +27,8 @@ pub(crate) struct Admission {
     pub(crate) idle_closed: AtomicU64,
     /// Pairs closed by the half-close timeout.
     pub(crate) half_close_closed: AtomicU64,
+    /// Bytes moved by splice(2), both ways, counted as each client leaves.
+    pub(crate) spliced: AtomicU64,
     /// Connections closed for their PROXY protocol header, by [`Refused`]'s order.
     proxy_refused: [AtomicU64; Refused::ALL.len()],
     /// Connections whose PROXY protocol header is being read (not admitted yet).
@@ -138,6 +140,7 @@ impl Admission {
             accept_errors: AtomicU64::new(0),
             idle_closed: AtomicU64::new(0),
             half_close_closed: AtomicU64::new(0),
+            spliced: AtomicU64::new(0),
             proxy_refused: Default::default(),
             awaiting_header: std::sync::atomic::AtomicUsize::new(0),
             held_open: std::sync::atomic::AtomicUsize::new(0),

@@ -235,6 +235,7 @@ fn admit<P: Policy, S: fairio::Stream>(
         send_proxy: route.send_proxy,
         settings,
         admission: Arc::clone(&proxy.admission),
+        pipes: proxy.pipes.clone(),
     };
     tokio::spawn(client::serve(session, client, peer, class, ticket));
 }

@@ -108,6 +108,8 @@ pub(crate) struct Proxy<P: Policy> {
     held: std::sync::Mutex<upgrade::Hold>,
     /// Serialises [`set_limits`](Self::set_limits).
     limits_lock: std::sync::Mutex<()>,
+    /// The pipes clients' bytes are spliced through; `None` with `--splice-pipes 0`.
+    pipes: Option<fairio::Pipes>,
 }
 
 impl<P: Policy> Proxy<P>
@@ -286,10 +288,15 @@ where
         Some(fleet) => Some(fleet.join(&sched).map_err(|e| e.to_string())?),
         None => None,
     };
-    // Two descriptors per client (client and upstream), and a margin for the rest (the
-    // listeners, the runtime, the standard streams): a quarter of the limit, at most 64.
+    // Two descriptors per client (client and upstream), two per splice pipe (at most an
+    // eighth of the limit's worth of pipes), and a margin for the rest (the listeners, the
+    // runtime, the standard streams): a quarter of the limit, at most 64.
     let fds = crate::fdlimit::raise_to_hard();
-    let by_descriptors = fds.saturating_sub((fds / 4).min(64)) / 2;
+    let pipe_max = args
+        .splice_pipes
+        .unwrap_or(args::DEFAULT_SPLICE_PIPES)
+        .min(fds / 8);
+    let by_descriptors = fds.saturating_sub((fds / 4).min(64) + 2 * pipe_max) / 2;
     let max_total = settings
         .max_connections
         .unwrap_or(by_descriptors)
@@ -308,6 +315,7 @@ where
         started: Arc::new(settings.clone()),
         held: std::sync::Mutex::new(held),
         limits_lock: std::sync::Mutex::new(()),
+        pipes: (pipe_max > 0).then(|| fairio::Pipes::new(pipe_max)),
     });
     let reload = Arc::new(tokio::sync::Notify::new());
     let mut running = listeners::Running::with(inherit::Inherited::from_env());

@@ -26,6 +26,9 @@ pub(super) async fn read<P: Policy>(from: &End<'_, P>) -> Result<Bytes, Error> {
             loop {
                 t.readable().await?;
                 match t.try_read_buf(&mut buf) {
+                    // A small read is copied out, so that what it hands on (into a write
+                    // queue, whose bound counts bytes) does not hold the whole buffer.
+                    Ok(n) if n < CHUNK / 2 => return Ok(Bytes::copy_from_slice(&buf)),
                     Ok(_) => return Ok(buf.freeze()),
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                     Err(e) => return Err(e.into()),

@@ -137,7 +137,11 @@ impl Splice {
     /// - [`Error::Io`] for a stream that failed (a reset): `from`'s, or `to`'s.
     ///
     /// Either way, [`held`](Self::held) says how many bytes were taken from `from` and never
-    /// reached `to`.
+    /// reached `to`. A stop of a registered end by a close or the scheduler's shutdown is
+    /// [`Error::ConnectionClosed`] too.
+    ///
+    /// `splice(2)` into a socket whose peer has gone raises `SIGPIPE`, which Rust programs
+    /// ignore unless they set a handler (the error then comes back as `BrokenPipe`).
     ///
     /// # Cancel safety
     /// Cancel-safe: a dropped call loses nothing; what it had taken from `from` is
@@ -192,11 +196,7 @@ impl Splice {
             }
             #[cfg(all(target_os = "linux", not(loom)))]
             // The pipe, empty, stays held: the splice that filled it takes it back.
-            Held::Pipe(p) => {
-                let n = wire::drain(p, to).await?;
-                self.spliced += n;
-                Ok(n)
-            }
+            Held::Pipe(p) => wire::drain(p, to, &mut self.spliced).await,
         }
     }
 }

@@ -1,20 +1,27 @@
-//! [`Pipes`]: a bounded pool of pipes for splices. A splice holds a pipe only while bytes are
-//! in it, so the pool's bound is on the directions with bytes in flight, not on the
-//! connections.
+//! [`Pipes`]: a bounded pool of pipes for splices.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+#[cfg(all(target_os = "linux", not(loom)))]
+type Pipe = fairio_fd::splice::Pipe;
+#[cfg(not(all(target_os = "linux", not(loom))))]
+type Pipe = ();
+
+/// How many empty pipes the pool keeps for reuse while others are in use. Once none is in
+/// use, it keeps none: a proxy at rest holds no descriptor for its splices.
+const IDLE: usize = 16;
 
 /// A bounded pool of pipes for [`Splice`](crate::Splice)s.
 ///
 /// At most `max` pipes exist at once (two descriptors each); a splice that finds none free
 /// copies through user space instead, so a full pool slows bytes down a little and never
-/// stops them. Empty pipes go back to the pool; a pipe dropped with bytes in it is closed.
-/// Clones share one pool.
+/// stops them. A running splice holds one pipe. Empty pipes given back are kept for the next
+/// splice while others are in use (up to 16), and closed once none is; a pipe given back
+/// with bytes in it is closed. Clones share one pool.
 ///
 /// ```
 /// let pipes = fairio::Pipes::new(1024);
-/// assert_eq!(pipes.in_use(), 0);
+/// assert_eq!((pipes.in_use(), pipes.max()), (0, 1024));
 /// ```
 #[derive(Clone, Debug)]
 pub struct Pipes {
@@ -24,12 +31,14 @@ pub struct Pipes {
 #[derive(Debug)]
 struct Pool {
     max: usize,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
     /// Pipes made and not closed: free or taken.
-    live: AtomicUsize,
-    #[cfg(all(target_os = "linux", not(loom)))]
-    free: Mutex<Vec<fairio_fd::splice::Pipe>>,
-    #[cfg(not(all(target_os = "linux", not(loom))))]
-    free: Mutex<Vec<()>>,
+    live: usize,
+    free: Vec<Pipe>,
 }
 
 impl Pipes {
@@ -38,21 +47,15 @@ impl Pipes {
         Self {
             inner: Arc::new(Pool {
                 max,
-                live: AtomicUsize::new(0),
-                free: Mutex::new(Vec::new()),
+                state: Mutex::new(State::default()),
             }),
         }
     }
 
-    /// Pipes taken by splices now (holding bytes).
+    /// Pipes taken by running splices now.
     pub fn in_use(&self) -> usize {
-        let free = self
-            .inner
-            .free
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .len();
-        self.inner.live.load(Ordering::Acquire).saturating_sub(free)
+        let st = self.state();
+        st.live - st.free.len()
     }
 
     /// The most pipes that exist at once.
@@ -64,49 +67,57 @@ impl Pipes {
     pub(crate) fn enabled(&self) -> bool {
         self.inner.max > 0 && cfg!(all(target_os = "linux", not(loom)))
     }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // Each change is a single step on plain counts: a poisoned lock holds usable state.
+        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 #[cfg(all(target_os = "linux", not(loom)))]
 impl Pipes {
     /// A free pipe, or a new one while fewer than `max` exist; `None` when the pool is full or
     /// the system has no descriptor left (the caller copies).
-    pub(crate) fn take(&self) -> Option<fairio_fd::splice::Pipe> {
-        let pool = &self.inner;
-        if let Some(p) = pool.free.lock().unwrap_or_else(|e| e.into_inner()).pop() {
-            return Some(p);
+    pub(crate) fn take(&self) -> Option<Pipe> {
+        {
+            let mut st = self.state();
+            if let Some(p) = st.free.pop() {
+                return Some(p);
+            }
+            if st.live >= self.inner.max {
+                return None;
+            }
+            st.live += 1;
         }
-        let claimed = pool
-            .live
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < pool.max).then_some(n + 1)
-            })
-            .is_ok();
-        if !claimed {
-            return None;
-        }
-        match fairio_fd::splice::Pipe::new() {
+        match Pipe::new() {
             Ok(p) => Some(p),
             Err(e) => {
-                pool.live.fetch_sub(1, Ordering::AcqRel);
+                self.state().live -= 1;
                 tracing::debug!(error = %e, "no pipe for a splice; copying");
                 None
             }
         }
     }
 
-    /// Gives a pipe back: kept if empty, closed if it holds bytes (they are counted by whoever
-    /// held the pipe).
-    pub(crate) fn put(&self, pipe: fairio_fd::splice::Pipe) {
-        if pipe.is_empty() {
-            self.inner
-                .free
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(pipe);
-        } else {
-            drop(pipe);
-            self.inner.live.fetch_sub(1, Ordering::AcqRel);
+    /// Gives a pipe back: kept if it is empty and others are in use, else closed (bytes in it
+    /// are counted by whoever held it).
+    pub(crate) fn put(&self, pipe: Pipe) {
+        let mut closed = Vec::new();
+        {
+            let mut st = self.state();
+            let in_use_after = st.live - st.free.len() - 1;
+            if pipe.is_empty() && in_use_after > 0 && st.free.len() < IDLE {
+                st.free.push(pipe);
+            } else {
+                closed.push(pipe);
+                if in_use_after == 0 {
+                    closed.append(&mut st.free);
+                }
+                st.live -= closed.len();
+            }
         }
+        // Closed outside the lock.
+        drop(closed);
     }
 }
 
@@ -114,22 +125,30 @@ impl Pipes {
 mod tests {
     use super::*;
 
-    /// The pool never makes more than its bound, reuses empty pipes, and closes one given back
-    /// with bytes in it.
+    /// The pool never makes more than its bound, reuses an empty pipe while others are in use,
+    /// and keeps none once none is in use.
     #[test]
-    fn bounded_and_reused() {
+    fn bounded_reused_and_empty_at_rest() {
         let pipes = Pipes::new(2);
         let a = pipes.take().expect("first");
         let b = pipes.take().expect("second");
         assert!(pipes.take().is_none(), "a third is over the bound");
         assert_eq!(pipes.in_use(), 2);
         pipes.put(a);
-        assert_eq!(pipes.in_use(), 1);
+        assert_eq!(
+            (pipes.in_use(), pipes.state().live),
+            (1, 2),
+            "kept for reuse"
+        );
         let c = pipes.take().expect("the one given back");
+        assert_eq!(pipes.state().live, 2, "reused, not made");
         pipes.put(b);
         pipes.put(c);
-        assert_eq!(pipes.in_use(), 0);
-        assert_eq!(pipes.inner.live.load(Ordering::Acquire), 2);
+        assert_eq!(
+            (pipes.in_use(), pipes.state().live),
+            (0, 0),
+            "none kept at rest"
+        );
         assert!(!Pipes::new(0).enabled());
     }
 }

@@ -92,16 +92,23 @@ async fn copy_rest<P: Policy>(
 
 /// Delivers what `pipe` holds to `to`, all of it: the bytes delivered. On an error, the pipe
 /// keeps what it did not deliver.
-pub(super) async fn drain<P: Policy>(pipe: &mut Pipe, to: &End<'_, P>) -> Result<u64, Error> {
+pub(super) async fn drain<P: Policy>(
+    pipe: &mut Pipe,
+    to: &End<'_, P>,
+    spliced: &mut u64,
+) -> Result<u64, Error> {
     let mut n = 0;
     while !pipe.is_empty() {
-        n += match to {
+        let k = match to {
             End::Tcp(t) => {
                 let max = pipe.held();
                 poll_fn(|cx| poll_splice_to(pipe, t, cx, max)).await? as u64
             }
             End::Connection(c) => splice_out(c, pipe).await? as u64,
         };
+        // Counted as it goes: a call dropped or failed part-way has still spliced these.
+        n += k;
+        *spliced += k;
     }
     Ok(n)
 }
@@ -206,8 +213,14 @@ async fn splice_in<P: Policy>(c: &Connection<P>, pipe: &mut Pipe) -> Result<usiz
         // The connection's end drops its place in the arbiter without a wake-up.
         let Some(mut permit) = until_stopped(conn, dir.acquire(conn.down, want as u64)).await
         else {
-            return ended(conn);
+            // Stopped here (a close, a shutdown), not ended by the peer.
+            return Err(Error::ConnectionClosed);
         };
+        if permit.as_ref().is_some_and(|p| p.bytes() < want as u64) {
+            // Granted a part: the rest of the demand goes, so that nothing is granted to the
+            // connection while the splice delivers (to a destination that may be slow).
+            dir.withdraw(conn.down);
+        }
         let max = permit.as_ref().map_or(want, |p| {
             usize::try_from(p.bytes()).unwrap_or(usize::MAX).min(want)
         });
@@ -278,26 +291,31 @@ async fn splice_out<P: Policy>(c: &Connection<P>, pipe: &mut Pipe) -> Result<usi
         }
         // The socket may still refuse (its readiness was a moment ago): the wait is stopped
         // as the one for readiness is.
-        let n = until_closed(
+        // A socket that takes nothing within a stall bound gives its permit back, as the
+        // writer's does, and waits for readiness again without holding the others' bytes.
+        let out = until_closed(
             conn,
             poll_fn(|cx| conn.read_side.lock().poll_splice_out(pipe, cx, max)),
-        )
-        .await?
-        .map_err(|e| failed(conn, e))?;
+        );
+        let Ok(n) = tokio::time::timeout(crate::write_pump::STALL, out).await else {
+            continue;
+        };
+        let n = n?.map_err(|e| failed(conn, e))?;
         if let Some(p) = permit.as_mut() {
             p.spend(n as u64);
         }
-        if conn.count_written(n) {
-            // A TCP socket holds nothing back: what it took is flushed.
-            conn.flushed_now();
-        }
+        // Sent, but not of the write queue: flushes count the queue's bytes only.
+        conn.meter.add_sent(n as u64);
         return Ok(n);
     }
 }
 
 /// A write into `conn`'s socket failed: the connection fails, as its writer's would.
 fn failed<P: Policy>(conn: &ConnInner<P>, e: io::Error) -> Error {
-    if e.kind() == io::ErrorKind::NotConnected {
+    let st = conn.status();
+    // A close or half-close that came meanwhile sent the FIN the write then hit (EPIPE): the
+    // connection is closing, not failed.
+    if e.kind() == io::ErrorKind::NotConnected || st.write != WritePhase::Open || st.ended {
         return Error::ConnectionClosed;
     }
     conn.fail(io::Error::new(e.kind(), e.to_string()));
