@@ -201,64 +201,91 @@ async fn a_stream_that_is_not_tcp_copies() {
     drop(writer.await.unwrap());
 }
 
-/// The download limit holds for spliced bytes: a limit cannot be beaten, so 2 MiB through a
-/// 1 MiB/s limit takes at least about 2 s less the first burst, and the counts are exact
-/// after the limit is lifted and imposed again mid-transfer.
+/// A limit holds for spliced bytes, in each direction: a limit cannot be beaten, so 2 MiB
+/// through 1 MiB/s takes at least about 2 s less the first burst; lifted, the bytes run free;
+/// imposed again, it holds from there; and the counts are exact throughout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_hold_and_change_mid_transfer() {
+    for upload in [false, true] {
+        limit_changes(upload).await;
+    }
+}
+
+/// [`limits_hold_and_change_mid_transfer`] for one direction: into a registered connection
+/// under its upload limit (`upload`), or out of one under its download limit.
+async fn limit_changes(upload: bool) {
     let limit = 1u64 << 20;
-    let sched = Scheduler::new(Config::new(64 * 1024).max_download_speed(Some(limit))).unwrap();
+    let set = move |sched: &Scheduler, l: Option<u64>| {
+        if upload {
+            sched.set_max_upload_speed(l);
+        } else {
+            sched.set_max_download_speed(l);
+        }
+    };
+    let sched = Scheduler::new(Config::new(64 * 1024)).unwrap();
+    set(&sched, Some(limit));
     let (peer_in, ours_in) = pair().await;
     let (ours_out, peer_out) = pair().await;
     let data = pattern(1, 6 << 20);
     let sender = send(peer_in, data.clone(), 64 * 1024, Duration::ZERO);
     let receiver = receive(peer_out);
-    let conn = sched.register(ours_in).unwrap();
+    let (conn, plain) = if upload {
+        (sched.register(ours_out).unwrap(), ours_in)
+    } else {
+        (sched.register(ours_in).unwrap(), ours_out)
+    };
+    let moved = move |c: &Connection| {
+        let s = c.stat();
+        if upload { s.total_sent } else { s.total_recv }
+    };
     let started = Instant::now();
     let changes = {
-        let sched = sched.clone();
-        let conn = conn.clone();
+        let (sched, conn) = (sched.clone(), conn.clone());
         tokio::spawn(async move {
             // Limited for the first 2 MiB, lifted for the next 2, imposed again for the rest.
-            wait_for(&conn, 2 << 20).await;
+            wait_for(|| moved(&conn), 2 << 20).await;
             let limited_for = started.elapsed();
-            sched.set_max_download_speed(None);
-            wait_for(&conn, 4 << 20).await;
-            sched.set_max_download_speed(Some(limit));
-            let imposed = Instant::now();
-            (limited_for, imposed, conn.stat().total_recv)
+            set(&sched, None);
+            wait_for(|| moved(&conn), 4 << 20).await;
+            set(&sched, Some(limit));
+            (limited_for, Instant::now(), moved(&conn))
         })
     };
     let mut splice = Splice::new(&Pipes::new(4));
-    let moved = splice
-        .run((&conn).into(), (&ours_out).into())
-        .await
-        .unwrap();
+    let r = if upload {
+        splice.run(End::Tcp(&plain), (&conn).into()).await
+    } else {
+        splice.run((&conn).into(), End::Tcp(&plain)).await
+    };
+    assert_eq!(r.unwrap(), 6 << 20);
+    if upload {
+        conn.close(Some(Duration::from_secs(10))).await.unwrap();
+    }
     let done = Instant::now();
-    drop(ours_out);
+    drop(plain);
     let (limited_for, imposed, before) = changes.await.unwrap();
     sender.await.unwrap();
-    assert_eq!(moved, 6 << 20);
-    assert_eq!(conn.stat().total_recv, 6 << 20);
-    assert!(receiver.await.unwrap() == data);
+    assert_eq!(moved(&conn), 6 << 20, "upload {upload}");
+    assert!(receiver.await.unwrap() == data, "upload {upload}");
     // The limiter allows a burst of at most a few grants at the start; 2 MiB at 1 MiB/s.
     assert!(
         limited_for >= Duration::from_millis(1800),
-        "2 MiB in {limited_for:?} under 1 MiB/s"
+        "upload {upload}: 2 MiB in {limited_for:?} under 1 MiB/s"
     );
     // What was left once the limit came back, at 1 MiB/s less a burst of 128 KiB.
     let rest = (6u64 << 20) - before;
     let least = rest.saturating_sub(128 << 10) as f64 / limit as f64;
     assert!(
         (done - imposed).as_secs_f64() >= least,
-        "the re-imposed limit let {rest} bytes through in {:?}",
+        "upload {upload}: the re-imposed limit let {rest} bytes through in {:?}",
         done - imposed
     );
+    sched.shutdown(None).await;
 }
 
-async fn wait_for(conn: &Connection, bytes: u64) {
+async fn wait_for(moved: impl Fn() -> u64, bytes: u64) {
     for _ in 0..100_000 {
-        if conn.stat().total_recv >= bytes {
+        if moved() >= bytes {
             return;
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
@@ -335,7 +362,8 @@ async fn reads_resume_after_a_dropped_splice() {
         let (peer_in, ours_in) = pair().await;
         let (ours_out, peer_out) = pair().await;
         let data = pattern(5, 1 << 20);
-        let sender = send(peer_in, data.clone(), 8 * 1024, Duration::from_micros(300));
+        // 128 pieces, 2 ms apart at least: longer than the cut below, however fast the machine.
+        let sender = send(peer_in, data.clone(), 8 * 1024, Duration::from_millis(2));
         let receiver = receive(peer_out);
         let conn = sched.register(ours_in).unwrap();
         // Some bytes read the ordinary way first.
@@ -348,8 +376,8 @@ async fn reads_resume_after_a_dropped_splice() {
         )
         .await;
         assert!(cut.is_err(), "the transfer outlasts the cut");
-        // What the splice held goes first, by a run that ends at once? No: the rest is read
-        // by the connection itself, after the held bytes are sent by hand.
+        // The rest is read by the connection itself; what the splice held is delivered after,
+        // by a run that finds the source ended, and goes between the two in the stream.
         let held = splice.held();
         let mut rest = Vec::new();
         let mut buf = vec![0u8; 32 * 1024];
@@ -391,13 +419,15 @@ async fn a_close_mid_transfer_is_accounted_exactly() {
     let a = sched.register(ours_in).unwrap();
     let b = sched.register(ours_out).unwrap();
     let closer = {
-        let b = b.clone();
+        let (a, b) = (a.clone(), b.clone());
         tokio::spawn(async move {
             for _ in 0..10_000 {
-                // Stalled: nothing more goes out for 200 ms.
+                // Stalled: nothing more goes out for 200 ms, and the pipe holds bytes (what
+                // `a` received and `b` has not sent is exactly what is in it).
                 let before = b.stat().total_sent;
                 tokio::time::sleep(Duration::from_millis(200)).await;
-                if before > 0 && b.stat().total_sent == before {
+                let now = b.stat().total_sent;
+                if before > 0 && now == before && a.stat().total_recv > now {
                     break;
                 }
             }
