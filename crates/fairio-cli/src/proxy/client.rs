@@ -388,6 +388,9 @@ pub(super) async fn serve<P: Policy, S: fairio::Stream>(
                 },
             };
             let _ = uw.shutdown().await;
+            // A direction's end counts as activity: the half-close timeout runs from here,
+            // not from the last time the totals were looked at.
+            activity.touch();
             done.notify_one();
             end
         }
@@ -411,6 +414,9 @@ pub(super) async fn serve<P: Policy, S: fairio::Stream>(
                 Err(e) => end = end.max_with(End::of(&e)),
             }
             // Ended once what it queued has gone out (or been dropped).
+            // A direction's end counts as activity: the half-close timeout runs from here,
+            // not from the last time the totals were looked at.
+            activity.touch();
             done.notify_one();
             (end, unsent)
         }

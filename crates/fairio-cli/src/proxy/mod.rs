@@ -292,10 +292,13 @@ where
     // eighth of the limit's worth of pipes), and a margin for the rest (the listeners, the
     // runtime, the standard streams): a quarter of the limit, at most 64.
     let fds = crate::fdlimit::raise_to_hard();
-    let pipe_max = args
-        .splice_pipes
-        .unwrap_or(args::DEFAULT_SPLICE_PIPES)
-        .min(fds / 8);
+    let asked = args.splice_pipes.unwrap_or(args::DEFAULT_SPLICE_PIPES);
+    let pipe_max = asked.min(fds / 8);
+    if pipe_max < asked {
+        tracing::info!(
+            "splicing through at most {pipe_max} pipes ({asked} asked): the descriptor limit is {fds}"
+        );
+    }
     let by_descriptors = fds.saturating_sub((fds / 4).min(64) + 2 * pipe_max) / 2;
     let max_total = settings
         .max_connections

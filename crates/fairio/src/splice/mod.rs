@@ -137,8 +137,10 @@ impl Splice {
     /// - [`Error::Io`] for a stream that failed (a reset): `from`'s, or `to`'s.
     ///
     /// Either way, [`held`](Self::held) says how many bytes were taken from `from` and never
-    /// reached `to`. A stop of a registered end by a close or the scheduler's shutdown is
-    /// [`Error::ConnectionClosed`] too.
+    /// reached `to`. A registered destination closed meanwhile (or the scheduler shut down)
+    /// is [`Error::ConnectionClosed`]; a registered source closed locally ends the call as
+    /// the peer's end would (`Ok`), or with `ConnectionClosed` when it found the splice
+    /// waiting for a permit.
     ///
     /// `splice(2)` into a socket whose peer has gone raises `SIGPIPE`, which Rust programs
     /// ignore unless they set a handler (the error then comes back as `BrokenPipe`).

@@ -92,7 +92,19 @@ impl Pipes {
         match Pipe::new() {
             Ok(p) => Some(p),
             Err(e) => {
-                self.state().live -= 1;
+                let idle = {
+                    let mut st = self.state();
+                    st.live -= 1;
+                    // A `put` meanwhile counted this one as in use and kept its pipe: at rest
+                    // now, nothing is kept.
+                    if st.live == st.free.len() {
+                        st.live = 0;
+                        std::mem::take(&mut st.free)
+                    } else {
+                        Vec::new()
+                    }
+                };
+                drop(idle);
                 tracing::debug!(error = %e, "no pipe for a splice; copying");
                 None
             }

@@ -199,12 +199,7 @@ async fn splice_in<P: Policy>(c: &Connection<P>, pipe: &mut Pipe) -> Result<usiz
     let conn = c.inner();
     let dir = &c.dirs().down;
     loop {
-        let readable = poll_fn(|cx| match conn.read_side.lock().poll_splice_readable(cx) {
-            Polled::Got(n) => Poll::Ready(Some(n)),
-            Polled::Ended => Poll::Ready(None),
-            Polled::Pending => Poll::Pending,
-        })
-        .await;
+        let readable = poll_fn(|cx| ready(conn.read_side.lock().poll_splice_readable(cx))).await;
         let Some(n) = readable else {
             return ended(conn);
         };
@@ -213,8 +208,13 @@ async fn splice_in<P: Policy>(c: &Connection<P>, pipe: &mut Pipe) -> Result<usiz
         // The connection's end drops its place in the arbiter without a wake-up.
         let Some(mut permit) = until_stopped(conn, dir.acquire(conn.down, want as u64)).await
         else {
-            // Stopped here (a close, a shutdown), not ended by the peer.
-            return Err(Error::ConnectionClosed);
+            // Stopped here (a close, a shutdown, a failure), not ended by the peer: a failure
+            // is reported as itself.
+            return Err(if conn.status().failed {
+                conn.end_error()
+            } else {
+                Error::ConnectionClosed
+            });
         };
         if permit.as_ref().is_some_and(|p| p.bytes() < want as u64) {
             // Granted a part: the rest of the demand goes, so that nothing is granted to the
@@ -228,14 +228,7 @@ async fn splice_in<P: Policy>(c: &Connection<P>, pipe: &mut Pipe) -> Result<usiz
             // Granted under a limit since changed: ask again under the new one.
             continue;
         }
-        let got = poll_fn(
-            |cx| match conn.read_side.lock().poll_splice_in(cx, pipe, max) {
-                Polled::Got(n) => Poll::Ready(Some(n)),
-                Polled::Ended => Poll::Ready(None),
-                Polled::Pending => Poll::Pending,
-            },
-        )
-        .await;
+        let got = poll_fn(|cx| ready(conn.read_side.lock().poll_splice_in(cx, pipe, max))).await;
         let Some(got) = got else {
             return ended(conn);
         };
@@ -244,6 +237,15 @@ async fn splice_in<P: Policy>(c: &Connection<P>, pipe: &mut Pipe) -> Result<usiz
         }
         conn.meter.add_recv(got as u64);
         return Ok(got);
+    }
+}
+
+/// A poll of the lent stream as a future's poll: `None` once it has ended.
+fn ready(p: Polled<usize>) -> Poll<Option<usize>> {
+    match p {
+        Polled::Got(n) => Poll::Ready(Some(n)),
+        Polled::Ended => Poll::Ready(None),
+        Polled::Pending => Poll::Pending,
     }
 }
 
@@ -258,7 +260,7 @@ fn ended<P: Policy>(conn: &ConnInner<P>) -> Result<usize, Error> {
 }
 
 /// Moves bytes from `pipe` to `c`'s socket, within `c`'s upload permit, once what `c` had
-/// queued has been written: the bytes moved (at least 1).
+/// queued has been written: the bytes moved (at least 1), as many as one permit allows.
 async fn splice_out<P: Policy>(c: &Connection<P>, pipe: &mut Pipe) -> Result<usize, Error> {
     let conn = c.inner();
     let dir = &c.dirs().up;
@@ -283,30 +285,42 @@ async fn splice_out<P: Policy>(c: &Connection<P>, pipe: &mut Pipe) -> Result<usi
         let asking = dir.asking(conn.up);
         let mut permit = until_closed(conn, dir.acquire(conn.up, want as u64)).await?;
         asking.disarm();
-        let max = permit.as_ref().map_or(want, |p| {
-            usize::try_from(p.bytes()).unwrap_or(usize::MAX).min(want)
-        });
-        if max == 0 {
-            continue;
+        // The permit is spent as the socket takes bytes, and held across short waits: a
+        // socket bounded by TCP_NOTSENT_LOWAT takes a grant in pieces, and a connection that
+        // gave its grant back at each piece would not be asking while it waits for the
+        // socket, where a guarantee's bytes come due. A socket that takes nothing within a
+        // stall bound gives the rest back, as the writer does, and the splice waits for
+        // readiness again without holding the others' bytes.
+        let mut moved = 0;
+        loop {
+            let held = pipe.held();
+            let max = permit.as_ref().map_or(held, |p| {
+                usize::try_from(p.bytes()).unwrap_or(usize::MAX).min(held)
+            });
+            if max == 0 {
+                break;
+            }
+            let out = until_closed(
+                conn,
+                poll_fn(|cx| conn.read_side.lock().poll_splice_out(pipe, cx, max)),
+            );
+            let Ok(n) = tokio::time::timeout(crate::write_pump::STALL, out).await else {
+                // The rest of the demand goes too: nothing is to be granted to a socket that
+                // takes nothing.
+                dir.withdraw(conn.up);
+                break;
+            };
+            let n = n?.map_err(|e| failed(conn, e))?;
+            if let Some(p) = permit.as_mut() {
+                p.spend(n as u64);
+            }
+            // Sent, but not of the write queue: flushes count the queue's bytes only.
+            conn.meter.add_sent(n as u64);
+            moved += n;
         }
-        // The socket may still refuse (its readiness was a moment ago): the wait is stopped
-        // as the one for readiness is.
-        // A socket that takes nothing within a stall bound gives its permit back, as the
-        // writer's does, and waits for readiness again without holding the others' bytes.
-        let out = until_closed(
-            conn,
-            poll_fn(|cx| conn.read_side.lock().poll_splice_out(pipe, cx, max)),
-        );
-        let Ok(n) = tokio::time::timeout(crate::write_pump::STALL, out).await else {
-            continue;
-        };
-        let n = n?.map_err(|e| failed(conn, e))?;
-        if let Some(p) = permit.as_mut() {
-            p.spend(n as u64);
+        if moved > 0 {
+            return Ok(moved);
         }
-        // Sent, but not of the write queue: flushes count the queue's bytes only.
-        conn.meter.add_sent(n as u64);
-        return Ok(n);
     }
 }
 
