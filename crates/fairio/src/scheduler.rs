@@ -321,6 +321,7 @@ impl<P: Policy> Scheduler<P> {
             down: down_key,
             params: Mutex::new(params),
             in_flight: Default::default(),
+            splicing_in: Default::default(),
             flush_want: Default::default(),
             written: Default::default(),
             flushed: Default::default(),

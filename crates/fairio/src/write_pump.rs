@@ -63,8 +63,9 @@ pub(crate) async fn run<P: Policy>(
     loop {
         if batch.is_empty() && conn.write_q.is_empty() {
             if asked {
-                // Grants are not stored up across idle time.
-                dir.withdraw(key);
+                // Grants are not stored up across idle time; a splice that took over the
+                // connection's writes (it waited for this queue to empty) asks for itself.
+                dir.withdraw_unless(key, &conn.splicing_in);
                 asked = false;
             }
             flushed(conn, w, || {}).await?;

@@ -17,6 +17,8 @@
 
 use std::num::NonZeroU64;
 use std::pin::pin;
+// A connection's flag, outside the models loom explores.
+use std::sync::atomic::AtomicBool as StdAtomicBool;
 use std::task::{Context, Poll};
 
 use fairio_policy::{Arbiter, ClassError, Decision, Key, Policy};
@@ -340,6 +342,22 @@ impl<P: Policy> Direction<P> {
     /// holds, so that its share goes to the others at once.
     pub(crate) fn withdraw(&self, key: Key) {
         self.deciding(None, |st, t| {
+            st.arbiter.set_demand(key, 0, t);
+            let held = st.ledger.take(key);
+            if held > 0 {
+                st.arbiter.unused(key, held);
+            }
+        });
+    }
+
+    /// [`withdraw`](Self::withdraw), unless `taken` is set when the lock is held: another
+    /// mover of the same connection's bytes (a splice) has its demand in the arbiter now.
+    /// Read under the lock, so that a mover that sets it before it asks is never withdrawn.
+    pub(crate) fn withdraw_unless(&self, key: Key, taken: &StdAtomicBool) {
+        self.deciding(None, |st, t| {
+            if taken.load(Ordering::SeqCst) {
+                return;
+            }
             st.arbiter.set_demand(key, 0, t);
             let held = st.ledger.take(key);
             if held > 0 {

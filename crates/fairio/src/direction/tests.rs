@@ -290,3 +290,27 @@ async fn a_weight_changed_at_run_time_applies() {
     let share = got_b as f64 / (got_a + got_b) as f64;
     assert!((share - 0.75).abs() < 0.02, "b's share {share:.4}");
 }
+
+/// A waiter whose demand another mover of the same connection would withdraw (the writer
+/// going idle while a splice asks) keeps it when the flag says the splice has taken over:
+/// the refund that follows grants it, and wakes it. Without the flag, it is withdrawn.
+#[tokio::test]
+async fn withdraw_unless_leaves_a_splices_demand() {
+    for taken in [true, false] {
+        let d = dir(TURN);
+        let (a, b) = (d.register(()), d.register(()));
+        let (_, wa) = waker();
+        let (cb, wb) = waker();
+        let Poll::Ready(Some(mut pa)) = poll(&d, &wa, a, TURN) else {
+            panic!("the whole budget for a");
+        };
+        // b (the splice) asks, and parks.
+        assert!(poll(&d, &wb, b, 3).is_pending());
+        let flag = StdAtomicBool::new(taken);
+        d.withdraw_unless(b, &flag);
+        pa.spend(TURN - 3);
+        drop(pa);
+        assert_eq!(cb.get() > 0, taken, "taken {taken}: woken by the refund");
+        assert_eq!(d.lock().ledger.held(b) > 0, taken, "taken {taken}");
+    }
+}

@@ -264,6 +264,9 @@ fn ended<P: Policy>(conn: &ConnInner<P>) -> Result<usize, Error> {
 async fn splice_out<P: Policy>(c: &Connection<P>, pipe: &mut Pipe) -> Result<usize, Error> {
     let conn = c.inner();
     let dir = &c.dirs().up;
+    // Set before the splice asks: the writer, going idle after the bytes queued before it,
+    // would otherwise withdraw the splice's demand with its own.
+    let _writing = SplicingIn::new(conn);
     loop {
         let st = conn.status();
         if st.write != WritePhase::Open || st.ended {
@@ -321,6 +324,23 @@ async fn splice_out<P: Policy>(c: &Connection<P>, pipe: &mut Pipe) -> Result<usi
         if moved > 0 {
             return Ok(moved);
         }
+    }
+}
+
+/// Marks a connection's writes as the splice's while it lives.
+struct SplicingIn<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl<'a> SplicingIn<'a> {
+    fn new<P: Policy>(conn: &'a ConnInner<P>) -> Self {
+        conn.splicing_in
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        Self(&conn.splicing_in)
+    }
+}
+
+impl Drop for SplicingIn<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
