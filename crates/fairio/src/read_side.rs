@@ -245,10 +245,21 @@ impl Locked<'_> {
 
     /// Reads at most `max` bytes (`max` > 0) into a chunk of the shared buffer.
     pub(crate) fn poll_chunk(&mut self, cx: &Context<'_>, max: usize) -> Polled<Bytes> {
+        self.poll_chunk_as(cx, max, false)
+    }
+
+    /// For the splice that holds the stream: reads at most `max` bytes into a chunk (when no
+    /// pipe is free).
+    #[cfg(all(target_os = "linux", not(loom)))]
+    pub(crate) fn poll_splice_chunk(&mut self, cx: &Context<'_>, max: usize) -> Polled<Bytes> {
+        self.poll_chunk_as(cx, max, true)
+    }
+
+    fn poll_chunk_as(&mut self, cx: &Context<'_>, max: usize, splice: bool) -> Polled<Bytes> {
         // Reuses the allocation once the previous chunk has been dropped by its reader.
         self.source.buf.reserve(max);
         let room = self.source.buf.capacity();
-        match self.poll_stream(cx, |r, buf, wcx| {
+        match self.poll_stream_as(cx, splice, |r, buf, wcx| {
             tokio_util::io::poll_read_buf(r, wcx, &mut buf.limit(max))
         }) {
             // A chunk split off the buffer keeps the buffer's whole allocation alive for as

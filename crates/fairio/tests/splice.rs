@@ -571,3 +571,42 @@ async fn writes_and_splices_into_one_connection_take_turns() {
     assert!(got == want, "bytes out of order");
     assert_eq!(conn.stat().total_sent, want.len() as u64);
 }
+
+/// More splices than pipes: four registered sources under one limit through a pool of one
+/// pipe. Each round takes the pipe only while its bytes are in flight, and copies when
+/// another has it: every stream arrives intact, the pool's one pipe carried some of the
+/// bytes, and none is left taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_splices_than_pipes_take_turns_or_copy() {
+    let sched = Scheduler::new(Config::new(64 * 1024).max_download_speed(Some(64 << 20))).unwrap();
+    let pipes = Pipes::new(1);
+    let mut runs = Vec::new();
+    for seed in 0..4u8 {
+        let (peer_in, ours_in) = pair().await;
+        let (ours_out, peer_out) = pair().await;
+        let data = pattern(seed, 2 << 20);
+        let sender = send(peer_in, data.clone(), 32 * 1024, Duration::ZERO);
+        let receiver = receive(peer_out);
+        let conn = sched.register(ours_in).unwrap();
+        let pipes = pipes.clone();
+        runs.push(tokio::spawn(async move {
+            let mut splice = Splice::new(&pipes);
+            let moved = splice
+                .run((&conn).into(), (&ours_out).into())
+                .await
+                .unwrap();
+            drop(ours_out);
+            sender.await.unwrap();
+            assert!(receiver.await.unwrap() == data, "stream {seed} differs");
+            assert_eq!(moved, 2 << 20);
+            assert_eq!(conn.stat().total_recv, 2 << 20);
+            splice.spliced_bytes()
+        }));
+    }
+    let mut spliced = 0;
+    for r in runs {
+        spliced += r.await.unwrap();
+    }
+    assert!(spliced > 0, "the pipe carried nothing");
+    assert_eq!(pipes.in_use(), 0);
+}

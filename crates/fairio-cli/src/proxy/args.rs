@@ -106,8 +106,8 @@ pub(crate) struct ProxyArgs {
     pub(super) unsent_limit: Option<Unsent>,
     /// Move bytes between clients and the upstream with splice(2), through at most this many
     /// pipes at once (two descriptors each); 0 copies every byte through user space instead.
-    /// A direction holds a pipe while it runs; beyond the bound, and for Unix clients, bytes
-    /// are copied [default: 1024].
+    /// A direction holds a pipe only while bytes are in flight in it; beyond the bound, and
+    /// for Unix clients, bytes are copied [default: 1024].
     #[arg(long, value_name = "N")]
     pub(super) splice_pipes: Option<usize>,
     /// Print per-client and global figures every this many seconds.

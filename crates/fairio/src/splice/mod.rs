@@ -9,10 +9,12 @@
 //! A registered source lends its stream to the splice: its read pump lets go once what it
 //! read before is handed on, and readers wait; the bytes it had queued go first, by copy.
 //! The splice asks for exactly what the socket holds (`FIONREAD`), so it is never granted
-//! bytes it cannot move. Where a pipe cannot be used (not Linux, an end that is not TCP, the
-//! pool empty), the same steps copy through a buffer. Either way, what was taken from `from`
-//! and has not reached `to` stays in the `Splice` ([`Splice::held`]): the next run sends it
-//! first, and a caller that gives up knows exactly how much it drops.
+//! bytes it cannot move. A pipe is taken from the pool for each round, once the bytes are
+//! there, and given back once they are delivered. Where a pipe cannot be used (not Linux, an
+//! end that is not TCP, no pipe free at that moment), the same steps copy through a buffer.
+//! Either way, what was taken from `from` and has not reached `to` stays in the `Splice`
+//! ([`Splice::held`]): the next run sends it first, and a caller that gives up knows exactly
+//! how much it drops.
 
 // Under `--cfg loom` (no `net` in tokio) only the copying steps are built.
 #![cfg_attr(loom, allow(dead_code))]

@@ -7,17 +7,16 @@ type Pipe = fairio_fd::splice::Pipe;
 #[cfg(not(all(target_os = "linux", not(loom))))]
 type Pipe = ();
 
-/// How many empty pipes the pool keeps for reuse while others are in use. Once none is in
-/// use, it keeps none: a proxy at rest holds no descriptor for its splices.
-const IDLE: usize = 16;
-
 /// A bounded pool of pipes for [`Splice`](crate::Splice)s.
 ///
 /// At most `max` pipes exist at once (two descriptors each); a splice that finds none free
 /// copies through user space instead, so a full pool slows bytes down a little and never
-/// stops them. A running splice holds one pipe. Empty pipes given back are kept for the next
-/// splice while others are in use (up to 16), and closed once none is; a pipe given back
-/// with bytes in it is closed. Clones share one pool.
+/// stops them. A splice takes a pipe only while bytes are in it (from the read that fills it
+/// until they are delivered), so the bound is on the directions with bytes in flight, and an
+/// idle connection holds none. Empty pipes given back are kept for the next splice while
+/// others are in use (busy splices take and give back a pipe at every round, and making one
+/// costs two system calls), and all are closed once none is: at rest the pool holds no
+/// descriptor. A pipe given back with bytes in it is closed. Clones share one pool.
 ///
 /// ```
 /// let pipes = fairio::Pipes::new(1024);
@@ -118,7 +117,7 @@ impl Pipes {
         {
             let mut st = self.state();
             let in_use_after = st.live - st.free.len() - 1;
-            if pipe.is_empty() && in_use_after > 0 && st.free.len() < IDLE {
+            if pipe.is_empty() && in_use_after > 0 {
                 st.free.push(pipe);
             } else {
                 closed.push(pipe);
