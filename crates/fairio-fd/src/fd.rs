@@ -245,7 +245,9 @@ impl FdReadHalf {
             pipe,
             max
         ));
-        count_written_or_read(&r, |n| self.info.add_read(n));
+        if let Ok(n) = &r {
+            self.info.add_read(*n);
+        }
         Poll::Ready(r)
     }
 
@@ -266,20 +268,13 @@ impl FdReadHalf {
             cx,
             max
         ));
-        count_written_or_read(&r, |n| self.info.add_written(n));
+        count_written(&self.info, &r);
         Poll::Ready(r)
     }
 
     fn tcp_or_err(&self) -> io::Result<&tokio::net::TcpStream> {
         self.tcp()
             .ok_or_else(|| io::Error::new(io::ErrorKind::Unsupported, "not a TCP stream"))
-    }
-}
-
-#[cfg(all(target_os = "linux", not(loom)))]
-fn count_written_or_read(r: &io::Result<usize>, add: impl FnOnce(usize)) {
-    if let Ok(n) = r {
-        add(*n);
     }
 }
 

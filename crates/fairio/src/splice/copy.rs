@@ -20,20 +20,24 @@ pub(super) async fn read<P: Policy>(from: &End<'_, P>) -> Result<Bytes, Error> {
             r => r,
         },
         #[cfg(not(loom))]
-        End::Tcp(t) => {
-            let mut buf = bytes::BytesMut::with_capacity(CHUNK);
-            // Bounded: each turn waits for readiness, which a `WouldBlock` has cleared.
-            loop {
-                t.readable().await?;
-                match t.try_read_buf(&mut buf) {
-                    // A small read is copied out, so that what it hands on (into a write
-                    // queue, whose bound counts bytes) does not hold the whole buffer.
-                    Ok(n) if n < CHUNK / 2 => return Ok(Bytes::copy_from_slice(&buf)),
-                    Ok(_) => return Ok(buf.freeze()),
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
+        End::Tcp(t) => read_tcp(t).await,
+    }
+}
+
+/// Reads the next bytes of a TCP stream: empty once it has ended.
+#[cfg(not(loom))]
+pub(super) async fn read_tcp(t: &tokio::net::TcpStream) -> Result<Bytes, Error> {
+    let mut buf = bytes::BytesMut::with_capacity(CHUNK);
+    // Bounded: each turn waits for readiness, which a `WouldBlock` has cleared.
+    loop {
+        t.readable().await?;
+        match t.try_read_buf(&mut buf) {
+            // A small read is copied out, so that what it hands on (into a write queue, whose
+            // bound counts bytes) does not hold the whole buffer.
+            Ok(n) if n < CHUNK / 2 => return Ok(Bytes::copy_from_slice(&buf)),
+            Ok(_) => return Ok(buf.freeze()),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e.into()),
         }
     }
 }

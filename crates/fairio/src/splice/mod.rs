@@ -151,23 +151,31 @@ impl Splice {
     /// Cancel-safe: a dropped call loses nothing; what it had taken from `from` is
     /// [`held`](Self::held), and a later call delivers it first.
     pub async fn run<P: Policy>(&mut self, from: End<'_, P>, to: End<'_, P>) -> Result<u64, Error> {
-        let mut moved = self.deliver(&to).await?;
+        let moved = self.deliver(&to).await?;
         // An empty pipe left from a call that was dropped goes back to the pool.
         #[cfg(all(target_os = "linux", not(loom)))]
-        if let Held::Pipe(p) = std::mem::take(&mut self.held) {
-            self.pipes.put(p);
-        }
+        self.release();
         #[cfg(all(target_os = "linux", not(loom)))]
         if self.pipes.enabled() && wire::can_splice(&from) && wire::can_splice(&to) {
             return wire::run(self, &from, &to, moved).await;
         }
+        self.copy_rest(&from, &to, moved).await
+    }
+
+    /// Copies from `from` to `to` until `from` ends, on top of `moved` bytes delivered.
+    async fn copy_rest<P: Policy>(
+        &mut self,
+        from: &End<'_, P>,
+        to: &End<'_, P>,
+        mut moved: u64,
+    ) -> Result<u64, Error> {
         loop {
-            let chunk = copy::read(&from).await?;
+            let chunk = copy::read(from).await?;
             if chunk.is_empty() {
                 return Ok(moved);
             }
             self.held = Held::Bytes(chunk);
-            moved += self.deliver(&to).await?;
+            moved += self.deliver(to).await?;
         }
     }
 

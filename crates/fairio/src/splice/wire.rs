@@ -41,7 +41,7 @@ pub(super) async fn run<P: Policy>(
         End::Connection(c) => match lend(s, c, to, &mut moved).await? {
             Some(lent) => Some(lent),
             // Its stream has ended: what it had queued went, and copying sees the end.
-            None => return copy_rest(s, from, to, moved).await,
+            None => return s.copy_rest(from, to, moved).await,
         },
         End::Tcp(_) => None,
     };
@@ -61,7 +61,7 @@ pub(super) async fn run<P: Policy>(
 
 impl Splice {
     /// Gives an empty pipe held between rounds back to the pool.
-    fn release(&mut self) {
+    pub(super) fn release(&mut self) {
         if let Held::Pipe(p) = &self.held {
             if p.is_empty() {
                 if let Held::Pipe(p) = std::mem::take(&mut self.held) {
@@ -69,6 +69,14 @@ impl Splice {
                 }
             }
         }
+    }
+
+    /// Passes `polled` on, giving the pipe back first when it is a wait.
+    fn idle<T>(&mut self, polled: Poll<T>) -> Poll<T> {
+        if polled.is_pending() {
+            self.release();
+        }
+        polled
     }
 
     /// The pipe for this round: the one held from the last, or one from the pool.
@@ -86,14 +94,7 @@ impl Splice {
 /// Takes what a plain TCP source has (at most a pipe's worth) into a pipe, or a chunk when
 /// no pipe is free: `false` at its end.
 async fn take_tcp(s: &mut Splice, t: &tokio::net::TcpStream) -> Result<bool, Error> {
-    let n = poll_fn(|cx| {
-        let r = fairio_fd::splice::poll_readable(t, cx);
-        if r.is_pending() {
-            s.release();
-        }
-        r
-    })
-    .await?;
+    let n = poll_fn(|cx| s.idle(fairio_fd::splice::poll_readable(t, cx))).await?;
     if n == 0 {
         return Ok(false);
     }
@@ -111,28 +112,11 @@ async fn take_tcp(s: &mut Splice, t: &tokio::net::TcpStream) -> Result<bool, Err
             Ok(got > 0)
         }
         None => {
-            let chunk = copy::read(&End::<crate::EqualShare>::Tcp(t)).await?;
+            let chunk = copy::read_tcp(t).await?;
             let more = !chunk.is_empty();
             s.held = Held::Bytes(chunk);
             Ok(more)
         }
-    }
-}
-
-/// Copies the rest, the source's stream not lent.
-async fn copy_rest<P: Policy>(
-    s: &mut Splice,
-    from: &End<'_, P>,
-    to: &End<'_, P>,
-    mut moved: u64,
-) -> Result<u64, Error> {
-    loop {
-        let chunk = copy::read(from).await?;
-        if chunk.is_empty() {
-            return Ok(moved);
-        }
-        s.held = Held::Bytes(chunk);
-        moved += s.deliver(to).await?;
     }
 }
 
@@ -245,14 +229,8 @@ async fn take_in<P: Policy>(s: &mut Splice, c: &Connection<P>) -> Result<bool, E
     let conn = c.inner();
     let dir = &c.dirs().down;
     loop {
-        let readable = poll_fn(|cx| {
-            let r = ready(conn.read_side.lock().poll_splice_readable(cx));
-            if r.is_pending() {
-                s.release();
-            }
-            r
-        })
-        .await;
+        let readable =
+            poll_fn(|cx| s.idle(ready(conn.read_side.lock().poll_splice_readable(cx)))).await;
         let Some(n) = readable else {
             return ended(conn);
         };
@@ -260,13 +238,7 @@ async fn take_in<P: Policy>(s: &mut Splice, c: &Connection<P>) -> Result<bool, E
         let want = n.min(PIPE_CAPACITY);
         // The connection's end drops its place in the arbiter without a wake-up. A wait for
         // the permit gives the pipe back too: it may be long, under a low limit.
-        let acquire = poll_fn(|cx| {
-            let r = dir.poll_acquire(cx, conn.down, want as u64);
-            if r.is_pending() {
-                s.release();
-            }
-            r
-        });
+        let acquire = poll_fn(|cx| s.idle(dir.poll_acquire(cx, conn.down, want as u64)));
         let Some(mut permit) = until_stopped(conn, acquire).await else {
             // Stopped here (a close, a shutdown, a failure), not ended by the peer: a failure
             // is reported as itself.
@@ -303,14 +275,8 @@ async fn take_in<P: Policy>(s: &mut Splice, c: &Connection<P>) -> Result<bool, E
                 got
             }
             None => {
-                let chunk = poll_fn(
-                    |cx| match conn.read_side.lock().poll_splice_chunk(cx, max) {
-                        Polled::Got(b) => Poll::Ready(Some(b)),
-                        Polled::Ended => Poll::Ready(None),
-                        Polled::Pending => Poll::Pending,
-                    },
-                )
-                .await;
+                let chunk =
+                    poll_fn(|cx| ready(conn.read_side.lock().poll_splice_chunk(cx, max))).await;
                 chunk.map(|b| {
                     let n = b.len();
                     s.held = Held::Bytes(b);
@@ -330,7 +296,7 @@ async fn take_in<P: Policy>(s: &mut Splice, c: &Connection<P>) -> Result<bool, E
 }
 
 /// A poll of the lent stream as a future's poll: `None` once it has ended.
-fn ready(p: Polled<usize>) -> Poll<Option<usize>> {
+fn ready<T>(p: Polled<T>) -> Poll<Option<T>> {
     match p {
         Polled::Got(n) => Poll::Ready(Some(n)),
         Polled::Ended => Poll::Ready(None),
