@@ -27,6 +27,12 @@ pub(crate) struct Class {
 }
 
 impl Class {
+    /// Whether it has a guarantee or a per-address cap: settings for a class above its
+    /// addresses.
+    pub(crate) fn is_three_level(&self) -> bool {
+        self.mins != (None, None) || self.each != (None, None)
+    }
+
     /// The class of unmatched clients, when the file names none.
     pub(crate) fn default_class() -> Self {
         Self {
@@ -86,6 +92,16 @@ impl Classes {
     /// The class at `index` (the default past the list).
     pub(crate) fn get(&self, index: usize) -> &Class {
         self.list.get(index).unwrap_or(&self.default)
+    }
+
+    /// Every class, in order, then the default.
+    pub(crate) fn all(&self) -> impl Iterator<Item = &Class> {
+        self.list.iter().chain([&self.default])
+    }
+
+    /// The first class with settings that need three levels (class, address, connection).
+    pub(crate) fn three_level(&self) -> Option<&Class> {
+        self.all().find(|c| c.is_three_level())
     }
 }
 

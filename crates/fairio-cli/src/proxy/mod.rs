@@ -57,16 +57,11 @@ pub(crate) async fn run(args: ProxyArgs) -> Result<(), String> {
         for (l, u) in &settings.listeners {
             println!("listener {l} → {u}");
         }
-        for c in settings
-            .classes
-            .list
-            .iter()
-            .chain([&settings.classes.default])
-        {
-            let three_level = if c.mins == (None, None) && c.each == (None, None) {
-                String::new()
-            } else {
+        for c in settings.classes.all() {
+            let three_level = if c.is_three_level() {
                 format!(", guarantees {:?}, caps per address {:?}", c.mins, c.each)
+            } else {
+                String::new()
             };
             println!(
                 "class {}: {} networks, weight {}, caps {:?}, max connections {:?}{three_level}",
@@ -188,13 +183,7 @@ where
         // The file was checked against the policy it names; the running one may keep two
         // levels only, and then has nothing to apply these to until a restart.
         if self.classes.is_none() {
-            let three_level = new
-                .classes
-                .list
-                .iter()
-                .chain([&new.classes.default])
-                .find(|c| c.mins != (None, None) || c.each != (None, None));
-            if let Some(c) = three_level {
+            if let Some(c) = new.classes.three_level() {
                 tracing::warn!(
                     "class `{}`: guarantees and per-address caps apply only under policy = \"hierarchical\", from the next start",
                     c.name

@@ -363,9 +363,7 @@ impl Settings {
         }
         let weighted_classes: Vec<&str> = self
             .classes
-            .list
-            .iter()
-            .chain([&self.classes.default])
+            .all()
             .filter(|c| c.weight != 1)
             .map(|c| c.name.as_str())
             .collect();
@@ -388,13 +386,11 @@ impl Settings {
             )));
         }
         // Guarantees and per-address caps need a class above its addresses: three levels.
-        let three_level = self
+        if let Some(c) = self
             .classes
-            .list
-            .iter()
-            .chain([&self.classes.default])
-            .find(|c| c.mins != (None, None) || c.each != (None, None));
-        if let Some(c) = three_level.filter(|_| self.policy != PolicyName::Hierarchical) {
+            .three_level()
+            .filter(|_| self.policy != PolicyName::Hierarchical)
+        {
             return Err(Refusal::conflict(format!(
                 "class `{}` has a guarantee (min_to_clients, min_from_clients) or a per-address \
                  cap (max_to_each_address, max_from_each_address), which only --policy \
@@ -452,7 +448,7 @@ impl Settings {
                 "--fleet-budget, --fleet-weight and --fleet-expected need --fleet REDIS_URL",
             ));
         }
-        for c in self.classes.list.iter().chain([&self.classes.default]) {
+        for c in self.classes.all() {
             let unlimited = [
                 ("max_to_clients", c.caps.0, self.max_to_clients),
                 ("max_from_clients", c.caps.1, self.max_from_clients),
