@@ -41,9 +41,9 @@ pub(crate) struct ConnInner<P: Policy> {
     /// Bytes written to the stream and flushed by it (a TLS stream holds what it has not
     /// flushed): what a flush waits for. Only the writer changes it.
     pub(crate) flushed: AtomicU64,
-    /// Set while a splice writes into the connection's socket, asking under its upload key:
-    /// the writer, idle, leaves that demand alone.
-    pub(crate) splicing_in: std::sync::atomic::AtomicBool,
+    /// How many splices may be asking under the connection's upload key now (writing into
+    /// its socket): while any is, the writer, idle, leaves that demand alone.
+    pub(crate) splicing_in: AtomicUsize,
     /// Bytes of the write queue written to the stream (bytes a splice wrote are not): what
     /// [`flushed`](Self::flushed) is set to, in the units of the flush targets.
     pub(crate) written: AtomicU64,

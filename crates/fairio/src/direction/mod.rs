@@ -18,7 +18,7 @@
 use std::num::NonZeroU64;
 use std::pin::pin;
 // A connection's flag, outside the models loom explores.
-use std::sync::atomic::AtomicBool as StdAtomicBool;
+use std::sync::atomic::AtomicUsize as StdAtomicUsize;
 use std::task::{Context, Poll};
 
 use fairio_policy::{Arbiter, ClassError, Decision, Key, Policy};
@@ -350,12 +350,12 @@ impl<P: Policy> Direction<P> {
         });
     }
 
-    /// [`withdraw`](Self::withdraw), unless `taken` is set when the lock is held: another
-    /// mover of the same connection's bytes (a splice) has its demand in the arbiter now.
-    /// Read under the lock, so that a mover that sets it before it asks is never withdrawn.
-    pub(crate) fn withdraw_unless(&self, key: Key, taken: &StdAtomicBool) {
+    /// [`withdraw`](Self::withdraw), unless `takers` is above 0 when the lock is held: other
+    /// movers of the same connection's bytes (splices) may have their demand in the arbiter
+    /// now. Read under the lock, so that a mover counted before it asks is never withdrawn.
+    pub(crate) fn withdraw_unless(&self, key: Key, takers: &StdAtomicUsize) {
         self.deciding(None, |st, t| {
-            if taken.load(Ordering::SeqCst) {
+            if takers.load(Ordering::SeqCst) > 0 {
                 return;
             }
             st.arbiter.set_demand(key, 0, t);

@@ -306,7 +306,7 @@ async fn withdraw_unless_leaves_a_splices_demand() {
         };
         // b (the splice) asks, and parks.
         assert!(poll(&d, &wb, b, 3).is_pending());
-        let flag = StdAtomicBool::new(taken);
+        let flag = StdAtomicUsize::new(usize::from(taken));
         d.withdraw_unless(b, &flag);
         pa.spend(TURN - 3);
         drop(pa);

@@ -9,8 +9,8 @@
 //! A registered source lends its stream to the splice: its read pump lets go once what it
 //! read before is handed on, and readers wait; the bytes it had queued go first, by copy.
 //! The splice asks for exactly what the socket holds (`FIONREAD`), so it is never granted
-//! bytes it cannot move. A pipe is taken from the pool for each round, once the bytes are
-//! there, and given back once they are delivered. Where a pipe cannot be used (not Linux, an
+//! bytes it cannot move. A pipe is taken from the pool once the bytes are there, kept while
+//! the direction stays busy, and given back when it must wait (for bytes, or a permit). Where a pipe cannot be used (not Linux, an
 //! end that is not TCP, no pipe free at that moment), the same steps copy through a buffer.
 //! Either way, what was taken from `from` and has not reached `to` stays in the `Splice`
 //! ([`Splice::held`]): the next run sends it first, and a caller that gives up knows exactly
@@ -157,7 +157,10 @@ impl Splice {
         self.release();
         #[cfg(all(target_os = "linux", not(loom)))]
         if self.pipes.enabled() && wire::can_splice(&from) && wire::can_splice(&to) {
-            return wire::run(self, &from, &to, moved).await;
+            let r = wire::run(self, &from, &to, moved).await;
+            // However the call ends, an empty pipe goes back: none is held between calls.
+            self.release();
+            return r;
         }
         self.copy_rest(&from, &to, moved).await
     }

@@ -11,12 +11,12 @@ type Pipe = ();
 ///
 /// At most `max` pipes exist at once (two descriptors each); a splice that finds none free
 /// copies through user space instead, so a full pool slows bytes down a little and never
-/// stops them. A splice takes a pipe only while bytes are in it (from the read that fills it
-/// until they are delivered), so the bound is on the directions with bytes in flight, and an
-/// idle connection holds none. Empty pipes given back are kept for the next splice while
-/// others are in use (busy splices take and give back a pipe at every round, and making one
-/// costs two system calls), and all are closed once none is: at rest the pool holds no
-/// descriptor. A pipe given back with bytes in it is closed. Clones share one pool.
+/// stops them. A splice takes a pipe once it has bytes to move, keeps it while it stays busy,
+/// and gives it back when it must wait (for bytes, or a permit), so the bound is on the busy
+/// directions, and an idle connection holds none. Empty pipes given back are kept for the
+/// next splice while others are in use (making one costs two system calls), and all are
+/// closed once none is: at rest the pool holds no descriptor. A pipe given back with bytes
+/// in it is closed. Clones share one pool.
 ///
 /// ```
 /// let pipes = fairio::Pipes::new(1024);

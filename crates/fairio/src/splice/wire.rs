@@ -3,6 +3,7 @@
 
 use std::future::poll_fn;
 use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::Poll;
 
 use fairio_fd::splice::{PIPE_CAPACITY, Pipe, poll_splice_from, poll_splice_to};
@@ -79,14 +80,15 @@ impl Splice {
         polled
     }
 
-    /// The pipe for this round: the one held from the last, or one from the pool.
-    fn pipe(&mut self) -> Option<Pipe> {
-        match std::mem::take(&mut self.held) {
+    /// The pipe for this round, held (so that a dropped call gives it back): the one held
+    /// from the last round, or one from the pool; `None` when none is free.
+    fn hold_pipe(&mut self) -> Option<&mut Pipe> {
+        if matches!(self.held, Held::Nothing) {
+            self.held = Held::Pipe(self.pipes.take()?);
+        }
+        match &mut self.held {
             Held::Pipe(p) => Some(p),
-            other => {
-                self.held = other;
-                self.pipes.take()
-            }
+            _ => None,
         }
     }
 }
@@ -98,17 +100,9 @@ async fn take_tcp(s: &mut Splice, t: &tokio::net::TcpStream) -> Result<bool, Err
     if n == 0 {
         return Ok(false);
     }
-    match s.pipe() {
-        Some(mut pipe) => {
-            let got = poll_fn(|cx| poll_splice_from(t, cx, &mut pipe, n.min(PIPE_CAPACITY))).await;
-            let got = match got {
-                Ok(got) => got,
-                Err(e) => {
-                    s.pipes.put(pipe);
-                    return Err(e.into());
-                }
-            };
-            s.held = Held::Pipe(pipe);
+    match s.hold_pipe() {
+        Some(pipe) => {
+            let got = poll_fn(|cx| poll_splice_from(t, cx, pipe, n.min(PIPE_CAPACITY))).await?;
             Ok(got > 0)
         }
         None => {
@@ -229,8 +223,12 @@ async fn take_in<P: Policy>(s: &mut Splice, c: &Connection<P>) -> Result<bool, E
     let conn = c.inner();
     let dir = &c.dirs().down;
     loop {
-        let readable =
-            poll_fn(|cx| s.idle(ready(conn.read_side.lock().poll_splice_readable(cx)))).await;
+        let readable = poll_fn(|cx| {
+            // The read side's lock goes before a pipe may be closed.
+            let polled = ready(conn.read_side.lock().poll_splice_readable(cx));
+            s.idle(polled)
+        })
+        .await;
         let Some(n) = readable else {
             return ended(conn);
         };
@@ -260,19 +258,11 @@ async fn take_in<P: Policy>(s: &mut Splice, c: &Connection<P>) -> Result<bool, E
             // Granted under a limit since changed: ask again under the new one.
             continue;
         }
-        // Readable, with a permit: the read below completes at once, and nothing is held
-        // between the two polls of the stream but the permit.
-        let got = match s.pipe() {
-            Some(mut pipe) => {
-                let got =
-                    poll_fn(|cx| ready(conn.read_side.lock().poll_splice_in(cx, &mut pipe, max)))
-                        .await;
-                if got.is_some() {
-                    s.held = Held::Pipe(pipe);
-                } else {
-                    s.pipes.put(pipe);
-                }
-                got
+        // Readable, with a permit: the read below usually completes at once (a wait, for
+        // tokio's cooperative budget say, keeps the pipe held in the splice).
+        let got = match s.hold_pipe() {
+            Some(pipe) => {
+                poll_fn(|cx| ready(conn.read_side.lock().poll_splice_in(cx, pipe, max))).await
             }
             None => {
                 let chunk =
@@ -319,9 +309,6 @@ fn ended<P: Policy>(conn: &ConnInner<P>) -> Result<bool, Error> {
 async fn splice_out<P: Policy>(c: &Connection<P>, pipe: &mut Pipe) -> Result<usize, Error> {
     let conn = c.inner();
     let dir = &c.dirs().up;
-    // Set before the splice asks: the writer, going idle after the bytes queued before it,
-    // would otherwise withdraw the splice's demand with its own.
-    let _writing = SplicingIn::new(conn);
     loop {
         let st = conn.status();
         if st.write != WritePhase::Open || st.ended {
@@ -340,6 +327,10 @@ async fn splice_out<P: Policy>(c: &Connection<P>, pipe: &mut Pipe) -> Result<usi
         .await?
         .map_err(|e| failed(conn, e))?;
         let want = pipe.held();
+        // Marked before the splice asks (and only while it may ask or hold a permit): the
+        // writer, going idle after the bytes queued before it, would otherwise withdraw the
+        // splice's demand with its own.
+        let _writing = SplicingIn::new(conn);
         let asking = dir.asking(conn.up);
         let mut permit = until_closed(conn, dir.acquire(conn.up, want as u64)).await?;
         asking.disarm();
@@ -382,20 +373,19 @@ async fn splice_out<P: Policy>(c: &Connection<P>, pipe: &mut Pipe) -> Result<usi
     }
 }
 
-/// Marks a connection's writes as the splice's while it lives.
-struct SplicingIn<'a>(&'a std::sync::atomic::AtomicBool);
+/// Counts a splice among those writing into a connection while it lives.
+struct SplicingIn<'a>(&'a AtomicUsize);
 
 impl<'a> SplicingIn<'a> {
     fn new<P: Policy>(conn: &'a ConnInner<P>) -> Self {
-        conn.splicing_in
-            .store(true, std::sync::atomic::Ordering::SeqCst);
+        conn.splicing_in.fetch_add(1, Ordering::SeqCst);
         Self(&conn.splicing_in)
     }
 }
 
 impl Drop for SplicingIn<'_> {
     fn drop(&mut self) {
-        self.0.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
