@@ -97,6 +97,18 @@ pub fn poll_readable(tcp: &TcpStream, cx: &mut Context<'_>) -> Poll<io::Result<u
     Poll::Pending
 }
 
+/// How many bytes `tcp` has to read now (`FIONREAD`), without waiting: 0 when none, or when
+/// the kernel cannot say.
+pub fn unread(tcp: &TcpStream) -> usize {
+    let mut n: libc::c_int = 0;
+    // SAFETY: the socket is open for the whole call (`tcp` is borrowed), and FIONREAD writes
+    // one `c_int` through the pointer, which points to `n`.
+    if unsafe { libc::ioctl(tcp.as_raw_fd(), libc::FIONREAD, &mut n as *mut libc::c_int) } < 0 {
+        return 0;
+    }
+    usize::try_from(n).unwrap_or(0)
+}
+
 /// Moves at most `max` bytes (`max` > 0) from `tcp` into `pipe`, which must be empty: the
 /// number moved, or 0 once the peer has closed its end.
 ///

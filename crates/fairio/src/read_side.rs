@@ -190,6 +190,16 @@ impl Locked<'_> {
         self.poll_stream_as(cx, true, |r, _, wcx| r.poll_readable(wcx))
     }
 
+    /// How many bytes the stream's TCP socket has to read now (0 for another stream).
+    #[cfg(all(target_os = "linux", not(loom)))]
+    pub(crate) fn unread(&self) -> usize {
+        self.source
+            .r
+            .as_ref()
+            .and_then(|r| r.tcp())
+            .map_or(0, fairio_fd::splice::unread)
+    }
+
     /// For the splice that holds the stream: moves at most `max` bytes into `pipe` (empty).
     #[cfg(all(target_os = "linux", not(loom)))]
     pub(crate) fn poll_splice_in(

@@ -386,6 +386,28 @@ impl<P: Policy> Direction<P> {
         });
     }
 
+    /// Puts `bytes` of a permit taken under `generation` back among `key`'s grants (see
+    /// [`Permit::keep`]); a connection gone meanwhile gives them back instead.
+    pub(crate) fn keep(&self, key: Key, generation: u64, bytes: u64) {
+        let mut wakes = Wakes::default();
+        let kept = {
+            let mut st = self.lock();
+            if self.generation() != generation {
+                return;
+            }
+            // Whoever of the connection's movers is parked takes them.
+            st.ledger.contains(key) && {
+                st.ledger.grant(key, bytes, None, &mut wakes);
+                true
+            }
+        };
+        if kept {
+            wakes.wake(|| self.timer.notify_one());
+        } else {
+            self.refund(key, generation, bytes);
+        }
+    }
+
     pub(crate) fn set_params(&self, key: Key, params: P::Params) {
         self.deciding(None, |st, _| st.arbiter.set_params(key, params));
     }

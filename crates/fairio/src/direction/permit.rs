@@ -46,6 +46,16 @@ impl<P: Policy> Permit<'_, P> {
         }
     }
 
+    /// Puts what is left back among the connection's grants, for its next permit: a mover
+    /// that will use it next (its next round's bytes, asked for with this one's) keeps its
+    /// place. Void bytes are dropped, as ever.
+    pub(crate) fn keep(mut self) {
+        let bytes = std::mem::take(&mut self.bytes);
+        if bytes > 0 {
+            self.dir.keep(self.key, self.generation, bytes);
+        }
+    }
+
     /// Marks `n` bytes moved. `n` must not exceed [`bytes`](Self::bytes).
     pub(crate) fn spend(&mut self, n: u64) {
         debug_assert!(n <= self.bytes, "spent {n} of a {}-byte permit", self.bytes);

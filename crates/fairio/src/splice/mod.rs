@@ -211,7 +211,7 @@ impl Splice {
             }
             #[cfg(all(target_os = "linux", not(loom)))]
             // The pipe, empty, stays held: the splice that filled it takes it back.
-            Held::Pipe(p) => wire::drain(p, to, &mut self.spliced).await,
+            Held::Pipe(p) => wire::drain(p, to, &mut self.spliced, &wire::Ahead::none()).await,
         }
     }
 }
