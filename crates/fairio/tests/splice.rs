@@ -611,26 +611,6 @@ async fn more_splices_than_pipes_take_turns_or_copy() {
     assert_eq!(pipes.in_use(), 0);
 }
 
-/// Counts what a peer reads, on a thread of its own (outside the runtime under test).
-fn count_on_thread(peer: TcpStream) -> std::sync::Arc<std::sync::atomic::AtomicU64> {
-    use std::io::Read;
-    let counted = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let c = std::sync::Arc::clone(&counted);
-    let mut peer = peer.into_std().unwrap();
-    peer.set_nonblocking(false).unwrap();
-    std::thread::spawn(move || {
-        let mut buf = vec![0u8; 64 * 1024];
-        // Bounded: the peer's end comes when the test's runtime drops its sockets.
-        for _ in 0..10_000_000 {
-            match peer.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => c.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed),
-            };
-        }
-    });
-    counted
-}
-
 /// A class of one spliced connection keeps its share beside a class of three on a loaded
 /// machine (threads spinning beside the runtime's): the connection's demand does not lapse
 /// between the splice's rounds, so its class does not lose its place at each of them. Gold
@@ -659,7 +639,7 @@ async fn a_spliced_class_keeps_its_share_on_a_loaded_machine() {
             }
         }));
         let (peer, ours) = pair().await;
-        counters.push(count_on_thread(peer));
+        counters.push(read_on_thread(peer, 64 * 1024, Duration::ZERO));
         let conn = sched
             .register_in(class, ours, fairio::Weight::default())
             .unwrap();
@@ -700,6 +680,100 @@ async fn a_spliced_class_keeps_its_share_on_a_loaded_machine() {
     let share = got[0] as f64 / total as f64;
     println!("shares {got:?}: gold's {share:.4}");
     assert!((share / 0.875 - 1.0).abs() <= 0.005, "shares {got:?}");
+    for t in tasks {
+        t.abort();
+    }
+    sched.shutdown(Some(Duration::from_millis(100))).await;
+}
+
+/// Counts what a peer reads on a thread of its own, `piece` bytes at a time with `pause`
+/// between reads (a slow reader), or as fast as it can (no pause).
+fn read_on_thread(
+    peer: TcpStream,
+    piece: usize,
+    pause: Duration,
+) -> std::sync::Arc<std::sync::atomic::AtomicU64> {
+    use std::io::Read;
+    let counted = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let c = std::sync::Arc::clone(&counted);
+    let mut peer = peer.into_std().unwrap();
+    peer.set_nonblocking(false).unwrap();
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; piece];
+        // Bounded: the peer's end comes when the test's runtime drops its sockets.
+        for _ in 0..10_000_000 {
+            match peer.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => c.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed),
+            };
+            if !pause.is_zero() {
+                std::thread::sleep(pause);
+            }
+        }
+    });
+    counted
+}
+
+/// Splices into two connections under one upload limit, one peer reading 20 KiB/s and the
+/// other as fast as it can, with the kernel's default socket buffers: once the slow peer's
+/// socket is full, the fast one gets the rest of the limit (the slow one's splice gives back
+/// what it asked for its next bytes, and its stalled permit), counted where the peers receive
+/// it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_peers_splice_leaves_the_rest_to_a_fast_one() {
+    let limit = 1u64 << 20;
+    let sched = Scheduler::new(Config::new(64 * 1024).max_upload_speed(Some(limit))).unwrap();
+    let pipes = Pipes::new(4);
+    let mut counters = Vec::new();
+    let mut tasks = Vec::new();
+    // 2 KiB every 100 ms: 20 KiB/s.
+    for (piece, pause) in [
+        (2048, Duration::from_millis(100)),
+        (64 * 1024, Duration::ZERO),
+    ] {
+        let (mut source_peer, source) = pair().await;
+        tasks.push(tokio::spawn(async move {
+            let chunk = vec![5u8; 64 * 1024];
+            for _ in 0..100_000 {
+                if source_peer.write_all(&chunk).await.is_err() {
+                    break;
+                }
+            }
+        }));
+        let (peer, ours) = pair().await;
+        counters.push(read_on_thread(peer, piece, pause));
+        let conn = sched.register(ours).unwrap();
+        let pipes = pipes.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut splice = Splice::new(&pipes);
+            let _ = splice.run((&source).into(), (&conn).into()).await;
+        }));
+    }
+    let read = || {
+        counters
+            .iter()
+            .map(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+            .collect::<Vec<_>>()
+    };
+    // The slow peer's socket fills first.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (t0, before) = (Instant::now(), read());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (t1, after) = (Instant::now(), read());
+    let secs = (t1 - t0).as_secs_f64();
+    let rates: Vec<f64> = after
+        .iter()
+        .zip(&before)
+        .map(|(a, b)| (a - b) as f64 / secs)
+        .collect();
+    println!("slow {:.0} B/s, fast {:.0} B/s", rates[0], rates[1]);
+    assert!(
+        rates[0] <= 25_000.0,
+        "the slow peer read {:.0} B/s",
+        rates[0]
+    );
+    let used = (rates[0] + rates[1]) / limit as f64;
+    assert!(used >= 0.98, "{used:.4} of the limit used: {rates:?}");
     for t in tasks {
         t.abort();
     }
