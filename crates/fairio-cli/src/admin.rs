@@ -44,6 +44,8 @@ pub(crate) struct Admin<P: Policy> {
     pub(crate) per_host: bool,
     /// The proxy's groups by class, under `policy = "hierarchical"`.
     pub(crate) classes: Option<fairio::GroupsBy<Arc<str>, P>>,
+    /// The settings in force (a reload replaces them): what needs a global limit.
+    pub(crate) settings: Arc<std::sync::RwLock<Arc<crate::proxy::Settings>>>,
 }
 
 /// One class in `GET /clients`, under `policy = "hierarchical"`: the class's group, above its
@@ -283,6 +285,9 @@ async fn put_limits<P: Policy>(req: Request<Incoming>, admin: &Admin<P>) -> Resp
     let parse = |v: &Option<String>| v.as_deref().map(parse_rate).transpose();
     match (parse(&limits.to_clients), parse(&limits.from_clients)) {
         (Ok(to), Ok(from)) => {
+            if let Some(why) = cannot_lift(admin, to, from) {
+                return text(StatusCode::CONFLICT, format!("{why}\n"));
+            }
             admin.sched.set_max_upload_speed(to);
             admin.sched.set_max_download_speed(from);
             tracing::info!(?to, ?from, "limits changed through the admin API");
@@ -290,6 +295,23 @@ async fn put_limits<P: Policy>(req: Request<Incoming>, admin: &Admin<P>) -> Resp
         }
         (Err(e), _) | (_, Err(e)) => text(StatusCode::BAD_REQUEST, format!("{e}\n")),
     }
+}
+
+/// Why `to` and `from` cannot be the limits: a limit lifted beneath which a class's cap,
+/// guarantee or per-address cap, or the per-client cap, applies (they would silently stop
+/// applying). `None` when they can.
+fn cannot_lift<P: Policy>(admin: &Admin<P>, to: Option<u64>, from: Option<u64>) -> Option<String> {
+    let settings = Arc::clone(&admin.settings.read().unwrap_or_else(|e| e.into_inner()));
+    for (limit, to_clients, key) in [(to, true, "to_clients"), (from, false, "from_clients")] {
+        if let Some(what) = settings.needs_limit(to_clients).filter(|_| limit.is_none()) {
+            return Some(format!(
+                "`{key}` cannot be lifted: {what}, which applies beneath it (set a limit instead)"
+            ));
+        }
+    }
+    (to.is_none() && from.is_none() && settings.per_client_cap.is_some()).then(|| {
+        "both limits cannot be lifted: the per-client cap applies beneath one of them".to_owned()
+    })
 }
 
 /// At most this many admin connections at once: they come out of the descriptors' margin.

@@ -88,6 +88,24 @@ pub(crate) fn render<P: Policy>(
         .set(i64::try_from(g.current_outflow).unwrap_or(i64::MAX));
     rate.get_or_create(&from)
         .set(i64::try_from(g.current_inflow).unwrap_or(i64::MAX));
+    // The limits in force (a reload's, or the fleet lease's): no series for a direction
+    // without one.
+    let limit = Family::<Direction, Gauge<i64, std::sync::atomic::AtomicI64>>::default();
+    registry.register(
+        "fairio_limit_bytes_per_second",
+        "The limit in force, by direction (absent when there is none)",
+        limit.clone(),
+    );
+    for (d, l) in [
+        (&to, sched.max_upload_speed()),
+        (&from, sched.max_download_speed()),
+    ] {
+        if let Some(l) = l {
+            limit
+                .get_or_create(d)
+                .set(i64::try_from(l).unwrap_or(i64::MAX));
+        }
+    }
     if let Some(a) = admission {
         let counter = |name: &str, help: &str, value: u64| {
             let c = Counter::<u64, AtomicU64>::default();

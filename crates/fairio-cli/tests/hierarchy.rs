@@ -285,3 +285,112 @@ fn a_reload_moves_a_client_to_its_new_class() {
     );
     let _ = std::fs::remove_file(path);
 }
+
+/// `PUT /limits` to the admin API at `admin`: (status, body).
+fn put_limits(admin: u16, body: &str) -> (u16, String) {
+    http(
+        admin,
+        &format!(
+            "PUT /limits HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+}
+
+/// Waits until `/metrics` shows `limit` bytes per second toward clients.
+fn until_limit(admin: u16, limit: u64) {
+    let series = format!("fairio_limit_bytes_per_second{{direction=\"to_clients\"}} {limit}\n");
+    for _ in 0..200 {
+        let (_, metrics) = http(admin, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        if metrics.contains(&series) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("the limit toward clients never became {limit}");
+}
+
+/// A class's cap holds with one of its clients reading 20 KiB/s, and the other client of
+/// that address takes the rest of the address's part; the global limit raised at run time
+/// and restored changes nothing for the class, while the default class takes what is free.
+/// Lifting the limit outright is refused: the class's cap applies beneath it. Counted at the
+/// clients, with the kernel's default socket buffers.
+#[test]
+fn a_class_cap_holds_beside_a_slow_client_and_a_raised_limit() {
+    use std::io::Read;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    let up = flooding_upstream(4);
+    let (port, admin) = (free_port(), free_port());
+    let path = write_config(&format!(
+        "max_to_clients = \"8MiB\"\npolicy = \"hierarchical\"\nadmin = \"127.0.0.1:{admin}\"\n\
+         [[listener]]\nlisten = \"127.0.0.1:{port}\"\nupstream = \"127.0.0.1:{up}\"\n\
+         [[class]]\nname = \"office\"\nnetworks = [\"127.0.0.2/31\"]\nmax_to_clients = \"2MiB\"\n\
+         [default_class]\n"
+    ));
+    let _proxy = start(&path, port);
+    // 2 KiB every 100 ms: 20 KiB/s, from 127.0.0.2.
+    let mut slow = common::connect_from([127, 0, 0, 2], port);
+    let slow_count = Arc::new(AtomicU64::new(0));
+    let c = Arc::clone(&slow_count);
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 2048];
+        for _ in 0..100_000 {
+            let Ok(n) = slow.read(&mut buf) else { break };
+            if n == 0 {
+                break;
+            }
+            c.fetch_add(n as u64, Ordering::Relaxed);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    let counts = [
+        slow_count,
+        client_from([127, 0, 0, 2], port),
+        client_from([127, 0, 0, 3], port),
+        client_from([127, 0, 0, 9], port),
+    ];
+    std::thread::sleep(Duration::from_millis(1500));
+    let check = |free: f64| {
+        let r = rates(&counts.iter().collect::<Vec<_>>(), 3.0);
+        let office = r[0] + r[1] + r[2];
+        println!(
+            "office {office:.0} B/s ({r:?}), the default class {:.0}",
+            r[3]
+        );
+        assert!(r[0] <= 25_000.0, "the slow client read {:.0} B/s", r[0]);
+        assert!(
+            (office / (2.0 * MIB) - 1.0).abs() <= 0.02,
+            "the office at {office:.0} B/s: {r:?}"
+        );
+        // Each address gets half of the office, the slow client's leftover included.
+        assert!(
+            ((r[0] + r[1]) / office - 0.5).abs() <= 0.02,
+            "127.0.0.2 got {:.4} of the office",
+            (r[0] + r[1]) / office
+        );
+        assert!(r[3] >= 0.98 * free, "the default class at {:.0} B/s", r[3]);
+    };
+    check(6.0 * MIB);
+    // Lifted outright, the office's cap would stop applying: refused, and nothing changes.
+    let (status, body) = put_limits(admin, "{\"to_clients\": null, \"from_clients\": null}");
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body.contains("office") && body.contains("max_to_clients"),
+        "{body}"
+    );
+    until_limit(admin, 8 << 20);
+    // Raised, then restored.
+    let (status, body) = put_limits(admin, "{\"to_clients\": \"32MiB\", \"from_clients\": null}");
+    assert_eq!(status, 200, "{body}");
+    until_limit(admin, 32 << 20);
+    std::thread::sleep(Duration::from_millis(500));
+    check(30.0 * MIB);
+    let (status, body) = put_limits(admin, "{\"to_clients\": \"8MiB\", \"from_clients\": null}");
+    assert_eq!(status, 200, "{body}");
+    until_limit(admin, 8 << 20);
+    std::thread::sleep(Duration::from_millis(500));
+    check(6.0 * MIB);
+    let _ = std::fs::remove_file(path);
+}

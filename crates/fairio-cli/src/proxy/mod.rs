@@ -26,7 +26,7 @@ use fairio::{
 };
 pub(crate) use guard::Admission;
 use notify::Notifier;
-use settings::Settings;
+pub(crate) use settings::Settings;
 use tokio::net::TcpListener;
 use tokio::signal::unix::SignalKind;
 
@@ -331,6 +331,7 @@ where
             hosts: proxy.hosts.clone(),
             per_host: settings.metrics_per_host,
             classes: proxy.classes.clone(),
+            settings: Arc::clone(&proxy.settings),
         };
         admin_task = Some(tokio::spawn(crate::admin::serve(l, Arc::new(admin))));
     }

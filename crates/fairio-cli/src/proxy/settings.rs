@@ -448,19 +448,15 @@ impl Settings {
                 "--fleet-budget, --fleet-weight and --fleet-expected need --fleet REDIS_URL",
             ));
         }
-        for c in self.classes.all() {
-            let unlimited = [
-                ("max_to_clients", c.caps.0, self.max_to_clients),
-                ("max_from_clients", c.caps.1, self.max_from_clients),
-            ];
-            for (key, cap, limit) in unlimited {
-                if cap.is_some() && limit.is_none() {
-                    return Err(Refusal::conflict(format!(
-                        "class `{}` caps `{key}`, but there is no global `{key}`: a cap applies \
-                         beneath a global limit; set one",
-                        c.name
-                    )));
-                }
+        for (to_clients, key, limit) in [
+            (true, "max_to_clients", self.max_to_clients),
+            (false, "max_from_clients", self.max_from_clients),
+        ] {
+            if let Some(what) = self.needs_limit(to_clients).filter(|_| limit.is_none()) {
+                return Err(Refusal::conflict(format!(
+                    "{what}, but there is no global `{key}`: caps and guarantees apply beneath \
+                     a global limit; set one"
+                )));
             }
         }
         if let Some(cap) = self.per_client_cap {
@@ -485,6 +481,28 @@ impl Settings {
             }
         }
         Ok(())
+    }
+
+    /// What applies only beneath a global limit toward clients (`to_clients`) or from them: a
+    /// class's cap, guarantee or per-address cap, named; `None` when nothing does. (The
+    /// per-client cap applies beneath either limit.)
+    pub(crate) fn needs_limit(&self, to_clients: bool) -> Option<String> {
+        let way = |pair: (Option<u64>, Option<u64>)| if to_clients { pair.0 } else { pair.1 };
+        let keys = if to_clients {
+            ["max_to_clients", "max_to_each_address", "min_to_clients"]
+        } else {
+            [
+                "max_from_clients",
+                "max_from_each_address",
+                "min_from_clients",
+            ]
+        };
+        self.classes.all().find_map(|c| {
+            keys.iter()
+                .zip([c.caps, c.each, c.mins])
+                .find(|(_, pair)| way(*pair).is_some())
+                .map(|(key, _)| format!("class `{}` sets `{key}`", c.name))
+        })
     }
 
     /// The limits and the sharing, as one phrase for the ready line.
