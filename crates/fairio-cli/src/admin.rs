@@ -285,11 +285,15 @@ async fn put_limits<P: Policy>(req: Request<Incoming>, admin: &Admin<P>) -> Resp
     let parse = |v: &Option<String>| v.as_deref().map(parse_rate).transpose();
     match (parse(&limits.to_clients), parse(&limits.from_clients)) {
         (Ok(to), Ok(from)) => {
-            if let Some(why) = cannot_lift(admin, to, from) {
+            // Held while the limits change: a reload stores its settings before it sets its
+            // limits, so none slips in between the check and the change.
+            let settings = admin.settings.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(why) = cannot_lift(&settings, to, from) {
                 return text(StatusCode::CONFLICT, format!("{why}\n"));
             }
             admin.sched.set_max_upload_speed(to);
             admin.sched.set_max_download_speed(from);
+            drop(settings);
             tracing::info!(?to, ?from, "limits changed through the admin API");
             text(StatusCode::OK, "limits changed\n")
         }
@@ -297,11 +301,14 @@ async fn put_limits<P: Policy>(req: Request<Incoming>, admin: &Admin<P>) -> Resp
     }
 }
 
-/// Why `to` and `from` cannot be the limits: a limit lifted beneath which a class's cap,
-/// guarantee or per-address cap, or the per-client cap, applies (they would silently stop
-/// applying). `None` when they can.
-fn cannot_lift<P: Policy>(admin: &Admin<P>, to: Option<u64>, from: Option<u64>) -> Option<String> {
-    let settings = Arc::clone(&admin.settings.read().unwrap_or_else(|e| e.into_inner()));
+/// Why `to` and `from` cannot be the limits: a limit lifted beneath which a class's cap or
+/// per-address cap, or the per-client cap, applies (it would silently stop applying). `None`
+/// when they can.
+fn cannot_lift(
+    settings: &crate::proxy::Settings,
+    to: Option<u64>,
+    from: Option<u64>,
+) -> Option<String> {
     for (limit, to_clients, key) in [(to, true, "to_clients"), (from, false, "from_clients")] {
         if let Some(what) = settings.needs_limit(to_clients).filter(|_| limit.is_none()) {
             return Some(format!(

@@ -359,7 +359,6 @@ fn a_class_cap_holds_beside_a_slow_client_and_a_raised_limit() {
             "office {office:.0} B/s ({r:?}), the default class {:.0}",
             r[3]
         );
-        assert!(r[0] <= 25_000.0, "the slow client read {:.0} B/s", r[0]);
         assert!(
             (office / (2.0 * MIB) - 1.0).abs() <= 0.02,
             "the office at {office:.0} B/s: {r:?}"

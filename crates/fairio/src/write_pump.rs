@@ -65,7 +65,7 @@ pub(crate) async fn run<P: Policy>(
             if asked {
                 // Grants are not stored up across idle time; a splice that took over the
                 // connection's writes (it waited for this queue to empty) asks for itself.
-                dir.withdraw_unless(key, &conn.splicing_in);
+                dir.withdraw_unless(key, || conn.splicing_in.load(Ordering::SeqCst) > 0);
                 asked = false;
             }
             flushed(conn, w, || {}).await?;

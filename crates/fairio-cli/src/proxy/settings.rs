@@ -454,8 +454,8 @@ impl Settings {
         ] {
             if let Some(what) = self.needs_limit(to_clients).filter(|_| limit.is_none()) {
                 return Err(Refusal::conflict(format!(
-                    "{what}, but there is no global `{key}`: caps and guarantees apply beneath \
-                     a global limit; set one"
+                    "{what}, but there is no global `{key}`: a cap applies beneath a global \
+                     limit; set one"
                 )));
             }
         }
@@ -483,23 +483,20 @@ impl Settings {
         Ok(())
     }
 
-    /// What applies only beneath a global limit toward clients (`to_clients`) or from them: a
-    /// class's cap, guarantee or per-address cap, named; `None` when nothing does. (The
-    /// per-client cap applies beneath either limit.)
+    /// What would silently stop applying without a global limit toward clients (`to_clients`)
+    /// or from them: a class's cap or per-address cap, named; `None` when nothing would. (A
+    /// guarantee needs no limit: without one, every class gets all it asks for. The per-client
+    /// cap applies beneath either limit.)
     pub(crate) fn needs_limit(&self, to_clients: bool) -> Option<String> {
         let way = |pair: (Option<u64>, Option<u64>)| if to_clients { pair.0 } else { pair.1 };
         let keys = if to_clients {
-            ["max_to_clients", "max_to_each_address", "min_to_clients"]
+            ["max_to_clients", "max_to_each_address"]
         } else {
-            [
-                "max_from_clients",
-                "max_from_each_address",
-                "min_from_clients",
-            ]
+            ["max_from_clients", "max_from_each_address"]
         };
         self.classes.all().find_map(|c| {
             keys.iter()
-                .zip([c.caps, c.each, c.mins])
+                .zip([c.caps, c.each])
                 .find(|(_, pair)| way(*pair).is_some())
                 .map(|(key, _)| format!("class `{}` sets `{key}`", c.name))
         })

@@ -18,7 +18,6 @@
 use std::num::NonZeroU64;
 use std::pin::pin;
 // A connection's flag, outside the models loom explores.
-use std::sync::atomic::AtomicUsize as StdAtomicUsize;
 use std::task::{Context, Poll};
 
 use fairio_policy::{Arbiter, ClassError, Decision, Key, Policy};
@@ -350,12 +349,13 @@ impl<P: Policy> Direction<P> {
         });
     }
 
-    /// [`withdraw`](Self::withdraw), unless `takers` is above 0 when the lock is held: other
-    /// movers of the same connection's bytes (splices) may have their demand in the arbiter
-    /// now. Read under the lock, so that a mover counted before it asks is never withdrawn.
-    pub(crate) fn withdraw_unless(&self, key: Key, takers: &StdAtomicUsize) {
+    /// [`withdraw`](Self::withdraw), unless `others` says, under the lock, that another mover
+    /// of the same connection's bytes may have its demand in the arbiter now (a splice that
+    /// counted itself, a writer with bytes queued). Read under the lock, so that a mover that
+    /// shows itself before it asks is never withdrawn.
+    pub(crate) fn withdraw_unless(&self, key: Key, others: impl FnOnce() -> bool) {
         self.deciding(None, |st, t| {
-            if takers.load(Ordering::SeqCst) > 0 {
+            if others() {
                 return;
             }
             st.arbiter.set_demand(key, 0, t);

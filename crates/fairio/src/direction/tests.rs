@@ -306,8 +306,8 @@ async fn withdraw_unless_leaves_a_splices_demand() {
         };
         // b (the splice) asks, and parks.
         assert!(poll(&d, &wb, b, 3).is_pending());
-        let flag = StdAtomicUsize::new(usize::from(taken));
-        d.withdraw_unless(b, &flag);
+        let flag = std::sync::atomic::AtomicUsize::new(usize::from(taken));
+        d.withdraw_unless(b, || flag.load(Ordering::SeqCst) > 0);
         pa.spend(TURN - 3);
         drop(pa);
         assert_eq!(cb.get() > 0, taken, "taken {taken}: woken by the refund");

@@ -121,9 +121,10 @@ impl<'a, P: Policy> Ahead<'a, P> {
         }
         if let Some(c) = self.to {
             let conn = c.inner();
-            if conn.pending_bytes() == 0 {
-                c.dirs().up.withdraw_unless(conn.up, &conn.splicing_in);
-            }
+            // Read under the direction's lock: a writer shows its queued bytes before it asks.
+            c.dirs().up.withdraw_unless(conn.up, || {
+                conn.pending_bytes() > 0 || conn.splicing_in.load(Ordering::SeqCst) > 0
+            });
         }
     }
 
@@ -416,13 +417,24 @@ async fn splice_out<P: Policy>(
         }
         // Writable before a permit is taken: a full socket holds none. A close or the end
         // stops either wait (neither the socket nor the arbiter wakes a waiter it drops).
+        // A full socket (a slow peer) cannot use what was asked for the next round, nor what
+        // was kept: both go back while it waits.
         until_closed(
             conn,
-            poll_fn(|cx| conn.read_side.lock().poll_write_ready(cx)),
+            poll_fn(|cx| {
+                let ready = conn.read_side.lock().poll_write_ready(cx);
+                ahead.idle(ready)
+            }),
         )
         .await?
         .map_err(|e| failed(conn, e))?;
-        let want = pipe.held() + ahead.next_bytes();
+        // Without a limit nothing is asked for: no permits are taken.
+        let next = if dir.is_limited() {
+            ahead.next_bytes()
+        } else {
+            0
+        };
+        let want = pipe.held() + next;
         // Marked before the splice asks (and only while it may ask or hold a permit): the
         // writer, going idle after the bytes queued before it, would otherwise withdraw the
         // splice's demand with its own.
@@ -465,7 +477,8 @@ async fn splice_out<P: Policy>(
         }
         if pipe.is_empty() {
             // The rest is for the next round's bytes, asked for with these.
-            if let Some(p) = permit {
+            // (Dropped, the rest goes back: a delivery of held bytes alone has no next round.)
+            if let Some(p) = permit.filter(|_| ahead.to.is_some()) {
                 ahead.asked.store(true, Ordering::Relaxed);
                 p.keep();
             }
