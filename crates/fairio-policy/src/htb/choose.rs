@@ -71,6 +71,25 @@ pub(crate) fn enlist<P>(
     seq: &mut u64,
     now: u64,
 ) {
+    enlist_as(nodes, child, q, seq, now, false);
+}
+
+/// [`enlist`], for a child back from idle when `woken`: it takes its turn beyond its
+/// guarantee at its group's clock, if it is ahead of that clock by no more than its last
+/// grant (see [`Node::ahead_by_its_last`]), with an entry ordered by `seq` (the tree's
+/// sequence for nodes back from idle, which goes first among equal virtual times). A sparse
+/// connection, whose one small grant put it just ahead of the clock while the round had not
+/// moved on, was otherwise served only at the round's end, after every connection of its
+/// group still to be served at that clock (63 grants, 5.9 ms at 1 MiB/s). It is still charged
+/// from its own virtual time, so going idle and back gains it at most one grant.
+pub(crate) fn enlist_as<P>(
+    nodes: &mut Slab<Node<P>>,
+    child: Key,
+    q: Option<&mut Queues>,
+    seq: &mut u64,
+    now: u64,
+    woken: bool,
+) {
     let Some((parent, clocks)) = parent_clocks(nodes, child) else {
         return;
     };
@@ -81,7 +100,12 @@ pub(crate) fn enlist<P>(
     if !n.active() {
         return;
     }
-    let (ticket, start) = (n.ticket, n.starts(clocks));
+    let (ticket, mut start) = (n.ticket, n.starts(clocks));
+    // Ahead of the clock, and let through at it: its charge leaves the clock where it is.
+    n.jumped = woken && n.vtime > clocks.shared && n.ahead_by_its_last(clocks);
+    if n.jumped {
+        start.shared = clocks.shared;
+    }
     let guarantee = n.guarantee;
     let q = match q {
         Some(q) => q,

@@ -12,7 +12,7 @@ use std::fmt;
 use std::num::NonZeroU64;
 use std::time::Instant;
 
-use choose::{Held, Walk, choose, compact, enlist, requeue};
+use choose::{Held, Walk, choose, compact, enlist_as, requeue};
 use node::{Clocks, Kind, Node, ceiling_pace, guarantee_pace, tolerance};
 use pace::Pace;
 
@@ -100,9 +100,20 @@ pub struct Htb<P> {
     epoch: Epoch,
     now: u64,
     walk: Walk,
-    /// Orders queue entries pushed with equal keys: first come, first served.
+    /// Orders queue entries pushed with equal keys: first come, first served. Starts at
+    /// [`FRESH`]: below it are the entries of nodes back from idle (see `fresh`).
     seq: u64,
+    /// Orders the entries of nodes back from idle: before every other entry of the same
+    /// virtual time, first come first served among themselves. A node back from idle starts
+    /// at its group's clock, beside the nodes still to be served in this round at that same
+    /// virtual time; first among them, it is served at the next decision of its group, as
+    /// the round's new-flow lane serves a sparse connection (without it, a sparse one beside
+    /// 64 backlogged ones waited out up to 63 grants, 3.9 ms at 1 MiB/s).
+    fresh: u64,
 }
+
+/// Where [`Htb`]'s ordinary sequence numbers start: those of nodes back from idle come below.
+const FRESH: u64 = 1 << 63;
 
 impl<P> fmt::Debug for Htb<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -141,7 +152,8 @@ impl<P: FlowWeight> Htb<P> {
             epoch: Epoch::new(now),
             now: 0,
             walk: Walk::default(),
-            seq: 0,
+            seq: FRESH,
+            fresh: 0,
         }
     }
 
@@ -402,10 +414,10 @@ impl<P: FlowWeight> Htb<P> {
 
     /// A node gained or lost its bytes to move: it wakes ([`Node::wake`]) or goes idle, and its
     /// ancestors' counts follow ([`count`](Self::count)).
-    fn propagate(&mut self, from: Key, gained: bool) {
+    fn propagate(&mut self, from: Key, gained: bool) -> usize {
         let now = self.now;
         let Some(n) = self.nodes.get_mut(from) else {
-            return;
+            return 0;
         };
         if gained {
             n.wake(now);
@@ -413,36 +425,40 @@ impl<P: FlowWeight> Htb<P> {
             n.idle_since = now;
         }
         let parent = n.parent;
-        self.count(parent, gained);
+        self.count(parent, gained)
     }
 
     /// One more (or one fewer) child of `group` has bytes to move: up from `group`, each group
-    /// whose count goes from 0 to 1 wakes, and each that goes to 0 goes idle.
-    fn count(&mut self, group: Option<Key>, gained: bool) {
+    /// whose count goes from 0 to 1 wakes, and each that goes to 0 goes idle. Returns how many
+    /// changed.
+    fn count(&mut self, group: Option<Key>, gained: bool) -> usize {
         let now = self.now;
         let mut at = group;
+        let mut changed = 0;
         while let Some(key) = at {
             let Some(n) = self.nodes.get_mut(key) else {
-                return;
+                break;
             };
             let Kind::Group { active, .. } = &mut n.kind else {
-                return;
+                break;
             };
             if gained {
                 *active += 1;
                 if *active != 1 {
-                    return;
+                    break;
                 }
                 n.wake(now);
             } else {
                 *active -= 1;
                 if *active != 0 {
-                    return;
+                    break;
                 }
                 n.idle_since = now;
             }
+            changed += 1;
             at = n.parent;
         }
+        changed
     }
 
     /// Sets a leaf's demand at the time last given (see [`Arbiter::set_demand`]).
@@ -459,8 +475,9 @@ impl<P: FlowWeight> Htb<P> {
         match (was > 0, bytes > 0) {
             (false, true) => {
                 self.active_leaves += 1;
-                self.propagate(key, true);
-                self.refresh(key);
+                // The leaf woke, and so did each group above it that had nothing to move.
+                let woken = 1 + self.propagate(key, true);
+                self.refresh_woken(key, woken);
             }
             (true, false) => {
                 self.active_leaves -= 1;
@@ -473,9 +490,22 @@ impl<P: FlowWeight> Htb<P> {
     /// Puts a node and its ancestors in their parents' queues afresh: a connection with
     /// bytes to move again, or a class changed, may let a group held so far move.
     fn refresh(&mut self, from: Key) {
+        self.refresh_woken(from, 0);
+    }
+
+    /// [`refresh`](Self::refresh), where the first `woken` nodes from `from` up are back from
+    /// idle: they go first among the entries of their virtual time (see `fresh`).
+    fn refresh_woken(&mut self, from: Key, woken: usize) {
         let mut at = Some(from);
+        let mut level = 0;
         while let Some(key) = at.filter(|&k| k != self.root) {
-            enlist(&mut self.nodes, key, None, &mut self.seq, self.now);
+            let seq = if level < woken {
+                &mut self.fresh
+            } else {
+                &mut self.seq
+            };
+            enlist_as(&mut self.nodes, key, None, seq, self.now, level < woken);
+            level += 1;
             at = self.nodes.get(key).and_then(|n| n.parent);
             if let Some(parent) = at {
                 compact(&mut self.nodes, parent);

@@ -69,6 +69,11 @@ pub(crate) struct Node<P> {
     /// guaranteed bytes, the smallest goes first, so guarantees that do not fit in their
     /// parent's allowance are met in proportion.
     pub(crate) gtime: u128,
+    /// The bytes of its last grant beyond the guarantee.
+    pub(crate) last: u64,
+    /// Queued at its group's clock although ahead of it (back from idle): its next turn
+    /// beyond its guarantee does not move the group's clock, which the others' turns keep.
+    pub(crate) jumped: bool,
     /// When it last lost its bytes to move (nanoseconds on the clock).
     pub(crate) idle_since: u64,
     /// Moves on whenever the node's entries in its parent's queues go stale.
@@ -87,6 +92,8 @@ impl<P> Node<P> {
             ceiling: None,
             vtime: 0,
             gtime: 0,
+            last: 0,
+            jumped: false,
             idle_since: 0,
             ticket: 0,
             kind,
@@ -117,6 +124,13 @@ impl<P> Node<P> {
         }
     }
 
+    /// Whether its virtual time is ahead of its group's clock by no more than its last grant
+    /// took: a node that went idle right after a grant the round had not caught up with.
+    pub(crate) fn ahead_by_its_last(&self, clocks: Clocks) -> bool {
+        let last = virtual_bytes(self.last, VSCALE, u64::from(self.weight));
+        self.vtime <= clocks.shared.saturating_add(last)
+    }
+
     /// The node has bytes to move again: if it rested longer than its ceiling's tolerance, the
     /// ceiling forgets what it could have let through meanwhile beyond a tolerance's worth. A
     /// pause shorter than that (a connection whose grant took all it asked for, and asks again)
@@ -137,6 +151,7 @@ impl<P> Node<P> {
             c.charge(bytes, now);
         }
         let start = self.starts(*clocks);
+        let jumped = std::mem::take(&mut self.jumped);
         match self.guarantee.as_mut().filter(|_| guaranteed) {
             Some(g) => {
                 let rate = g.rate().get();
@@ -145,7 +160,13 @@ impl<P> Node<P> {
                 self.gtime = start.guaranteed + virtual_bytes(bytes, GSCALE, rate);
             }
             None => {
-                clocks.shared = start.shared;
+                // A turn taken ahead of its virtual time (`jumped`) moves the clock no further
+                // than it was: the clock floors where the next node back from idle starts,
+                // which would otherwise start behind those queued before it, and lose.
+                if !jumped {
+                    clocks.shared = start.shared;
+                }
+                self.last = bytes;
                 self.vtime = start.shared + virtual_bytes(bytes, VSCALE, u64::from(self.weight));
             }
         }
