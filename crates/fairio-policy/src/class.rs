@@ -47,9 +47,9 @@ pub enum ClassError {
         /// The parent's ceiling.
         ceiling: u64,
     },
-    /// The arbiter keeps no guarantees, or cannot move a connection between groups (a
-    /// two-level [`Tree`](crate::Tree), the window quota): use
-    /// [`Hierarchical`](crate::Hierarchical).
+    /// The arbiter keeps no guarantees, or cannot move a connection between groups (the
+    /// two-level [`Tree`](crate::Tree), the window quota): use a fair policy
+    /// ([`EqualShare`](crate::EqualShare), [`Weighted`](crate::Weighted)).
     Unsupported,
 }
 
@@ -59,7 +59,7 @@ impl fmt::Display for ClassError {
             Self::NoSuchNode => write!(f, "no such group or connection"),
             Self::Unsupported => write!(
                 f,
-                "this policy keeps no guarantees and moves no connection between groups (the hierarchical policy does)"
+                "this policy keeps no guarantees and moves no connection between groups (the fair policies do)"
             ),
             Self::GuaranteeAboveCeiling { guarantee, ceiling } => write!(
                 f,

@@ -3,7 +3,7 @@
 use std::num::NonZeroU64;
 use std::time::Instant;
 
-use crate::Tree;
+use crate::Htb;
 use crate::policy::Policy;
 
 /// Work-conserving max-min fairness: every backlogged connection gets an equal share of the
@@ -37,9 +37,9 @@ pub struct EqualShare;
 
 impl Policy for EqualShare {
     type Params = ();
-    type Arbiter = Tree<()>;
+    type Arbiter = Htb<()>;
 
-    fn arbiter(&self, limit: Option<NonZeroU64>, now: Instant) -> Tree<()> {
-        Tree::new(limit, now)
+    fn arbiter(&self, limit: Option<NonZeroU64>, now: Instant) -> Htb<()> {
+        Htb::new(limit, now)
     }
 }

@@ -10,7 +10,7 @@ use crate::{Htb, Weight};
 /// has a [`Weight`], an optional guarantee and an optional ceiling (its cap), all changeable at
 /// run time. Groups nest with [`Arbiter::insert_group_in`](crate::Arbiter::insert_group_in), and
 /// guarantees are set with [`Arbiter::set_group_guarantee`](crate::Arbiter::set_group_guarantee).
-/// With no guarantee and two levels, it shares as [`Weighted`](crate::Weighted) does.
+/// It is [`Weighted`](crate::Weighted) under the name of its tree: both make an [`Htb`].
 ///
 /// ```
 /// use std::num::NonZeroU64;

@@ -11,19 +11,20 @@
 //! | [`WindowQuota`] | `()` | Tezos's 1 s window quota, for comparison (flat: no groups) |
 //!
 //! Connections can be put in groups ([`Arbiter::insert_group`]): per host, per peer, per
-//! tenant. [`EqualShare`] and [`Weighted`] are then max-min fair at both levels, and
-//! work-conserving at both ([`Tree`]): the limit is split among the groups that want to move
-//! (by group weight, each up to its cap), and each group's part among its connections (by
-//! their weights, each up to its cap); what a connection cannot use goes to the others of its
-//! group, and what a group cannot use to the other groups. A connection added without a group
-//! is a group of its own: the flat behaviour below is unchanged. Inside a group, a turn goes to
-//! the connection with the smallest virtual time (bytes granted over weight); see [`Tree`].
+//! tenant; and groups in groups ([`Arbiter::insert_group_in`]), as deep as needed (class ->
+//! address -> connection, say). Both fair policies, [`EqualShare`] and [`Weighted`] (and
+//! [`Hierarchical`], which is [`Weighted`] under the name of its tree), share like Linux HTB
+//! ([`Htb`]): each node has a weight, an optional guarantee and an optional ceiling (its cap),
+//! all changeable at run time, and the tree is max-min fair and work-conserving at every level:
+//! guarantees first, then the rest by weight, each up to its ceiling; what a node cannot use
+//! goes to its siblings, then upward (the rule is stated on [`Htb`], and checked against an
+//! independent oracle in `tests/htb`). A connection added without a group is a child of the
+//! root: the flat behaviour below is unchanged. Each grant is a grant horizon's worth of the
+//! connection's share (the horizon's bytes of the limit, split by weight at every level), so
+//! small shares move in small grants.
 //!
-//! [`Htb`] shares like Linux HTB in a tree of any depth (class -> address -> connection, say):
-//! each node has a weight, an optional guarantee and an optional ceiling, all changeable at run
-//! time, and the tree is max-min fair and work-conserving at every level (the rule is stated on
-//! [`Htb`], and checked against an independent oracle in `tests/htb`). It is an arbiter of its
-//! own for now: [`EqualShare`] and [`Weighted`] still make the two-level [`Tree`].
+//! [`Tree`], the two-level deficit round robin the fair policies used before, stays available
+//! as an arbiter of its own.
 //!
 //! ```
 //! use std::num::NonZeroU64;

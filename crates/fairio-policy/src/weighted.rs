@@ -4,7 +4,7 @@ use std::num::NonZeroU64;
 use std::time::Instant;
 
 use crate::policy::Policy;
-use crate::{Tree, Weight};
+use crate::{Htb, Weight};
 
 /// Max-min fairness with shares in proportion to each connection's [`Weight`], set at
 /// registration and changeable at run time.
@@ -37,9 +37,9 @@ pub struct Weighted;
 
 impl Policy for Weighted {
     type Params = Weight;
-    type Arbiter = Tree<Weight>;
+    type Arbiter = Htb<Weight>;
 
-    fn arbiter(&self, limit: Option<NonZeroU64>, now: Instant) -> Tree<Weight> {
-        Tree::new(limit, now)
+    fn arbiter(&self, limit: Option<NonZeroU64>, now: Instant) -> Htb<Weight> {
+        Htb::new(limit, now)
     }
 }

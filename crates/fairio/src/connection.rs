@@ -245,8 +245,7 @@ impl<P: Policy> Connection<P> {
     ///
     /// # Errors
     /// [`Error::InvalidConfig`] for a group of another scheduler, or under a policy that cannot
-    /// move a connection ([`EqualShare`](crate::EqualShare), [`Weighted`](crate::Weighted),
-    /// [`WindowQuota`](crate::WindowQuota)); [`Error::ConnectionClosed`] once the connection
+    /// move a connection ([`WindowQuota`](crate::WindowQuota)); [`Error::ConnectionClosed`] once the connection
     /// has left the scheduler. A refused move changes nothing.
     pub fn move_to(&self, group: &crate::Group<P>) -> Result<(), Error> {
         if !group.inner.belongs_to(&self.shared.dirs) {

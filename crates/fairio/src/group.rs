@@ -300,8 +300,7 @@ impl<P: Policy> Group<P> {
     ///
     /// # Errors
     /// [`Error::InvalidConfig`] for a zero rate, for a policy without guarantees
-    /// ([`EqualShare`](crate::EqualShare), [`Weighted`](crate::Weighted),
-    /// [`WindowQuota`](crate::WindowQuota)), and for a guarantee that can never fit: above the
+    /// ([`WindowQuota`](crate::WindowQuota)), and for a guarantee that can never fit: above the
     /// group's own cap, or making the guarantees inside its parent sum to more than the parent's
     /// cap. A refused call changes neither direction.
     pub fn set_guarantees(&self, upload: Option<u64>, download: Option<u64>) -> Result<(), Error> {
@@ -363,9 +362,9 @@ impl<P: Policy> Group<P> {
     }
 
     /// A new group inside this one (an address inside a class, say), with its own parameters.
-    /// Under [`Hierarchical`](crate::Hierarchical) its part comes out of this group's, as deep
-    /// as groups nest; the two-level policies put it beside this group instead. It keeps this
-    /// group alive while it lives, and its statistics count in this group's.
+    /// Under the fair policies its part comes out of this group's, as deep as groups nest
+    /// ([`WindowQuota`](crate::WindowQuota), which has no groups, puts it beside this group).
+    /// It keeps this group alive while it lives, and its statistics count in this group's.
     ///
     /// ```
     /// use fairio::{Config, Hierarchical, Scheduler, Weight};

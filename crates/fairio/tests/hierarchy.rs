@@ -74,6 +74,44 @@ async fn a_class_cap_holds_across_its_addresses() {
     sched.shutdown(Some(Duration::from_millis(100))).await;
 }
 
+/// `EqualShare` nests as deep as groups do: a class capped at 2 MiB/s of 8 holds its cap
+/// across two addresses of one and three connections, each address gets half of it, and the
+/// group beside the class gets the rest.
+#[tokio::test(start_paused = true)]
+async fn equal_share_nests_too() {
+    let limit = 8 * MIB;
+    let sched = Scheduler::with_policy(config(limit), fairio::EqualShare).unwrap();
+    let class = sched.group().unwrap();
+    class.set_caps(None, Some(2 * MIB)).unwrap();
+    let other = sched.group().unwrap();
+    let (one, three) = (class.subgroup().unwrap(), class.subgroup().unwrap());
+    let mut counts = vec![member(&sched, &one, ()).1];
+    counts.extend((0..3).map(|_| member(&sched, &three, ()).1));
+    counts.push(member(&sched, &other, ()).1);
+    let rates = measure(&counts, 1.0, 4.0).await;
+    let (to_one, to_three) = (rates[0], rates[1..4].iter().sum::<f64>());
+    let to_class = to_one + to_three;
+    println!(
+        "class {to_class:.0} B/s ({to_one:.0} + {to_three:.0}), other {:.0}",
+        rates[4]
+    );
+    assert!(
+        (to_class / (2 * MIB) as f64 - 1.0).abs() <= 0.01,
+        "class at {to_class:.0} B/s"
+    );
+    assert!(
+        (to_one / to_class - 0.5).abs() <= 0.01,
+        "the lone address got {:.4} of the class",
+        to_one / to_class
+    );
+    assert!(
+        rates[4] >= 0.98 * (6 * MIB) as f64,
+        "the other group at {:.0} B/s",
+        rates[4]
+    );
+    sched.shutdown(Some(Duration::from_millis(100))).await;
+}
+
 /// A class guaranteed 6 MiB/s of 8 beside a greedy one gets its guarantee and half of the
 /// rest.
 #[tokio::test(start_paused = true)]
@@ -130,7 +168,7 @@ async fn an_unused_guarantee_goes_to_the_others() {
 }
 
 /// Guarantees that can never fit are refused, and a refused call changes neither direction;
-/// the two-level policies keep no guarantees and say so.
+/// `Weighted` nests and keeps guarantees too, and the window quota, which keeps none, says so.
 #[tokio::test]
 async fn impossible_guarantees_are_refused() {
     let sched = Scheduler::with_policy(config(8 * MIB), Hierarchical).unwrap();
@@ -158,13 +196,23 @@ async fn impossible_guarantees_are_refused() {
     ));
     sched.shutdown(None).await;
 
-    let flat = Scheduler::with_policy(config(8 * MIB), Weighted).unwrap();
-    let g = flat.group().unwrap();
-    let err = g.set_guarantees(None, Some(MIB)).unwrap_err();
-    assert!(err.to_string().contains("no guarantees"), "{err}");
-    // Two levels only: a subgroup sits beside its parent, and still names it.
+    let weighted = Scheduler::with_policy(config(8 * MIB), Weighted).unwrap();
+    let g = weighted.group().unwrap();
+    g.set_caps(None, Some(2 * MIB)).unwrap();
     let sub = g.subgroup().unwrap();
     assert_eq!(sub.parent().map(|p| p.id()), Some(g.id()));
+    sub.set_guarantees(None, Some(MIB)).unwrap();
+    assert!(sub.set_guarantees(None, Some(3 * MIB)).is_err());
+    assert_eq!(sub.guarantees(), (None, Some(MIB)));
+    weighted.shutdown(None).await;
+
+    let flat = Scheduler::with_policy(config(8 * MIB), fairio::WindowQuota).unwrap();
+    let err = flat
+        .group()
+        .unwrap()
+        .set_guarantees(None, Some(MIB))
+        .unwrap_err();
+    assert!(err.to_string().contains("no guarantees"), "{err}");
     flat.shutdown(None).await;
 }
 
@@ -190,7 +238,8 @@ async fn a_subgroups_totals_stay_in_its_parent() {
 
 /// A connection moved from a class capped at 1 MiB/s into one capped at 4 MiB/s takes the new
 /// cap from its next permit, without a byte lost or a reconnect; what it moved before stays in
-/// the old class's statistics. A two-level policy refuses the move and changes nothing.
+/// the old class's statistics. `Weighted` moves it too; the window quota refuses the move and
+/// changes nothing.
 #[tokio::test(start_paused = true)]
 async fn a_connection_moves_to_another_class() {
     let sched = Scheduler::with_policy(config(8 * MIB), Hierarchical).unwrap();
@@ -228,9 +277,16 @@ async fn a_connection_moves_to_another_class() {
     assert!(matches!(conn.move_to(&small), Err(Error::ConnectionClosed)));
     sched.shutdown(None).await;
 
-    let flat = Scheduler::with_policy(config(8 * MIB), Weighted).unwrap();
+    let weighted = Scheduler::with_policy(config(8 * MIB), Weighted).unwrap();
+    let (a, b) = (weighted.group().unwrap(), weighted.group().unwrap());
+    let (conn, _) = member(&weighted, &a, Weight::default());
+    conn.move_to(&b).unwrap();
+    assert_eq!(conn.group().map(|g| g.id()), Some(b.id()));
+    weighted.shutdown(None).await;
+
+    let flat = Scheduler::with_policy(config(8 * MIB), fairio::WindowQuota).unwrap();
     let (a, b) = (flat.group().unwrap(), flat.group().unwrap());
-    let (conn, _) = member(&flat, &a, Weight::default());
+    let (conn, _) = member(&flat, &a, ());
     assert!(matches!(conn.move_to(&b), Err(Error::InvalidConfig(_))));
     assert_eq!(conn.group().map(|g| g.id()), Some(a.id()));
     flat.shutdown(None).await;

@@ -10,6 +10,7 @@ use std::collections::binary_heap::PeekMut;
 use super::node::{Clocks, Kind, Node};
 use super::queues::{Entry, Queues};
 use crate::slab::{Key, Slab};
+use crate::tuning::MAX_GRANT;
 
 /// Where the walk ended: the leaf, its grant, and at each level the child taken and whether
 /// on its guarantee (leaf first).
@@ -17,6 +18,8 @@ use crate::slab::{Key, Slab};
 pub(crate) struct Walk {
     pub(crate) steps: Vec<(Key, bool)>,
     pub(crate) bytes: u64,
+    /// The smallest grant (the limit's floor), whatever the leaf's share.
+    pub(crate) least: u64,
 }
 
 /// Why nothing below a node can move now.
@@ -198,15 +201,22 @@ pub(crate) fn choose<P>(
     nodes: &mut Slab<Node<P>>,
     group: Key,
     max: u64,
+    above: u64,
     now: u64,
     walk: &mut Walk,
     seq: &mut u64,
 ) -> Result<(), Held> {
-    let (mut q, clocks) = match nodes.get_mut(group) {
+    let (mut q, clocks, weights) = match nodes.get_mut(group) {
         Some(Node {
-            kind: Kind::Group { queues, clocks, .. },
+            kind:
+                Kind::Group {
+                    queues,
+                    clocks,
+                    weights,
+                    ..
+                },
             ..
-        }) => (std::mem::take(queues), *clocks),
+        }) => (std::mem::take(queues), *clocks, *weights),
         _ => return Err(Held::Idle),
     };
     let outcome = loop {
@@ -240,10 +250,30 @@ pub(crate) fn choose<P>(
         let Some(child) = nodes.get(key) else {
             break Err(Held::Idle);
         };
-        let room = child.ceiling.map_or(u64::MAX, |c| c.room(now));
+        // The child's part of the horizon's worth: its weight over its active siblings'.
+        let weight = u64::from(child.weight);
+        let over = weights.max(weight);
+        // 64-bit where the product fits (it does unless a horizon holds 4 GiB): a 128-bit
+        // division costs a decision several times what this one does.
+        let share = match max.checked_mul(weight) {
+            Some(p) => p / over,
+            None => u64::try_from(u128::from(max) * u128::from(weight) / u128::from(over))
+                .unwrap_or(max),
+        };
+        // At most a tolerance's worth at once: what a ceiling kept while it was passed over
+        // goes in grants of its own size, not in one that would make its node's bytes in a
+        // window (and its siblings') jump by more than a grant of its rate.
+        let room = child
+            .ceiling
+            .map_or(u64::MAX, |c| c.room(now).min(c.full()))
+            .min(above);
         // A ceiling with a little room waits until it has a grant's worth (or its whole
         // tolerance, if smaller): it would otherwise be served in slivers, a decision each.
-        let need = child.ceiling.map_or(1, |c| max.min(c.full()).max(1));
+        // (No more than the ceilings above let through: those passed their own check.)
+        let grant = share.max(walk.least).min(MAX_GRANT);
+        let need = child
+            .ceiling
+            .map_or(1, |c| grant.min(c.full()).min(above).max(1));
         if room < need {
             let at = child.ceiling.map_or(now, |c| c.ready_for(need));
             hold(nodes, &mut q, key, at, seq);
@@ -251,10 +281,10 @@ pub(crate) fn choose<P>(
         }
         let below = match child.kind {
             Kind::Leaf { demand, .. } => {
-                walk.bytes = demand.min(max).min(room);
+                walk.bytes = demand.min(grant).min(room);
                 Ok(())
             }
-            Kind::Group { .. } => choose(nodes, key, max.min(room), now, walk, seq),
+            Kind::Group { .. } => choose(nodes, key, share, room, now, walk, seq),
         };
         match below {
             Ok(()) => {

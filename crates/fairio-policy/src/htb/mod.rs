@@ -401,14 +401,15 @@ impl<P: FlowWeight> Htb<P> {
     }
 
     /// The largest grant: 5 ms of the limit over the connections with bytes to move.
-    fn quantum(&self) -> u64 {
+    /// The grant horizon's worth of the limit, shared by weight down the walk (see
+    /// [`choose`]), and the smallest grant.
+    fn quantum(&self) -> (u64, u64) {
         match self.global {
             Some(g) => {
                 let l = g.rate();
-                let n = u64::try_from(self.active_leaves.max(1)).unwrap_or(u64::MAX);
-                (bytes_in(l, GRANT_HORIZON_NANOS) / n).clamp(floor(l), MAX_GRANT)
+                (bytes_in(l, GRANT_HORIZON_NANOS), floor(l))
             }
-            None => MAX_GRANT,
+            None => (MAX_GRANT, MAX_GRANT),
         }
     }
 
@@ -424,14 +425,14 @@ impl<P: FlowWeight> Htb<P> {
         } else {
             n.idle_since = now;
         }
-        let parent = n.parent;
-        self.count(parent, gained)
+        let (parent, weight) = (n.parent, n.weight);
+        self.count(parent, gained, weight)
     }
 
-    /// One more (or one fewer) child of `group` has bytes to move: up from `group`, each group
-    /// whose count goes from 0 to 1 wakes, and each that goes to 0 goes idle. Returns how many
-    /// changed.
-    fn count(&mut self, group: Option<Key>, gained: bool) -> usize {
+    /// One more (or one fewer) child of `group`, of weight `weight`, has bytes to move: up from
+    /// `group`, each group whose count goes from 0 to 1 wakes, and each that goes to 0 goes
+    /// idle. Returns how many changed.
+    fn count(&mut self, group: Option<Key>, gained: bool, mut weight: u32) -> usize {
         let now = self.now;
         let mut at = group;
         let mut changed = 0;
@@ -439,9 +440,18 @@ impl<P: FlowWeight> Htb<P> {
             let Some(n) = self.nodes.get_mut(key) else {
                 break;
             };
-            let Kind::Group { active, .. } = &mut n.kind else {
+            let Kind::Group {
+                active, weights, ..
+            } = &mut n.kind
+            else {
                 break;
             };
+            if gained {
+                *weights += u64::from(weight);
+            } else {
+                *weights = weights.saturating_sub(u64::from(weight));
+            }
+            weight = n.weight;
             if gained {
                 *active += 1;
                 if *active != 1 {
@@ -563,9 +573,22 @@ impl<P: FlowWeight> Htb<P> {
     }
 
     fn set_weight(&mut self, key: Key, params: P) {
-        if let Some(n) = self.nodes.get_mut(key).filter(|_| key != self.root) {
-            n.weight = params.weight().max(1);
-            n.params = params;
+        let Some(n) = self.nodes.get_mut(key).filter(|_| key != self.root) else {
+            return;
+        };
+        let (was, active, parent) = (n.weight, n.active(), n.parent);
+        n.weight = params.weight().max(1);
+        n.params = params;
+        let now = n.weight;
+        // Its parent's sum of active weights follows.
+        if let Some(Node {
+            kind: Kind::Group { weights, .. },
+            ..
+        }) = parent
+            .filter(|_| active)
+            .and_then(|p| self.nodes.get_mut(p))
+        {
+            *weights = (*weights + u64::from(now)).saturating_sub(u64::from(was));
         }
     }
 }
@@ -575,6 +598,7 @@ fn group_kind() -> Kind {
         children: Vec::new(),
         queues: queues::Queues::default(),
         active: 0,
+        weights: 0,
         clocks: Clocks::default(),
         orphaned: false,
     }
@@ -639,11 +663,13 @@ impl<P: FlowWeight> Arbiter for Htb<P> {
         }
         let mut walk = std::mem::take(&mut self.walk);
         walk.steps.clear();
-        let quantum = self.quantum();
+        let (quantum, least) = self.quantum();
+        walk.least = least;
         let decision = match choose(
             &mut self.nodes,
             self.root,
             quantum,
+            u64::MAX,
             t,
             &mut walk,
             &mut self.seq,
@@ -822,8 +848,9 @@ impl<P: FlowWeight> Arbiter for Htb<P> {
             // Counted on the new path before the old one lets go: a group on both stays busy
             // (neither idle nor woken, which would trim the lateness its ceiling keeps), and
             // groups new to the path wake. The connection itself was busy all along.
-            self.count(Some(group), true);
-            self.count(old, false);
+            let weight = self.nodes.get(key).map_or(1, |n| n.weight);
+            self.count(Some(group), true, weight);
+            self.count(old, false, weight);
         }
         if let Some(old) = old {
             self.drop_if_orphaned(old);

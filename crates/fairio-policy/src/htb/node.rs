@@ -47,6 +47,9 @@ pub(crate) enum Kind {
         queues: Queues,
         /// How many children have bytes to move below them.
         active: usize,
+        /// The sum of those children's weights: a grant's size is shared by weight at each
+        /// level, so that it is a horizon's worth of the node's share.
+        weights: u64,
         /// Where a child back from idle starts, so it neither catches up nor falls behind.
         clocks: Clocks,
         /// Removed by its owner: it goes with its last child, and takes no new one.
