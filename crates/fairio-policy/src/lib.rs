@@ -51,83 +51,55 @@
 //! assert!(moved + fairio_policy::tuning::grant_max(limit) >= 64 * 1024);
 //! ```
 //!
-//! # The algorithm: deficit round robin with a new-flow lane
+//! # The algorithm: a tree of start-time fair queues, like Linux HTB
 //!
-//! [`EqualShare`] and [`Weighted`] share one engine, [`Drr`]: deficit round robin (Shreedhar
-//! and Varghese) over the backlogged connections, with the sparse-flow lane of FQ-CoDel, under a
-//! global GCRA limit from governor.
+//! [`EqualShare`] and [`Weighted`] share one engine, [`Htb`] (the rule it follows is stated
+//! there). Each group keeps its children with bytes to move in heaps; each decision walks from
+//! the root to a leaf, taking at each level the child most behind, and the global limit is a
+//! pace of its own (a GCRA on the arbiter's `now`, never a real clock).
 //!
-//! - **Why DRR, not start-time fair queueing.** Both give max-min fair shares. DRR decides in
-//!   O(1) per grant (a deque rotation and a few additions), while SFQ keeps a priority queue of
-//!   virtual start times, O(log n) per grant, and needs care with virtual time as connections
-//!   come and go. DRR's unfairness is bounded by one quantum per round, and we make the
-//!   quantum small (below), so DRR is fair in short windows too.
-//! - **Quantum and grant size shrink with the share.** Each turn adds to a connection's deficit
-//!   its share of the limit over a 5 ms horizon ([`tuning::GRANT_HORIZON_NANOS`]), and a grant
-//!   is one turn: `w × max(⌈floor / w_min⌉, limit × 5 ms / W)` for a connection of weight `w`,
-//!   with `W` and `w_min` the held sum of weights and smallest weight (below), at most 64 KiB
-//!   ([`tuning::MAX_GRANT`]). The floor ([`tuning::floor`]) is 512 bytes at limits of 2 MiB/s
-//!   and up, and 250 µs of the limit below that (at least 16 bytes), so at most 4,000
-//!   floor-sized grants are made per second. With 64 connections at 1 MiB/s a grant is 262
-//!   bytes, not 16 KiB, and every connection moves several times in every 250 ms. The floor
-//!   scales with the weight relative to the lightest connection, so that a turn is always one
-//!   grant and proportions stay exact in short windows; every turn ends in a grant (O(1)). A
-//!   turn is `w` times one per-weight amount, rounded once, so rounding does not skew
-//!   proportions either (at 64 KiB/s a turn is a few dozen bytes, where rounding each turn on
-//!   its own would cost a light connection several per cent).
-//! - **Held weights.** Turns are sized when they are topped up, so they must not depend on
-//!   when that is. Connections that want less than their share (a slow consumer at the far end,
-//!   a sparse sender) leave the round whenever their turn finds them with nothing to move, and
-//!   come back as soon as they have: the sum of active weights dips and recovers many times a
-//!   second, and with turns sized from the momentary sum, whoever happened to be topped up
-//!   during a dip got a larger turn (measured: backlogged connections of weights 1 and 2 beside
-//!   a slow one got 0.86 and 1.07 of their shares). So `W` and `w_min` are held
-//!   ([`tuning::WEIGHT_HOLD_NANOS`]): `W` is the largest sum of weights of the backlogged
-//!   connections seen in the current and the previous second, and `w_min` the smallest weight;
-//!   a rise shows at once, a fall only once a whole second has passed without the old peak.
-//!   Within a round every turn is then the same multiple of its weight, and backlogged
-//!   connections move in exact proportion whatever the others do. The cost is only that turns
-//!   stay smaller (more, smaller grants) for 1 to 2 s after connections leave for good; the
-//!   limit is used in full meanwhile, since only the size of a turn depends on `W`, never
-//!   whether there is one. Holding costs O(1): two values per period, kept from the arbiter's
-//!   `now`.
-//! - **Share credit.** A connection's use is tracked against its share (a credit refilled at its
-//!   share rate, holding at most one grant). Only a connection not in debt may use the
-//!   new-flow lane: one that empties its queue between bursts above its share cannot jump the
-//!   round each time it comes back.
-//! - **New-flow lane.** A connection that becomes backlogged is served before the others, for
-//!   one turn, and then joins the back of the round. A sparse connection (one small message now
-//!   and then) therefore waits for at most the grant under way, not for a whole round; a
-//!   connection that joins a saturated set gets its share at once.
-//! - **No stored-up burst.** A connection that turns idle leaves the round and loses its
-//!   deficit.
-//! - **Work-conserving water-filling.** Only backlogged connections take turns, so one that
-//!   wants less than its share gets what it wants and the rest goes round the others. A
-//!   connection held by its own cap ([`Arbiter::insert`]'s `cap`, a governor limiter per
-//!   connection) is parked until its cap allows, and its turns go to the others meanwhile. A
-//!   cap holds up to 250 ms of budget while its connection waits for its turn (but no more than
-//!   two grants' worth after idling), so that round-robin does not waste it.
+//! - **Why start-time fair queueing, not deficit round robin.** Both give max-min fair shares;
+//!   DRR decides in O(1), SFQ in O(log n) per level. But DRR's round lives at one level: the
+//!   two-level [`Tree`] the fair policies used before nested a round inside a round, and went
+//!   no deeper. Virtual times compose: each group orders its own children by theirs, so the
+//!   tree nests as deep as groups do, with guarantees and ceilings at any node.
+//! - **Grants sized to the share.** A grant is the connection's share of 5 ms of the limit
+//!   ([`tuning::GRANT_HORIZON_NANOS`]): the limit's bytes over that horizon, split by weight
+//!   among the children with bytes to move at each level on the way down, within
+//!   [the floor](tuning::floor) (512 bytes at 2 MiB/s and up, 250 µs of the limit below, at
+//!   least 16 bytes) and [`tuning::MAX_GRANT`]. With 64 connections at 1 MiB/s a grant is 262
+//!   bytes, and every connection moves several times in every 250 ms; a small share moves in
+//!   small grants, so it stays fair in short windows.
+//! - **A lane for connections back from idle.** A connection (or group) that gets bytes to move
+//!   again starts at its group's virtual clock, so it neither catches up on the time it rested
+//!   nor falls behind; it goes first among the children at that clock, and if its last grant
+//!   left it just ahead of the clock it is still let through at it. A sparse connection (one
+//!   small message now and then) thus waits for the grant under way, not for a round. It is
+//!   charged from its own virtual time, and such a turn does not move the clock, so going idle
+//!   and back gains it at most one grant.
+//! - **Work-conserving water-filling.** Only children with bytes to move are queued, so one that
+//!   wants less than its share gets what it wants and the rest goes to its siblings, then
+//!   upward. A child held by its ceiling (its cap) is passed over until the ceiling has room,
+//!   and its turns go to the others meanwhile. A ceiling keeps up to 50 ms of what it could
+//!   have let through while its node waited its turn (only its 5 ms tolerance after idle).
+//! - **Guarantees first.** Among siblings, those still owed guaranteed bytes go first, in
+//!   proportion to their guarantees when they do not all fit.
 //! - **No burst at start.** A new limit (a new scheduler, or a limit where there was none)
-//!   starts with 5 ms of budget, not a full burst; the burst builds up only while the limit is
-//!   not used in full.
-//! - **Global rate.** Every grant is checked with governor's `check_n` on a
-//!   [`governor::clock::Clock`] that reads the arbiter's `now`, never a real clock. The GCRA's
-//!   burst is at least the largest grant, so `InsufficientCapacity` cannot occur. Over any
-//!   window of `T`, at most `limit × T + B` bytes are granted, with
-//!   `B` = [`tuning::burst`] ≤ `max(64 KiB, limit × 50 ms)`.
-//! - **Run-time changes.** A new limit replaces the GCRA with one that starts with the burst
-//!   that was available (no fresh burst, no stall), and applies at the next decision; the
-//!   scheduler wakes its budget timer so that no wait computed at the old rate survives. A limit
-//!   newly imposed (none before) starts with an empty budget: connections take permits as they
-//!   ask, so a budget there at the start would go to whoever asked first. Weights and caps
-//!   apply from the connection's next grant.
-//! - **A turn starts when it is granted.** A decision that ends in a wait for the global budget
-//!   leaves the connection at the head of the round with its turn not yet reckoned: its
-//!   quantum is computed when the budget comes, among the connections active then.
+//!   starts with an empty budget: connections take permits as they ask, so a budget there at
+//!   the start would go to whoever asked first. Over any window of `T`, at most
+//!   `limit × T + B` bytes are granted, with `B` = [`tuning::burst`] ≤
+//!   `max(64 KiB, limit × 50 ms)`.
+//! - **Run-time changes.** A new limit keeps the budget that was available (no fresh burst, no
+//!   stall) and applies at the next decision; the scheduler wakes its budget timer so that no
+//!   wait computed at the old rate survives. Weights, caps and guarantees apply from the
+//!   connection's next grant.
 //! - **No limit, no cost.** With no global limit the scheduler does not consult the arbiter at
 //!   all: no timer and no shared lock.
 //!
-//! # Measured: the Tezos window quota against DRR
+//! [`Drr`] and [`Tree`], the deficit round robin under a governor GCRA that the fair policies
+//! used before, stay in the crate as arbiters of their own.
+//!
+//! # Measured: the Tezos window quota against the fair policies
 //!
 //! [`WindowQuota`] reproduces Tezos's algorithm. It is not expected to pass the fairness
 //! properties; the same simulated scenarios were run on it and on [`EqualShare`] (test
@@ -137,14 +109,14 @@
 //! |---|---|---|
 //! | newcomer reaches 90% of its share (8 conns, 1 MiB/s) | 0 ms | 0 ms |
 //! | sparse conn delay p50 / p99 / max (64 conns, 16 MiB/s) | 0.00 / 0.01 / 0.01 ms | 490.00 / 980.00 / 990.00 ms |
-//! | worst excess over the limit in 100 ms (1 MiB/s) | 5183 B | 943719 B |
+//! | worst excess over the limit in 100 ms (1 MiB/s) | 655 B | 943719 B |
 //! | limit 4 → 1 MiB/s: until the 250 ms rate is within 10% | 0 ms | never (5 s) |
 //! | smallest Jain index, 250 ms windows (64 conns, 1 MiB/s) | 0.9990 | 0.2500 |
 //!
 //! Tezos's window quota gives each connection a chunk in turn (here 64 KiB), spends a whole
 //! second's budget at the start of each window, and ranks connections by a quota computed from
 //! a moving average that lags by seconds; hence its bursts, its unfairness in short windows
-//! and its long delays for small messages. DRR's burst is bounded by `B`
+//! and its long delays for small messages. The fair policies' burst is bounded by `B`
 //! ([`tuning::burst`], at most 64 KiB at 1 MiB/s). In the newcomer scenario both give the newcomer its
 //! share at once: with equal chunks, Tezos's first-in-first-out queue is a round robin.
 #![forbid(unsafe_code)]

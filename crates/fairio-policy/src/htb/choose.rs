@@ -77,14 +77,21 @@ pub(crate) fn enlist<P>(
     enlist_as(nodes, child, q, seq, now, false);
 }
 
-/// [`enlist`], for a child back from idle when `woken`: it takes its turn beyond its
-/// guarantee at its group's clock, if it is ahead of that clock by no more than its last
-/// grant (see [`Node::ahead_by_its_last`]), with an entry ordered by `seq` (the tree's
-/// sequence for nodes back from idle, which goes first among equal virtual times). A sparse
-/// connection, whose one small grant put it just ahead of the clock while the round had not
-/// moved on, was otherwise served only at the round's end, after every connection of its
-/// group still to be served at that clock (63 grants, 5.9 ms at 1 MiB/s). It is still charged
-/// from its own virtual time, so going idle and back gains it at most one grant.
+/// The bit every ordinary sequence number has: an entry of a node back from idle is numbered
+/// without it, and so goes before every ordinary entry of the same virtual time (first come,
+/// first served among such entries, as among the others).
+pub(crate) const FIRST: u64 = 1 << 63;
+
+/// [`enlist`], for a child back from idle when `woken`: its entries go first among those of
+/// the same virtual time (see [`FIRST`]), and it takes its turn beyond its guarantee at its
+/// group's clock if it is ahead of that clock by no more than its last grant (see
+/// [`Node::ahead_by_its_last`]): the round's new-flow lane. A sparse connection, whose one
+/// small grant put it just ahead of the clock while the round had not moved on, was otherwise
+/// served only at the round's end, after every connection of its group still to be served at
+/// that clock (63 grants, 5.9 ms at 1 MiB/s). It is still charged from its own virtual time,
+/// and that turn leaves the clock where it was, so going idle and back gains it at most one
+/// grant. A node enlisted again before that turn (a refund, a change of class, a sibling
+/// below it back from idle too) keeps its place.
 pub(crate) fn enlist_as<P>(
     nodes: &mut Slab<Node<P>>,
     child: Key,
@@ -104,8 +111,9 @@ pub(crate) fn enlist_as<P>(
         return;
     }
     let (ticket, mut start) = (n.ticket, n.starts(clocks));
+    let first = woken || n.jumped;
     // Ahead of the clock, and let through at it: its charge leaves the clock where it is.
-    n.jumped = woken && n.vtime > clocks.shared && n.ahead_by_its_last(clocks);
+    n.jumped = first && n.vtime > clocks.shared && n.ahead_by_its_last(clocks);
     if n.jumped {
         start.shared = clocks.shared;
     }
@@ -121,12 +129,13 @@ pub(crate) fn enlist_as<P>(
         },
     };
     *seq += 1;
-    q.shared.push(Reverse((start.shared, *seq, child, ticket)));
+    let order = if first { *seq & !FIRST } else { *seq };
+    q.shared.push(Reverse((start.shared, order, child, ticket)));
     match guarantee {
         Some(g) if g.owed(now) => q
             .owed
-            .push(Reverse((start.guaranteed, *seq, child, ticket))),
-        Some(g) => q.due.push(Reverse((g.arrival(), *seq, child, ticket))),
+            .push(Reverse((start.guaranteed, order, child, ticket))),
+        Some(g) => q.due.push(Reverse((g.arrival(), order, child, ticket))),
         None => {}
     }
 }
@@ -194,9 +203,12 @@ fn hold<P>(nodes: &mut Slab<Node<P>>, q: &mut Queues, child: Key, at: u64, seq: 
 }
 
 /// Walks down from `group`, taking at each level the best child whose ceiling lets bytes
-/// through, up to `max` bytes: first the children owed guaranteed bytes, by the start of their
-/// next guaranteed turn (bytes over guarantee); then the rest by the start of their next turn
-/// beyond it (bytes over weight). The walk is filled leaf first.
+/// through: first the children owed guaranteed bytes, by the start of their next guaranteed
+/// turn (bytes over guarantee); then the rest by the start of their next turn beyond it (bytes
+/// over weight). `max` is the group's part of the grant horizon's bytes, split among its
+/// children by weight on the way down (a leaf's grant is its part, at least the walk's
+/// `least` and at most `MAX_GRANT`); `above` is the least room of the ceilings above. The walk
+/// is filled leaf first.
 pub(crate) fn choose<P>(
     nodes: &mut Slab<Node<P>>,
     group: Key,
@@ -260,13 +272,7 @@ pub(crate) fn choose<P>(
             None => u64::try_from(u128::from(max) * u128::from(weight) / u128::from(over))
                 .unwrap_or(max),
         };
-        // At most a tolerance's worth at once: what a ceiling kept while it was passed over
-        // goes in grants of its own size, not in one that would make its node's bytes in a
-        // window (and its siblings') jump by more than a grant of its rate.
-        let room = child
-            .ceiling
-            .map_or(u64::MAX, |c| c.room(now).min(c.full()))
-            .min(above);
+        let room = child.ceiling.map_or(u64::MAX, |c| c.room(now)).min(above);
         // A ceiling with a little room waits until it has a grant's worth (or its whole
         // tolerance, if smaller): it would otherwise be served in slivers, a decision each.
         // (No more than the ceilings above let through: those passed their own check.)

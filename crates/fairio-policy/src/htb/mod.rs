@@ -56,12 +56,17 @@ use crate::tuning::{GRANT_HORIZON_NANOS, MAX_GRANT, bytes_in, floor, gcra_burst}
 /// not ahead of now), the most behind first; then the others by the start of their next turn in
 /// virtual time (bytes moved beyond the guarantee over the weight: start-time fair queueing,
 /// where a child back from idle starts at its group's virtual time, so it neither catches up
-/// nor falls behind). A child whose ceiling has no room is passed over until it has. Nothing is
-/// charged until the global budget allows the grant; then every node on the path is charged
-/// its ceiling, and either its guarantee or its virtual time.
+/// nor falls behind, and goes first among the children at that time: a sparse connection is
+/// served at its group's next decision, as in a round's new-flow lane). A child whose ceiling
+/// has no room is passed over until it has. Nothing is charged until the global budget allows
+/// the grant; then every node on the path is charged its ceiling, and either its guarantee or
+/// its virtual time.
 ///
-/// Grants are at most 5 ms of the limit over the number of connections with bytes to move,
-/// within [the floor](crate::tuning::floor) and [`MAX_GRANT`](crate::tuning::MAX_GRANT).
+/// A grant is the connection's share of 5 ms of the limit (the limit's bytes over that
+/// horizon, split by weight among the children with bytes to move at every level of the
+/// walk), within [the floor](crate::tuning::floor) and [`MAX_GRANT`](crate::tuning::MAX_GRANT),
+/// and within the room of each ceiling on the path: small shares move in small grants, and so
+/// stay fair in short windows.
 ///
 /// ```
 /// use std::num::NonZeroU64;
@@ -100,20 +105,11 @@ pub struct Htb<P> {
     epoch: Epoch,
     now: u64,
     walk: Walk,
-    /// Orders queue entries pushed with equal keys: first come, first served. Starts at
-    /// [`FRESH`]: below it are the entries of nodes back from idle (see `fresh`).
+    /// Orders queue entries pushed with equal keys: first come, first served. It starts at
+    /// [`choose::FIRST`]; an entry of a node back from idle takes it without that bit, so that
+    /// it goes before every other entry of the same virtual time (see [`enlist_as`]).
     seq: u64,
-    /// Orders the entries of nodes back from idle: before every other entry of the same
-    /// virtual time, first come first served among themselves. A node back from idle starts
-    /// at its group's clock, beside the nodes still to be served in this round at that same
-    /// virtual time; first among them, it is served at the next decision of its group, as
-    /// the round's new-flow lane serves a sparse connection (without it, a sparse one beside
-    /// 64 backlogged ones waited out up to 63 grants, 3.9 ms at 1 MiB/s).
-    fresh: u64,
 }
-
-/// Where [`Htb`]'s ordinary sequence numbers start: those of nodes back from idle come below.
-const FRESH: u64 = 1 << 63;
 
 impl<P> fmt::Debug for Htb<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -152,8 +148,7 @@ impl<P: FlowWeight> Htb<P> {
             epoch: Epoch::new(now),
             now: 0,
             walk: Walk::default(),
-            seq: FRESH,
-            fresh: 0,
+            seq: choose::FIRST,
         }
     }
 
@@ -400,7 +395,6 @@ impl<P: FlowWeight> Htb<P> {
             .filter(|&p| p != self.root)
     }
 
-    /// The largest grant: 5 ms of the limit over the connections with bytes to move.
     /// The grant horizon's worth of the limit, shared by weight down the walk (see
     /// [`choose`]), and the smallest grant.
     fn quantum(&self) -> (u64, u64) {
@@ -504,17 +498,19 @@ impl<P: FlowWeight> Htb<P> {
     }
 
     /// [`refresh`](Self::refresh), where the first `woken` nodes from `from` up are back from
-    /// idle: they go first among the entries of their virtual time (see `fresh`).
+    /// idle: they go first among the entries of their virtual time (see [`enlist_as`]).
     fn refresh_woken(&mut self, from: Key, woken: usize) {
         let mut at = Some(from);
         let mut level = 0;
         while let Some(key) = at.filter(|&k| k != self.root) {
-            let seq = if level < woken {
-                &mut self.fresh
-            } else {
-                &mut self.seq
-            };
-            enlist_as(&mut self.nodes, key, None, seq, self.now, level < woken);
+            enlist_as(
+                &mut self.nodes,
+                key,
+                None,
+                &mut self.seq,
+                self.now,
+                level < woken,
+            );
             level += 1;
             at = self.nodes.get(key).and_then(|n| n.parent);
             if let Some(parent) = at {

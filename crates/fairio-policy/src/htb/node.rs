@@ -154,7 +154,6 @@ impl<P> Node<P> {
             c.charge(bytes, now);
         }
         let start = self.starts(*clocks);
-        let jumped = std::mem::take(&mut self.jumped);
         match self.guarantee.as_mut().filter(|_| guaranteed) {
             Some(g) => {
                 let rate = g.rate().get();
@@ -166,7 +165,9 @@ impl<P> Node<P> {
                 // A turn taken ahead of its virtual time (`jumped`) moves the clock no further
                 // than it was: the clock floors where the next node back from idle starts,
                 // which would otherwise start behind those queued before it, and lose.
-                if !jumped {
+                // (Taken here only: a turn on its guarantee first leaves the jump to the turn
+                // beyond it that it was for.)
+                if !std::mem::take(&mut self.jumped) {
                     clocks.shared = start.shared;
                 }
                 self.last = bytes;
@@ -190,6 +191,8 @@ impl<P> Node<P> {
         } else {
             let v = virtual_bytes(bytes, VSCALE, u64::from(self.weight));
             self.vtime = self.vtime.saturating_sub(v);
+            // What it gave back does not count in how far ahead of the clock it may jump.
+            self.last = self.last.saturating_sub(bytes);
         }
     }
 }
