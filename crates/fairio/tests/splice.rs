@@ -614,9 +614,13 @@ async fn more_splices_than_pipes_take_turns_or_copy() {
 /// A class of one spliced connection keeps its share beside a class of three on a loaded
 /// machine (threads spinning beside the runtime's): the connection's demand does not lapse
 /// between the splice's rounds, so its class does not lose its place at each of them. Gold
-/// is guaranteed 6 MiB/s of 8 and gets half the rest, counted where its peer receives it.
-/// Within 0.4%: with a demand that lapsed at every round, gold got 0.983-0.994 of its share
-/// here (and 0.93-0.96 through the proxy on a loaded machine); with it kept, 0.9995-1.0003.
+/// is guaranteed 6 MiB/s of 8 and gets half the rest, counted where its peer receives it,
+/// within 1.5%. The loss it guards against was 4-7% through the proxy on a loaded machine,
+/// and two changes answer it: the splice keeps its demand between rounds (`Ahead`), and the
+/// tree serves a node back from idle first. Either alone brings gold within 1% here (a demand
+/// that lapsed at every round: 0.9941-0.9954 with the lane; kept, without the lane:
+/// 0.9998-1.0003; both: 0.9986-0.9995, and 0.9940 once under a whole test suite's load), so
+/// this holds the outcome, not one of the two.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spliced_class_keeps_its_share_on_a_loaded_machine() {
     let limit = 8u64 << 20;
@@ -670,7 +674,7 @@ async fn a_spliced_class_keeps_its_share_on_a_loaded_machine() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = read();
     // Long enough that a reader descheduled at either end (15 ms of gold's 7 MiB/s, about
-    // 110 KB) moves the share by at most a quarter of the tolerance.
+    // 110 KB) moves the share by a fraction of the tolerance.
     tokio::time::sleep(Duration::from_secs(6)).await;
     let after = read();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -681,7 +685,7 @@ async fn a_spliced_class_keeps_its_share_on_a_loaded_machine() {
     let total: u64 = got.iter().sum();
     let share = got[0] as f64 / total as f64;
     println!("shares {got:?}: gold's {share:.4}");
-    assert!((share / 0.875 - 1.0).abs() <= 0.004, "shares {got:?}");
+    assert!((share / 0.875 - 1.0).abs() <= 0.015, "shares {got:?}");
     for t in tasks {
         t.abort();
     }
