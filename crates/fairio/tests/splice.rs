@@ -329,12 +329,7 @@ async fn two_splices_share_a_limit() {
             let _ = splice.run((&conn).into(), (&ours_out).into()).await;
         });
     }
-    let read = || {
-        counters
-            .iter()
-            .map(|c| c.load(std::sync::atomic::Ordering::Relaxed))
-            .collect::<Vec<_>>()
-    };
+    let read = || snapshot(&counters);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (t0, before) = (Instant::now(), read());
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -633,15 +628,8 @@ async fn a_spliced_class_keeps_its_share_on_a_loaded_machine() {
     let mut tasks = Vec::new();
     for class in [&gold, &greedy, &greedy, &greedy] {
         // A plain TCP source that floods, spliced into a registered connection.
-        let (mut source_peer, source) = pair().await;
-        tasks.push(tokio::spawn(async move {
-            let chunk = vec![7u8; 64 * 1024];
-            for _ in 0..100_000 {
-                if source_peer.write_all(&chunk).await.is_err() {
-                    break;
-                }
-            }
-        }));
+        let (source_peer, source) = pair().await;
+        tasks.push(flood(source_peer, 7));
         let (peer, ours) = pair().await;
         counters.push(read_on_thread(peer, 64 * 1024, Duration::ZERO));
         let conn = sched
@@ -665,12 +653,7 @@ async fn a_spliced_class_keeps_its_share_on_a_loaded_machine() {
             })
         })
         .collect();
-    let read = || {
-        counters
-            .iter()
-            .map(|c| c.load(std::sync::atomic::Ordering::Relaxed))
-            .collect::<Vec<_>>()
-    };
+    let read = || snapshot(&counters);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = read();
     // Long enough that a reader descheduled at either end (15 ms of gold's 7 MiB/s, about
@@ -690,6 +673,26 @@ async fn a_spliced_class_keeps_its_share_on_a_loaded_machine() {
         t.abort();
     }
     sched.shutdown(Some(Duration::from_millis(100))).await;
+}
+
+/// What each counter holds now.
+fn snapshot(counters: &[std::sync::Arc<std::sync::atomic::AtomicU64>]) -> Vec<u64> {
+    counters
+        .iter()
+        .map(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+        .collect()
+}
+
+/// Writes `byte` to `s` in 64 KiB pieces until the peer goes (at most 6.5 GB).
+fn flood(mut s: TcpStream, byte: u8) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let chunk = vec![byte; 64 * 1024];
+        for _ in 0..100_000 {
+            if s.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+    })
 }
 
 /// Counts what a peer reads on a thread of its own, `piece` bytes at a time with `pause`
@@ -737,15 +740,8 @@ async fn a_slow_peers_splice_leaves_the_rest_to_a_fast_one() {
         (2048, Duration::from_millis(100)),
         (64 * 1024, Duration::ZERO),
     ] {
-        let (mut source_peer, source) = pair().await;
-        tasks.push(tokio::spawn(async move {
-            let chunk = vec![5u8; 64 * 1024];
-            for _ in 0..100_000 {
-                if source_peer.write_all(&chunk).await.is_err() {
-                    break;
-                }
-            }
-        }));
+        let (source_peer, source) = pair().await;
+        tasks.push(flood(source_peer, 5));
         let (peer, ours) = pair().await;
         counters.push(read_on_thread(peer, piece, pause));
         let conn = sched.register(ours).unwrap();
@@ -755,12 +751,7 @@ async fn a_slow_peers_splice_leaves_the_rest_to_a_fast_one() {
             let _ = splice.run((&source).into(), (&conn).into()).await;
         }));
     }
-    let read = || {
-        counters
-            .iter()
-            .map(|c| c.load(std::sync::atomic::Ordering::Relaxed))
-            .collect::<Vec<_>>()
-    };
+    let read = || snapshot(&counters);
     // The slow peer's socket fills first.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (t0, before) = (Instant::now(), read());
