@@ -100,13 +100,18 @@ pub fn poll_readable(tcp: &TcpStream, cx: &mut Context<'_>) -> Poll<io::Result<u
 /// How many bytes `tcp` has to read now (`FIONREAD`), without waiting: 0 when none, or when
 /// the kernel cannot say.
 pub fn unread(tcp: &TcpStream) -> usize {
+    fionread(tcp.as_raw_fd()).unwrap_or(0)
+}
+
+/// How many bytes socket `fd` has to read (`FIONREAD`).
+fn fionread(fd: RawFd) -> io::Result<usize> {
     let mut n: libc::c_int = 0;
-    // SAFETY: the socket is open for the whole call (`tcp` is borrowed), and FIONREAD writes
-    // one `c_int` through the pointer, which points to `n`.
-    if unsafe { libc::ioctl(tcp.as_raw_fd(), libc::FIONREAD, &mut n as *mut libc::c_int) } < 0 {
-        return 0;
+    // SAFETY: `fd` is an open socket for the whole call (the caller borrows its stream), and
+    // FIONREAD writes one `c_int` through the pointer, which points to `n`.
+    if unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n as *mut libc::c_int) } < 0 {
+        return Err(io::Error::last_os_error());
     }
-    usize::try_from(n).unwrap_or(0)
+    Ok(usize::try_from(n).unwrap_or(0))
 }
 
 /// Moves at most `max` bytes (`max` > 0) from `tcp` into `pipe`, which must be empty: the
@@ -200,17 +205,13 @@ fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
 /// How many bytes socket `fd` has to read (`FIONREAD`); if none, whether its peer has closed
 /// (0) or nothing has come yet (`WouldBlock`), from a one-byte peek.
 fn readable(fd: RawFd) -> io::Result<usize> {
-    let mut n: libc::c_int = 0;
-    // SAFETY: `fd` is an open socket for the whole call (the caller borrows its stream), and
-    // FIONREAD writes one `c_int` through the pointer, which points to `n`.
-    if unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n as *mut libc::c_int) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let n = fionread(fd)?;
     if n > 0 {
-        return Ok(usize::try_from(n).unwrap_or(0));
+        return Ok(n);
     }
     let mut byte = 0u8;
-    // SAFETY: as above; the buffer is one live byte, and MSG_PEEK leaves it in the socket.
+    // SAFETY: `fd` is an open socket for the whole call (the caller borrows its stream); the
+    // buffer is one live byte, and MSG_PEEK leaves it in the socket.
     let r = unsafe {
         libc::recv(
             fd,

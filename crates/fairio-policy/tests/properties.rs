@@ -251,6 +251,13 @@ fn isolation() -> impl Strategy<Value = Scenario> {
         })
 }
 
+/// Runs a scenario on the HTB tree through [`Hierarchical`].
+fn simulate_hierarchical(s: &Scenario) -> Trace {
+    let t0 = Instant::now();
+    let mut arb = Hierarchical.arbiter(NonZeroU64::new(s.limit), t0);
+    sim::run(&mut arb, |w| Weight::new(w).unwrap(), t0, s)
+}
+
 fn check_isolation(s: &Scenario, tr: &Trace) -> Result<(), TestCaseError> {
     let sparse = s.conns.len() - 1;
     let largest = tr.grants.iter().map(|g| g.2).max().unwrap_or(0);
@@ -286,10 +293,7 @@ proptest! {
     /// The HTB tree keeps the same rate bound, through joins, leaves, caps and limit changes.
     #[test]
     fn rate_hierarchical(s in churn_scenario()) {
-        let t0 = Instant::now();
-        let mut arb = Hierarchical.arbiter(NonZeroU64::new(s.limit), t0);
-        let tr = sim::run(&mut arb, |w| Weight::new(w).unwrap(), t0, &s);
-        check_rate(&s, &tr)?;
+        check_rate(&s, &simulate_hierarchical(&s))?;
     }
 
     #[test]
@@ -331,10 +335,7 @@ proptest! {
     /// first among those at its group's clock, even a little ahead of it.
     #[test]
     fn isolation_hierarchical(s in isolation()) {
-        let t0 = Instant::now();
-        let mut arb = Hierarchical.arbiter(NonZeroU64::new(s.limit), t0);
-        let tr = sim::run(&mut arb, |w| Weight::new(w).unwrap(), t0, &s);
-        check_isolation(&s, &tr)?;
+        check_isolation(&s, &simulate_hierarchical(&s))?;
     }
 }
 

@@ -8,6 +8,7 @@ use std::collections::BinaryHeap;
 use std::collections::binary_heap::PeekMut;
 
 use super::node::{Clocks, Kind, Node};
+use super::pace::mul_div;
 use super::queues::{Entry, Queues};
 use crate::slab::{Key, Slab};
 use crate::tuning::MAX_GRANT;
@@ -264,14 +265,7 @@ pub(crate) fn choose<P>(
         };
         // The child's part of the horizon's worth: its weight over its active siblings'.
         let weight = u64::from(child.weight);
-        let over = weights.max(weight);
-        // 64-bit where the product fits (it does unless a horizon holds 4 GiB): a 128-bit
-        // division costs a decision several times what this one does.
-        let share = match max.checked_mul(weight) {
-            Some(p) => p / over,
-            None => u64::try_from(u128::from(max) * u128::from(weight) / u128::from(over))
-                .unwrap_or(max),
-        };
+        let share = mul_div(max, weight, weights.max(weight), false);
         let room = child.ceiling.map_or(u64::MAX, |c| c.room(now)).min(above);
         // A ceiling with a little room waits until it has a grant's worth (or its whole
         // tolerance, if smaller): it would otherwise be served in slivers, a decision each.

@@ -440,19 +440,17 @@ impl<P: FlowWeight> Htb<P> {
             else {
                 break;
             };
-            if gained {
-                *weights += u64::from(weight);
-            } else {
-                *weights = weights.saturating_sub(u64::from(weight));
-            }
+            let child = u64::from(weight);
             weight = n.weight;
             if gained {
+                *weights += child;
                 *active += 1;
                 if *active != 1 {
                     break;
                 }
                 n.wake(now);
             } else {
+                *weights = weights.saturating_sub(child);
                 *active -= 1;
                 if *active != 0 {
                     break;
